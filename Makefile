@@ -1,0 +1,39 @@
+# The README's two commands: `make demo` and `make test`. Both create .venv and install what they need.
+VENV := .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+INSTALLED := $(VENV)/.installed
+export NEXUS_HOME ?= $(CURDIR)/.nexus
+export DAGSTER_HOME ?= $(NEXUS_HOME)/dagster
+export DO_NOT_TRACK := 1
+
+.PHONY: install demo test dev lint lock clean
+
+$(INSTALLED): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=24"
+	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev]'
+	touch $@
+
+install: $(INSTALLED)
+
+demo: install  ## install, then materialize the asset graph over the demo window on the embedded default
+	$(BIN)/nexus demo
+
+test: install  ## install, then run the test suite
+	$(BIN)/pytest
+
+dev: install  ## the Dagster UI on http://127.0.0.1:3000 over the same embedded store as the demo
+	mkdir -p $(DAGSTER_HOME)
+	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/
+	$(BIN)/dagster dev --host 127.0.0.1 --port 3000
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+lock: install  ## refresh constraints.txt after changing dependencies in pyproject.toml
+	$(BIN)/pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
+
+clean:
+	rm -rf $(VENV) .nexus

@@ -1,0 +1,21 @@
+"""The single `Definitions` of NexusML, built from `nexus.yaml` and the environment's mode."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from nexus_assets.data.assets import build_raw_data
+from nexus_assets.features.assets import build_feature_assets
+from nexus_resources.config import NexusConfig, load_config
+from nexus_resources.settings import build_resources
+
+
+def build_definitions(config: NexusConfig | None = None) -> dg.Definitions:
+    config = config or load_config()
+    return dg.Definitions(
+        assets=[build_raw_data(config), *build_feature_assets(config)],
+        resources=build_resources(),
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,72 @@
+"""`features` and `training_dataset`: validated model-ready rows, and the window models learn from."""
+
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from nexus_assets.features.split import TrainingDataset, split_by_day, split_by_row
+from nexus_assets.features.transform import feature_spec, model_inputs
+from nexus_assets.lib.metadata import frame_metadata
+from nexus_assets.partitions import daily_partitions
+from nexus_resources.config import NexusConfig
+
+
+def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
+    dataset = config.dataset
+    keep = [c for c in (dataset.id_column, dataset.timestamp) if c]
+
+    @dg.asset(
+        group_name="data",
+        kinds={"pandas", "scikit-learn"},
+        code_version="1",
+        partitions_def=daily_partitions(config),
+    )
+    def features(raw_data: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
+        """Validated rows of one day in the model's canonical types: ids, timestamp, features and target."""
+        spec = feature_spec(config, raw_data)
+        frame = pd.concat([raw_data[keep], model_inputs(raw_data, spec), raw_data[[dataset.target]]], axis=1)
+        return dg.MaterializeResult(
+            value=frame,
+            metadata={
+                **frame_metadata(frame),
+                "numeric_features": dg.MetadataValue.json(list(spec.numeric)),
+                "categorical_features": dg.MetadataValue.json(list(spec.categorical)),
+            },
+        )
+
+    @dg.asset(
+        group_name="training",
+        kinds={"pandas"},
+        code_version="1",
+        ins={"features": dg.AssetIn(metadata={"allow_missing_partitions": True})},
+    )
+    def training_dataset(features: Any) -> dg.MaterializeResult[TrainingDataset]:
+        """The latest training window, split by time into train, validation and a frozen holdout."""
+        # Partitioned features arrive as {day: frame}; an unpartitioned dataset as one frame.
+        if isinstance(features, dict):
+            if not features:
+                raise ValueError("no partition of features is materialized yet; materialize raw_data and features")
+            spec = feature_spec(config, next(iter(features.values())))
+            data = split_by_day(features, config, spec)
+        else:
+            data = split_by_row(features, config, feature_spec(config, features))
+        return dg.MaterializeResult(value=data, metadata=_split_metadata(data))
+
+    return [features, training_dataset]
+
+
+def _split_metadata(data: TrainingDataset) -> dict[str, dg.MetadataValue]:
+    rows = pd.DataFrame(
+        {
+            name: {k: v for k, v in part.items() if k != "content_hash"}
+            for name, part in data.manifest.items()
+            if isinstance(part, dict)
+        }
+    ).T
+    return {
+        "dagster/row_count": dg.MetadataValue.int(sum(len(data.part(p)) for p in ("train", "validation", "holdout"))),
+        "split": dg.MetadataValue.md(rows.to_markdown()),
+        "manifest": dg.MetadataValue.json(data.manifest),
+        "holdout_hash": dg.MetadataValue.text(data.manifest["holdout"]["content_hash"]),
+    }

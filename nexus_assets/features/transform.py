@@ -1,0 +1,70 @@
+"""The one place that knows the feature transform, shared by training, batch scoring and serving.
+
+`model_inputs` puts rows into canonical types; `build_preprocessor` is the scikit-learn
+`ColumnTransformer` that every model pipeline starts with, so the fitted transform travels inside
+the logged model and nothing outside it can drift from training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from nexus_resources.config import NexusConfig
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which columns feed the model, by role."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+def feature_spec(config: NexusConfig, frame: pd.DataFrame) -> FeatureSpec:
+    """Declared column roles, with the undeclared ones inferred from the frame's dtypes."""
+    dataset = config.dataset
+    reserved = {dataset.target, dataset.id_column, dataset.timestamp, *dataset.columns.drop}
+    declared_numeric, declared_categorical = dataset.columns.numeric, dataset.columns.categorical
+    free = [c for c in frame.columns if c not in reserved]
+    if declared_numeric is None:
+        taken = set(declared_categorical or [])
+        declared_numeric = [c for c in free if c not in taken and _is_number(frame[c])]
+    if declared_categorical is None:
+        declared_categorical = [c for c in free if c not in set(declared_numeric)]
+    return FeatureSpec(tuple(declared_numeric), tuple(declared_categorical))
+
+
+def model_inputs(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """The feature columns in canonical types: numbers as float64, categories as strings (NaN when missing)."""
+    numeric = {c: frame[c].astype("float64") for c in spec.numeric}
+    categorical = {c: frame[c].map(str, na_action="ignore").astype(object) for c in spec.categorical}
+    return pd.DataFrame({**numeric, **categorical}, index=frame.index)[spec.columns]
+
+
+def build_preprocessor(spec: FeatureSpec) -> ColumnTransformer:
+    """Impute and scale numbers, impute and one-hot encode categories."""
+    numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+    categorical = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+            ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]
+    )
+    return ColumnTransformer(
+        [("numeric", numeric, list(spec.numeric)), ("categorical", categorical, list(spec.categorical))],
+        verbose_feature_names_out=False,
+    )
+
+
+def _is_number(column: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)

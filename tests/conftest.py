@@ -1,0 +1,152 @@
+"""Shared fixtures: small configs, an embedded home per test, a real PostgreSQL database and a real S3 endpoint."""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from nexus_resources.config import NexusConfig, load_config
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+PG_ADMIN_URL = os.environ.get("NEXUS_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+
+SMALL_CONFIG = {
+    "dataset": {
+        "name": "churn",
+        "source": {"kind": "synthetic", "seed": 7, "rows_per_day": 300, "label_delay_days": 2},
+        "target": "churned",
+        "task": "binary_classification",
+        "id_column": "customer_id",
+        "timestamp": "event_time",
+        "start_date": "2026-01-01",
+        "end_date": "2026-02-01",
+        "classes": [0, 1],
+        "columns": {
+            "numeric": [
+                "age",
+                "tenure_months",
+                "monthly_charges",
+                "total_charges",
+                "support_calls",
+                "usage_gb",
+                "last_login_days",
+                "num_products",
+                "discount_pct",
+                "satisfaction_score",
+            ],
+            "categorical": ["plan", "region", "payment_method", "contract", "device"],
+        },
+    },
+    "checks": {"max_null_rate": 0.2, "ranges": {"age": {"min": 18, "max": 120}}},
+    "training": {"window_days": 6, "min_rows": 100},
+    "model": {"registered_name": "nexus-churn-test"},
+}
+
+
+def merge(base: dict, changes: dict) -> dict:
+    """`base` with `changes` applied key by key; a None value removes the key."""
+    out = dict(base)
+    for key, value in changes.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture(autouse=True)
+def embedded_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own embedded folder, so nothing leaks between tests or into the repo."""
+    home = tmp_path / "nexus-home"
+    monkeypatch.setenv("NEXUS_HOME", str(home))
+    monkeypatch.setenv("NEXUS_MODE", "embedded")
+    monkeypatch.delenv("NEXUS_CONFIG", raising=False)
+    return home
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., NexusConfig]:
+    """Write SMALL_CONFIG with changes to a file and load it the way users do."""
+
+    def write(changes: dict | None = None, source: dict | None = None, name: str = "nexus.yaml") -> NexusConfig:
+        raw = merge(copy.deepcopy(SMALL_CONFIG), changes or {})
+        if source is not None:
+            raw["dataset"]["source"] = source
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        return load_config(path)
+
+    return write
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+def _require_postgres() -> None:
+    try:
+        with sa.create_engine(PG_ADMIN_URL).connect():
+            return
+    except sa.exc.OperationalError as exc:
+        reason = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {str(exc).splitlines()[0]}"
+        if os.environ.get("CI"):
+            pytest.fail(reason + " (CI is set: PostgreSQL tests may not be skipped)")
+        print(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[Callable[[str], str]]:
+    """Creates fresh databases on the real PostgreSQL (one per purpose) and drops them afterwards."""
+    _require_postgres()
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    created: list[str] = []
+
+    def create(purpose: str) -> str:
+        name = f"nexus_test_{purpose}_{uuid.uuid4().hex[:8]}"
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+    yield create
+    with admin.connect() as connection:
+        for name in created:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A real S3 HTTP endpoint on loopback (moto's server standing in for MinIO), with credentials in the env."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()

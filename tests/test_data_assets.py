@@ -1,0 +1,78 @@
+"""raw_data, features and training_dataset materialize for daily partitions with useful metadata."""
+
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+
+from nexus_assets.cli import materialize
+from nexus_assets.data.synthetic import generate_day
+from nexus_assets.definitions import build_definitions
+from nexus_assets.features.split import TrainingDataset
+from nexus_resources.config import SyntheticSource
+
+DAYS = [f"2026-01-0{d}" for d in range(1, 8)]
+
+
+def _materialize_days(defs, instance, days):
+    for day in days:
+        result = materialize(defs, instance, ["raw_data", "features"], day)
+        assert result.success, day
+
+
+def _metadata(instance, key):
+    return instance.get_latest_materialization_event(dg.AssetKey(key)).asset_materialization.metadata
+
+
+def test_data_assets_materialize_per_partition_with_metadata(write_config, instance):
+    defs = build_definitions(write_config())
+    _materialize_days(defs, instance, DAYS[:3])
+    assert instance.get_materialized_partitions(dg.AssetKey("features")) == set(DAYS[:3])
+    raw = _metadata(instance, "raw_data")
+    assert raw["dagster/row_count"].value == 300
+    assert "customer_id" in raw["preview"].value
+    assert {c.name for c in raw["dagster/column_schema"].value.columns} >= {"age", "plan", "churned"}
+    features = defs.load_asset_value("features", partition_key=DAYS[0], instance=instance)
+    assert features["age"].dtype == "float64" and features["plan"].dtype == object
+    assert list(features.columns[:2]) == ["customer_id", "event_time"] and features.columns[-1] == "churned"
+
+
+def test_training_dataset_splits_the_latest_window_by_time(write_config, instance):
+    defs = build_definitions(write_config({"training": {"window_days": 6}}))
+    _materialize_days(defs, instance, DAYS)
+    assert materialize(defs, instance, ["training_dataset"]).success
+    data: TrainingDataset = defs.load_asset_value("training_dataset", instance=instance)
+    # 7 days materialized, a 6-day window: day 1 is out; 1 holdout day, 1 validation day, 4 training days.
+    assert data.manifest["train"]["partitions"] == ["2026-01-02", "2026-01-05"]
+    assert data.manifest["validation"]["partitions"] == ["2026-01-06", "2026-01-06"]
+    assert data.manifest["holdout"]["partitions"] == ["2026-01-07", "2026-01-07"]
+    assert data.train["event_time"].max() < data.validation["event_time"].min()
+    assert data.validation["event_time"].max() < data.holdout["event_time"].min()
+    assert len(data.holdout) == 300 and len(data.train) == 1200
+    assert _metadata(instance, "training_dataset")["holdout_hash"].value == data.manifest["holdout"]["content_hash"]
+
+
+def test_holdout_hash_is_reproducible(write_config, instance):
+    defs = build_definitions(write_config())
+    _materialize_days(defs, instance, DAYS[:4])
+    assert materialize(defs, instance, ["training_dataset"]).success
+    first = defs.load_asset_value("training_dataset", instance=instance).manifest
+    _materialize_days(defs, instance, DAYS[:4])
+    assert materialize(defs, instance, ["training_dataset"]).success
+    again = defs.load_asset_value("training_dataset", instance=instance).manifest
+    assert first["holdout"]["content_hash"] == again["holdout"]["content_hash"]
+    assert first == again
+
+
+def test_unpartitioned_source_splits_rows_with_a_seed(tmp_path, write_config, instance):
+    frame = generate_day(SyntheticSource(kind="synthetic", rows_per_day=500), dt.date(2026, 1, 1))
+    frame.drop(columns="event_time").to_csv(tmp_path / "table.csv", index=False)
+    config = write_config(
+        {"dataset": {"timestamp": None, "start_date": None}}, source={"kind": "file", "path": "table.csv"}
+    )
+    defs = build_definitions(config)
+    assert materialize(defs, instance, ["raw_data", "features", "training_dataset"]).success
+    data = defs.load_asset_value("training_dataset", instance=instance)
+    assert len(data.train) + len(data.validation) + len(data.holdout) == 500
+    assert len(data.holdout) == 75
+    assert pd.concat([data.train, data.validation, data.holdout])["customer_id"].is_unique
