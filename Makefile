@@ -3,8 +3,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 INSTALLED := $(VENV)/.installed
-export NEXUS_HOME ?= $(CURDIR)/.nexus
-export DAGSTER_HOME ?= $(NEXUS_HOME)/dagster
+NEXUS_HOME ?= $(CURDIR)/.nexus
+DAGSTER_HOME ?= $(NEXUS_HOME)/dagster
 export DO_NOT_TRACK := 1
 
 .PHONY: install demo test dev lint lock clean
@@ -26,7 +26,7 @@ test: install  ## install, then run the test suite
 dev: install  ## the Dagster UI on http://127.0.0.1:3000 over the same embedded store as the demo
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/
-	$(BIN)/dagster dev --host 127.0.0.1 --port 3000
+	NEXUS_HOME=$(NEXUS_HOME) DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev --host 127.0.0.1 --port 3000
 
 lint: install
 	$(BIN)/ruff check .

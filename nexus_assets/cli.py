@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from nexus_assets.training import control
 from nexus_resources.config import REPO_ROOT, ConfigError, NexusConfig, load_config
 from nexus_resources.settings import nexus_home
 
@@ -23,13 +24,23 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="materialize the asset graph over the demo window")
     demo.add_argument("--days", type=int, help="how many daily partitions (default: the training window)")
+    commands.add_parser("status", help="champion, challenger and previous champion, and recent decisions")
+    promote = commands.add_parser("promote", help="move the champion alias to a version by hand")
+    promote.add_argument("version")
+    promote.add_argument("--reason", default="promoted by hand")
+    rollback = commands.add_parser("rollback", help="give the champion alias back to the previous champion")
+    rollback.add_argument("--reason", default="rolled back by hand")
     args = parser.parse_args(argv)
+    handlers = {"demo": _demo, "status": control.status, "promote": control.promote, "rollback": control.rollback}
     try:
         config = load_config()
-        return {"demo": _demo}[args.command](config, args)
-    except ConfigError as exc:
+        return handlers[args.command](config, args)
+    except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except dg.Failure as exc:
+        print(f"error: {exc.description}", file=sys.stderr)
+        return 1
 
 
 def dagster_instance() -> dg.DagsterInstance:
@@ -68,7 +79,8 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
         result = materialize(defs, instance, ["raw_data", "features"], day)
         if not _report(result, f"[{number}/{len(days)}] {day} raw_data, features"):
             return 1
-    if not _report(materialize(defs, instance, ["training_dataset"]), "training_dataset"):
+    models = ["training_dataset", "candidate_models", "challenger_model", "champion_model"]
+    if not _report(materialize(defs, instance, models), ", ".join(models)):
         return 1
     print(
         f"\nDone in {time.monotonic() - started:.0f} s. Look at it in the Dagster UI: make dev, then open "

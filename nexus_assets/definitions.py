@@ -6,6 +6,7 @@ import dagster as dg
 
 from nexus_assets.data.assets import build_raw_data
 from nexus_assets.features.assets import build_feature_assets
+from nexus_assets.training.assets import build_training_assets
 from nexus_resources.config import NexusConfig, load_config
 from nexus_resources.settings import build_resources
 
@@ -13,7 +14,7 @@ from nexus_resources.settings import build_resources
 def build_definitions(config: NexusConfig | None = None) -> dg.Definitions:
     config = config or load_config()
     return dg.Definitions(
-        assets=[build_raw_data(config), *build_feature_assets(config)],
+        assets=[build_raw_data(config), *build_feature_assets(config), *build_training_assets(config)],
         resources=build_resources(),
     )
 

@@ -107,9 +107,24 @@ class TrainingConfig(_Strict):
     seed: int = 7
 
 
+Family = Literal["linear", "random_forest", "hist_gradient_boosting"]
+CLASSIFICATION_METRICS = ("roc_auc", "accuracy", "f1", "balanced_accuracy")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+
+
+class GateConfig(_Strict):
+    margin: float = Field(0.002, ge=0, description="How much the challenger must gain on the selection metric.")
+    slice_column: str | None = Field(None, description="A categorical column; no slice may regress too much.")
+    slice_tolerance: float = Field(0.02, ge=0)
+    min_slice_rows: int = Field(50, gt=0)
+
+
 class ModelConfig(_Strict):
     registered_name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    selection_metric: str = "roc_auc"
+    selection_metric: str | None = Field(None, description="Default: roc_auc, or rmse for regression.")
+    candidates: list[Family] = ["linear", "random_forest", "hist_gradient_boosting"]
+    seed: int = 7
+    gate: GateConfig = GateConfig()
 
 
 class NexusConfig(_Strict):
@@ -118,6 +133,22 @@ class NexusConfig(_Strict):
     training: TrainingConfig = TrainingConfig()
     model: ModelConfig
     path: Path = Field(DEFAULT_CONFIG_PATH, exclude=True)
+
+    @model_validator(mode="after")
+    def _metric_fits_task(self) -> NexusConfig:
+        allowed = REGRESSION_METRICS if self.dataset.task == "regression" else CLASSIFICATION_METRICS
+        if self.model.selection_metric is not None and self.model.selection_metric not in allowed:
+            raise ValueError(
+                f"model.selection_metric {self.model.selection_metric!r} does not fit task "
+                f"{self.dataset.task!r}; use one of {', '.join(allowed)}"
+            )
+        return self
+
+    @property
+    def metric(self) -> str:
+        """The selection metric, with the task's default filled in."""
+        default = "rmse" if self.dataset.task == "regression" else "roc_auc"
+        return self.model.selection_metric or default
 
     @property
     def partitioned(self) -> bool:

@@ -8,10 +8,14 @@ from pathlib import Path
 import dagster as dg
 from dagster_aws.s3 import S3PickleIOManager, S3Resource
 
+from nexus_resources.app_db import AppDatabase
 from nexus_resources.config import REPO_ROOT, ConfigError
+from nexus_resources.mlflow import MlflowResource
 
 PRODUCTION_ENV = {
     "NEXUS_S3_BUCKET": "the bucket that holds asset values",
+    "NEXUS_APP_DB_URL": "SQLAlchemy URL of the app database (audit log, predictions)",
+    "MLFLOW_TRACKING_URI": "the MLflow tracking server, e.g. http://mlflow:5000",
 }
 
 
@@ -30,7 +34,16 @@ def nexus_home() -> Path:
 def build_resources() -> dict[str, object]:
     """Resources for the current mode; production reads every endpoint and credential from the environment."""
     if mode() == "embedded":
-        return {"io_manager": dg.FilesystemIOManager(base_dir=str(nexus_home() / "storage"))}
+        home = nexus_home()
+        (home / "mlflow").mkdir(parents=True, exist_ok=True)
+        return {
+            "io_manager": dg.FilesystemIOManager(base_dir=str(home / "storage")),
+            "mlflow": MlflowResource(
+                tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+                artifact_location=(home / "mlflow" / "artifacts").as_uri(),
+            ),
+            "app_db": AppDatabase(url=f"sqlite:///{home / 'app.db'}"),
+        }
     missing = [f"{name} ({why})" for name, why in PRODUCTION_ENV.items() if not os.environ.get(name)]
     if missing:
         raise ConfigError("NEXUS_MODE=production needs these environment variables: " + ", ".join(missing))
@@ -43,5 +56,7 @@ def build_resources() -> dict[str, object]:
     return {
         "io_manager": S3PickleIOManager(
             s3_resource=s3, s3_bucket=dg.EnvVar("NEXUS_S3_BUCKET"), s3_prefix=os.environ.get("NEXUS_S3_PREFIX", "nexus")
-        )
+        ),
+        "mlflow": MlflowResource(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI")),
+        "app_db": AppDatabase(url=dg.EnvVar("NEXUS_APP_DB_URL")),
     }

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -150,3 +155,76 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+def _wait_for_http(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"nothing answered {url} within {timeout} s")
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """Stop a server started in its own session, workers included."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture
+def mlflow_server(postgres_database, s3_endpoint, tmp_path, monkeypatch) -> Iterator[str]:
+    """A real `mlflow server` on loopback: backend store on PostgreSQL, artifacts on the S3 endpoint."""
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket="mlflow")
+    monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", s3_endpoint)
+    port = free_port()
+    log = (tmp_path / "mlflow-server.log").open("w")
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            postgres_database("mlflow"),
+            "--artifacts-destination",
+            "s3://mlflow/artifacts",
+        ],
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_http(f"{url}/health", process)
+        yield url
+    finally:
+        stop_process_group(process)
+        log.close()
+
+
+TRAINING_CHAIN = ["training_dataset", "candidate_models", "challenger_model", "champion_model"]
+
+
+def materialize_window(defs: dg.Definitions, instance: dg.DagsterInstance, days: int = 6) -> None:
+    """raw_data and features for the first `days` days of the dataset."""
+    from nexus_assets.cli import materialize
+
+    for day in range(1, days + 1):
+        assert materialize(defs, instance, ["raw_data", "features"], f"2026-01-{day:02d}").success

@@ -30,8 +30,8 @@ def test_unpartitioned_dataset_builds_unpartitioned_assets(write_config):
     assert graph.get(dg.AssetKey("raw_data")).partitions_def is None
 
 
-def test_dagster_validates_the_workspace():
-    env = {**os.environ, "NEXUS_CONFIG": str(REPO / "nexus.yaml")}
+def test_dagster_validates_the_workspace(tmp_path):
+    env = {**os.environ, "NEXUS_CONFIG": str(REPO / "nexus.yaml"), "DAGSTER_HOME": str(tmp_path)}
     result = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
         cwd=REPO,

@@ -1,0 +1,259 @@
+"""`candidate_models`, `challenger_model` and `champion_model`: train, register, and promote through the gate."""
+
+import dagster as dg
+import pandas as pd
+from mlflow import log_metrics, log_params
+from mlflow import sklearn as mlflow_sklearn
+from mlflow.models import infer_signature
+
+from nexus_assets.features.split import TrainingDataset
+from nexus_assets.features.transform import model_inputs
+from nexus_assets.lib import plots
+from nexus_assets.training import registry
+from nexus_assets.training.candidates import (
+    PIP_REQUIREMENTS,
+    TRUSTED_TYPES,
+    Candidate,
+    baseline,
+    check_trainable,
+    estimator,
+    pipeline,
+    target,
+)
+from nexus_assets.training.gate import GateDecision, decide, slice_scores
+from nexus_assets.training.metrics import evaluate, metrics_for
+from nexus_resources.app_db import AppDatabase
+from nexus_resources.config import NexusConfig
+from nexus_resources.mlflow import MlflowResource
+
+
+def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
+    task, name = config.dataset.task, config.model.registered_name
+    metric = metrics_for(task)[config.metric]
+
+    @dg.asset(
+        group_name="training", kinds={"scikit-learn", "mlflow"}, code_version="1", op_tags={"nexus/stage": "training"}
+    )
+    def candidate_models(
+        context: dg.AssetExecutionContext, training_dataset: TrainingDataset, mlflow: MlflowResource
+    ) -> dg.MaterializeResult[list[Candidate]]:
+        """Each configured model family trained on the window and tracked in its own MLflow run."""
+        data = training_dataset
+        try:
+            check_trainable(config, data)
+        except ValueError as exc:
+            raise dg.Failure(description=f"not training: {exc}") from exc
+        X_val, y_val = model_inputs(data.validation, data.spec), target(config, data.validation)
+        X_hold, y_hold = model_inputs(data.holdout, data.spec), target(config, data.holdout)
+        example = X_val.dropna().head(5)
+        lineage = _lineage_tags(data)
+        candidates = []
+        for number, family in enumerate(config.model.candidates, 1):
+            context.log.info(f"[{number}/{len(config.model.candidates)}] training {family}")
+            with mlflow.start_run(context, config.dataset.name, family, {**lineage, "nexus.family": family}) as run:
+                model = pipeline(config, data, estimator(family, task, config.model.seed))
+                validation, holdout = evaluate(task, model, X_val, y_val), evaluate(task, model, X_hold, y_hold)
+                log_params({k: v for k, v in model.named_steps["model"].get_params().items() if _simple(v)})
+                log_metrics(
+                    {f"validation_{k}": v for k, v in validation.items()}
+                    | {f"holdout_{k}": v for k, v in holdout.items()}
+                )
+                info = mlflow_sklearn.log_model(
+                    model,
+                    name="model",
+                    serialization_format="skops",
+                    skops_trusted_types=TRUSTED_TYPES[family],
+                    pip_requirements=PIP_REQUIREMENTS,
+                    signature=infer_signature(example, model.predict(example)),
+                    input_example=example,
+                )
+            candidates.append(
+                Candidate(
+                    family, run.info.run_id, info.model_uri, validation, holdout, {**lineage, "nexus.family": family}
+                )
+            )
+        table = pd.DataFrame(
+            [
+                {
+                    "family": c.family,
+                    **{f"validation {k}": v for k, v in c.validation.items()},
+                    f"holdout {config.metric}": c.holdout.get(config.metric),
+                    "mlflow run": c.run_id,
+                }
+                for c in candidates
+            ]
+        )
+        return dg.MaterializeResult(
+            value=candidates,
+            metadata={
+                "comparison": dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".4f")),
+                "selection_metric": config.metric,
+            },
+        )
+
+    @dg.asset(group_name="training", kinds={"mlflow"}, code_version="1")
+    def challenger_model(candidate_models: list[Candidate], mlflow: MlflowResource) -> dg.MaterializeResult[dict]:
+        """The best candidate by the selection metric, registered as a new version with the `challenger` alias."""
+        best = max(candidate_models, key=lambda c: c.validation[config.metric] * (1 if metric.higher_is_better else -1))
+        client = mlflow.client()
+        with mlflow.reporting_failures(f"register {name}"):
+            version = registry.register(
+                client,
+                name,
+                best.model_uri,
+                best.run_id,
+                {**best.tags, f"nexus.validation.{config.metric}": str(best.validation[config.metric])},
+            )
+            client.set_registered_model_alias(name, registry.CHALLENGER, version)
+        challenger = {
+            "name": name,
+            "version": version,
+            "run_id": best.run_id,
+            "family": best.family,
+            "validation": best.validation,
+            "holdout": best.holdout,
+        }
+        return dg.MaterializeResult(
+            value=challenger,
+            metadata={
+                "registered_model": name,
+                "version": dg.MetadataValue.int(int(version)),
+                "family": best.family,
+                config.metric: best.validation[config.metric],
+            },
+        )
+
+    @dg.asset(group_name="training", kinds={"mlflow"}, code_version="1")
+    def champion_model(
+        context: dg.AssetExecutionContext,
+        training_dataset: TrainingDataset,
+        challenger_model: dict,
+        mlflow: MlflowResource,
+        app_db: AppDatabase,
+    ) -> dg.MaterializeResult[dict]:
+        """The promotion gate: `champion` moves to the challenger only if it beats the champion on the same holdout."""
+        data, version = training_dataset, str(challenger_model["version"])
+        X, y = model_inputs(data.holdout, data.spec), target(config, data.holdout)
+        client = mlflow.client()
+        with mlflow.reporting_failures("read the registry"):
+            current = registry.aliases(client, name).get(registry.CHAMPION)
+            challenger = registry.load_pipeline(f"models:/{name}/{version}")
+            if current is None:
+                reference_name = "baseline"
+                reference = baseline(task).fit(model_inputs(data.train, data.spec), target(config, data.train))
+            else:
+                reference_name = f"champion v{current}"
+                reference = registry.load_pipeline(f"models:/{name}@{registry.CHAMPION}")
+        models = {"challenger": challenger, reference_name: reference}
+        scores = {label: evaluate(task, model, X, y) for label, model in models.items()}
+        slices = (
+            slice_scores(
+                task, metric, models, data.holdout, y, config.model.gate.slice_column, config.model.gate.min_slice_rows
+            )
+            if config.model.gate.slice_column
+            else pd.DataFrame()
+        )
+        if current == version:
+            verdict = GateDecision(
+                False,
+                f"version {version} already holds {registry.CHAMPION}",
+                reference_name,
+                scores["challenger"][config.metric],
+                scores[reference_name][config.metric],
+                slices,
+            )
+        else:
+            verdict = decide(
+                metric,
+                config.model.gate,
+                scores["challenger"][config.metric],
+                scores[reference_name][config.metric],
+                reference_name,
+                slices,
+            )
+        with mlflow.reporting_failures("move the champion alias"):
+            if verdict.promoted:
+                registry.promote(client, name, version)
+            _tag_decision(client, name, version, verdict, data)
+        context.log.info(("PROMOTED: " if verdict.promoted else "kept the champion: ") + verdict.reason)
+        app_db.record_decision(
+            registered_model=name,
+            decision="promoted" if verdict.promoted else "rejected",
+            actor="gate",
+            challenger_version=version,
+            champion_version=current,
+            metric=config.metric,
+            challenger_score=verdict.challenger_score,
+            champion_score=verdict.reference_score,
+            margin=config.model.gate.margin,
+            reason=verdict.reason,
+            dagster_run_id=context.run.run_id,
+            details={
+                "reference": reference_name,
+                "holdout_hash": data.manifest["holdout"]["content_hash"],
+                "scores": scores,
+            },
+        )
+        champion = {
+            "name": name,
+            "version": version if verdict.promoted else current,
+            "promoted": verdict.promoted,
+            "reason": verdict.reason,
+        }
+        return dg.MaterializeResult(
+            value=champion, metadata=_gate_metadata(config, verdict, scores, models, X, y, data, champion)
+        )
+
+    return [candidate_models, challenger_model, champion_model]
+
+
+def _lineage_tags(data: TrainingDataset) -> dict[str, str]:
+    tags = {
+        "nexus.data_hash": data.manifest["window_hash"],
+        "nexus.holdout_hash": data.manifest["holdout"]["content_hash"],
+    }
+    if "partitions" in data.manifest["train"]:
+        tags["dagster.partition_range"] = (
+            f"{data.manifest['train']['partitions'][0]}...{data.manifest['holdout']['partitions'][1]}"
+        )
+    return tags
+
+
+def _tag_decision(client, name: str, version: str, verdict: GateDecision, data: TrainingDataset) -> None:
+    tags = {
+        "nexus.gate.decision": "promoted" if verdict.promoted else "rejected",
+        "nexus.gate.reason": verdict.reason[:5000],
+        "nexus.gate.reference": verdict.reference,
+        "nexus.holdout_hash": data.manifest["holdout"]["content_hash"],
+        "nexus.holdout.score": str(verdict.challenger_score),
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+
+
+def _gate_metadata(config, verdict, scores, models, X, y, data, champion) -> dict[str, dg.MetadataValue]:
+    table = pd.DataFrame(scores).rename_axis("metric")
+    plot = (plots.residuals if config.dataset.task == "regression" else plots.confusion_matrices)(
+        y, {label: model.predict(X) for label, model in models.items()}
+    )
+    text = [
+        f"**{'Promoted' if verdict.promoted else 'Not promoted'}**: {verdict.reason}",
+        "",
+        f"Holdout: {len(X)} rows, content hash `{data.manifest['holdout']['content_hash'][:16]}`",
+        "",
+        table.to_markdown(floatfmt=".4f"),
+    ]
+    if not verdict.slices.empty:
+        text += ["", "Per slice:", "", verdict.slices.to_markdown(index=False, floatfmt=".4f")]
+    return {
+        "decision": "promoted" if verdict.promoted else "rejected",
+        "champion_version": str(champion["version"]),
+        "comparison": dg.MetadataValue.md("\n".join(text)),
+        "plot": dg.MetadataValue.md(plot),
+        f"challenger_{config.metric}": verdict.challenger_score,
+        f"reference_{config.metric}": verdict.reference_score,
+    }
+
+
+def _simple(value: object) -> bool:
+    return isinstance(value, str | int | float | bool) or value is None

@@ -1,0 +1,100 @@
+"""Candidate model families, as scikit-learn pipelines that start with the shared feature transform."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import metadata
+
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.pipeline import Pipeline
+
+from nexus_assets.features.split import TrainingDataset
+from nexus_assets.features.transform import build_preprocessor, model_inputs
+from nexus_resources.config import NexusConfig
+
+# Exactly the types skops does not trust by default that each family's fitted pipeline contains.
+TRUSTED_TYPES = {
+    "linear": ["numpy.dtype"],
+    "random_forest": ["numpy.dtype", "sklearn.tree._tree.Tree"],
+    "hist_gradient_boosting": [
+        "numpy.dtype",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    ],
+}
+ALL_TRUSTED_TYPES = sorted({t for types in TRUSTED_TYPES.values() for t in types})
+# Declared rather than inferred: MLflow's inference imports the model in a subprocess, 4 s per model.
+PIP_REQUIREMENTS = [
+    f"{package}=={metadata.version(package)}"
+    for package in ("mlflow", "scikit-learn", "skops", "numpy", "pandas", "scipy")
+]
+
+
+@dataclass
+class Candidate:
+    """One trained candidate as tracked in MLflow."""
+
+    family: str
+    run_id: str
+    model_uri: str
+    validation: dict[str, float]
+    holdout: dict[str, float]
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def estimator(family: str, task: str, seed: int) -> BaseEstimator:
+    regression = task == "regression"
+    if family == "linear":
+        return Ridge(alpha=1.0) if regression else LogisticRegression(max_iter=2000, C=1.0)
+    if family == "random_forest":
+        kind = RandomForestRegressor if regression else RandomForestClassifier
+        # Depth-capped so the logged model stays a few MB.
+        return kind(n_estimators=100, max_depth=10, min_samples_leaf=10, n_jobs=-1, random_state=seed)
+    if family == "hist_gradient_boosting":
+        kind = HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier
+        return kind(max_iter=200, learning_rate=0.08, early_stopping=False, random_state=seed)
+    raise ValueError(f"unknown model family {family!r}")
+
+
+def baseline(task: str) -> BaseEstimator:
+    """The trivial model a first champion has to beat: the majority class, or the mean."""
+    return DummyRegressor(strategy="mean") if task == "regression" else DummyClassifier(strategy="prior")
+
+
+def pipeline(config: NexusConfig, data: TrainingDataset, model: BaseEstimator) -> Pipeline:
+    """`model` behind the feature transform, fitted on the training part."""
+    pipe = Pipeline([("features", build_preprocessor(data.spec)), ("model", model)])
+    return pipe.fit(model_inputs(data.train, data.spec), target(config, data.train))
+
+
+def target(config: NexusConfig, frame: pd.DataFrame) -> pd.Series:
+    return frame[config.dataset.target]
+
+
+def check_trainable(config: NexusConfig, data: TrainingDataset) -> None:
+    """Stop before anything is tracked or registered when the data cannot make a model."""
+    name = config.dataset.target
+    y = data.train[name]
+    if y.isna().all():
+        raise ValueError(f"target {name!r} is missing in every training row; fix the source's labels")
+    rows = len(data.train)
+    if rows < config.training.min_rows:
+        raise ValueError(
+            f"only {rows} training rows, fewer than training.min_rows={config.training.min_rows}; "
+            "materialize more partitions or lower training.min_rows"
+        )
+    if y.isna().any():
+        raise ValueError(f"target {name!r} is missing in {int(y.isna().sum())} training rows")
+    if config.dataset.task != "regression" and y.nunique() < 2:
+        raise ValueError(
+            f"target {name!r} holds a single class ({y.unique().tolist()[0]!r}) in the training window; "
+            "a classifier needs at least two"
+        )

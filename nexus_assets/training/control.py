@@ -1,0 +1,88 @@
+"""Manual control of the champion alias (`nexus status | promote | rollback`), recorded in the audit log."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+
+import pandas as pd
+
+from nexus_assets.training import registry
+from nexus_resources.app_db import AppDatabase
+from nexus_resources.config import NexusConfig
+from nexus_resources.mlflow import MlflowResource
+from nexus_resources.settings import build_resources
+
+
+def status(config: NexusConfig, args: argparse.Namespace) -> int:
+    mlflow, app_db = _resources()
+    client, name = mlflow.client(), config.model.registered_name
+    rows = []
+    for alias, version in sorted(registry.aliases(client, name).items()):
+        tags = client.get_model_version(name, version).tags
+        rows.append(
+            {
+                "alias": alias,
+                "version": version,
+                "family": tags.get("nexus.family", ""),
+                f"holdout {config.metric}": tags.get("nexus.holdout.score", ""),
+                "promoted at": tags.get("nexus.promoted_at", ""),
+                "gate": tags.get("nexus.gate.decision", ""),
+            }
+        )
+    print(f"\n{name} in {mlflow.tracking_uri}")
+    print(pd.DataFrame(rows).to_markdown(index=False) if rows else "no aliases yet: run `nexus demo` or the models")
+    decisions = app_db.decisions(name, limit=5)
+    if decisions:
+        print("\nRecent decisions:")
+        print(
+            pd.DataFrame(decisions)[
+                ["decided_at", "decision", "actor", "challenger_version", "champion_version", "reason"]
+            ].to_markdown(index=False)
+        )
+    return 0
+
+
+def promote(config: NexusConfig, args: argparse.Namespace) -> int:
+    mlflow, app_db = _resources()
+    client, name = mlflow.client(), config.model.registered_name
+    with mlflow.reporting_failures(f"find {name} version {args.version}"):
+        client.get_model_version(name, args.version)
+    old = registry.promote(client, name, args.version)
+    app_db.record_decision(
+        registered_model=name,
+        decision="manual_promote",
+        actor=_actor(),
+        challenger_version=args.version,
+        champion_version=old,
+        reason=args.reason,
+    )
+    print(f"{name}: champion moved from version {old} to {args.version}")
+    return 0
+
+
+def rollback(config: NexusConfig, args: argparse.Namespace) -> int:
+    mlflow, app_db = _resources()
+    client, name = mlflow.client(), config.model.registered_name
+    old, restored = registry.rollback(client, name)
+    app_db.record_decision(
+        registered_model=name,
+        decision="rollback",
+        actor=_actor(),
+        challenger_version=restored,
+        champion_version=old,
+        reason=args.reason,
+    )
+    print(f"{name}: champion rolled back from version {old} to {restored}")
+    return 0
+
+
+def _resources() -> tuple[MlflowResource, AppDatabase]:
+    resources = build_resources()
+    mlflow = resources["mlflow"].process_config_and_initialize()
+    mlflow.activate()
+    return mlflow, resources["app_db"].process_config_and_initialize()
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"

@@ -1,0 +1,67 @@
+"""Aliases in the MLflow model registry: the registry is the truth about which version is champion."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from sklearn.pipeline import Pipeline
+
+from nexus_assets.training.candidates import ALL_TRUSTED_TYPES
+
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
+
+
+def aliases(client: MlflowClient, name: str) -> dict[str, str]:
+    """alias -> version (as a string); empty when the model is not registered yet."""
+    try:
+        return {alias: str(version) for alias, version in client.get_registered_model(name).aliases.items()}
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return {}
+        raise
+
+
+def register(client: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict[str, str]) -> str:
+    """The version number for the run's model, reusing the one a retried run already registered."""
+    existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    if existing:
+        return str(existing[0].version)
+    return str(mlflow.register_model(model_uri, name, tags=tags).version)
+
+
+def promote(client: MlflowClient, name: str, version: str) -> str | None:
+    """Move `champion` to `version`; the old champion becomes `previous_champion`. Returns the old champion."""
+    version = str(version)
+    old = aliases(client, name).get(CHAMPION)
+    if old == version:
+        raise ValueError(f"version {version} of {name} already holds {CHAMPION!r}")
+    if old is not None:
+        client.set_registered_model_alias(name, PREVIOUS, old)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_model_version_tag(name, version, "nexus.promoted_at", dt.datetime.now(dt.UTC).isoformat())
+    return old
+
+
+def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
+    """Give `champion` back to `previous_champion`; the two swap. Returns (from, to)."""
+    current = aliases(client, name)
+    if PREVIOUS not in current:
+        raise ValueError(f"{name} has no {PREVIOUS!r} alias to roll back to")
+    old, restored = current.get(CHAMPION), current[PREVIOUS]
+    promote(client, name, restored)
+    return old, restored
+
+
+def load_pipeline(model_uri: str) -> Pipeline:
+    """Load a logged pipeline only if the types it asks skops to trust are on our explicit list."""
+    flavor = mlflow.models.get_model_info(model_uri).flavors.get("sklearn", {})
+    if flavor.get("serialization_format") != "skops":
+        raise ValueError(f"{model_uri} is not stored in the skops format; refusing to unpickle it")
+    asked = set(flavor.get("skops_trusted_types") or [])
+    if not asked <= set(ALL_TRUSTED_TYPES):
+        unknown = sorted(asked - set(ALL_TRUSTED_TYPES))
+        raise ValueError(f"{model_uri} asks to trust types outside the allowed list: {unknown}")
+    return mlflow.sklearn.load_model(model_uri)

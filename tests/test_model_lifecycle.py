@@ -1,0 +1,257 @@
+"""Candidates are tracked in MLflow, the best is registered as challenger, and the gate moves `champion`."""
+
+from types import SimpleNamespace
+
+import dagster as dg
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from nexus_assets.cli import main as nexus
+from nexus_assets.cli import materialize
+from nexus_assets.definitions import build_definitions
+from nexus_assets.features.transform import model_inputs
+from nexus_assets.training import registry
+from nexus_assets.training.candidates import PIP_REQUIREMENTS, TRUSTED_TYPES, check_trainable, estimator, pipeline
+from nexus_assets.training.gate import decide
+from nexus_assets.training.metrics import CLASSIFICATION, REGRESSION
+from nexus_resources.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, GateConfig
+from nexus_resources.mlflow import MlflowResource
+from nexus_resources.settings import build_resources
+from tests.conftest import TRAINING_CHAIN, materialize_window
+
+NAME = "nexus-churn-test"
+
+
+@pytest.fixture
+def trained(write_config, instance, monkeypatch):
+    """The data window materialized and the training chain run once."""
+    config = write_config()
+    monkeypatch.setenv("NEXUS_CONFIG", str(config.path))
+    defs = build_definitions(config)
+    materialize_window(defs, instance)
+    assert materialize(defs, instance, TRAINING_CHAIN).success
+    resources = build_resources()
+    resources["mlflow"].activate()
+    return SimpleNamespace(config=config, defs=defs, resources=resources)
+
+
+def _client(trained):
+    return trained.resources["mlflow"].client()
+
+
+def _register(trained, instance, shuffle_labels: bool) -> str:
+    """A new real version: a linear pipeline trained on the window, optionally on shuffled labels."""
+    data = trained.defs.load_asset_value("training_dataset", instance=instance)
+    if shuffle_labels:
+        rng = np.random.default_rng(0)
+        data.train = data.train.assign(churned=rng.permutation(data.train["churned"].to_numpy()))
+    model = pipeline(trained.config, data, estimator("linear", "binary_classification", 7))
+    example = model_inputs(data.validation, data.spec).dropna().head(3)
+    experiment = trained.resources["mlflow"].experiment_id(trained.config.dataset.name)
+    with mlflow.start_run(experiment_id=experiment) as run:
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            serialization_format="skops",
+            skops_trusted_types=TRUSTED_TYPES["linear"],
+            input_example=example,
+            pip_requirements=PIP_REQUIREMENTS,
+        )
+    return registry.register(_client(trained), NAME, info.model_uri, run.info.run_id, {})
+
+
+def _gate_with_challenger(defs, instance, version: str) -> dict:
+    """Run the real gate against a challenger version chosen by the test."""
+
+    @dg.asset(name="challenger_model")
+    def chosen_challenger() -> dict:
+        return {"name": NAME, "version": version}
+
+    assets = [a for a in defs.assets if "challenger_model" not in {k.to_user_string() for k in a.keys}]
+    result = dg.materialize(
+        [*assets, chosen_challenger],
+        selection=["challenger_model", "champion_model"],
+        resources=defs.resources,
+        instance=instance,
+    )
+    assert result.success
+    return defs.load_asset_value("champion_model", instance=instance)
+
+
+def test_first_model_must_beat_the_baseline_and_is_promoted(trained, instance):
+    aliases = registry.aliases(_client(trained), NAME)
+    challenger = trained.defs.load_asset_value("challenger_model", instance=instance)
+    assert aliases == {"challenger": challenger["version"], "champion": challenger["version"]}
+    [decision] = trained.resources["app_db"].decisions(NAME)
+    assert decision["decision"] == "promoted" and decision["actor"] == "gate"
+    assert decision["details"]["reference"] == "baseline" and decision["champion_score"] == 0.5
+    metadata = instance.get_latest_materialization_event(dg.AssetKey("champion_model")).asset_materialization.metadata
+    assert "| roc_auc" in metadata["comparison"].value and "data:image/png;base64," in metadata["plot"].value
+
+
+def test_candidates_are_tracked_with_lineage_and_trusted_types(trained, instance):
+    candidates = trained.defs.load_asset_value("candidate_models", instance=instance)
+    assert [c.family for c in candidates] == ["linear", "random_forest", "hist_gradient_boosting"]
+    client = _client(trained)
+    data = trained.defs.load_asset_value("training_dataset", instance=instance)
+    for candidate in candidates:
+        run = client.get_run(candidate.run_id)
+        assert run.data.tags["dagster.asset_key"] == "candidate_models"
+        assert run.data.tags["dagster.run_id"]
+        assert run.data.tags["nexus.data_hash"] == data.manifest["window_hash"]
+        assert run.data.tags["dagster.partition_range"] == "2026-01-01...2026-01-06"
+        assert run.data.tags["nexus.code_version"]
+        assert {"validation_roc_auc", "holdout_roc_auc"} <= set(run.data.metrics)
+        info = mlflow.models.get_model_info(candidate.model_uri)
+        assert info.signature is not None and info.saved_input_example_info is not None
+        assert info.flavors["sklearn"]["skops_trusted_types"] == TRUSTED_TYPES[candidate.family]
+    comparison = instance.get_latest_materialization_event(dg.AssetKey("candidate_models"))
+    assert "hist_gradient_boosting" in comparison.asset_materialization.metadata["comparison"].value
+
+
+def test_training_is_deterministic(trained, instance):
+    first = trained.defs.load_asset_value("candidate_models", instance=instance)
+    assert materialize(trained.defs, instance, ["candidate_models"]).success
+    again = trained.defs.load_asset_value("candidate_models", instance=instance)
+    assert [c.validation for c in first] == [c.validation for c in again]
+
+
+def test_gate_promotes_a_better_challenger(trained, instance):
+    good = registry.aliases(_client(trained), NAME)["champion"]
+    bad = _register(trained, instance, shuffle_labels=True)
+    registry.promote(_client(trained), NAME, bad)  # a weak champion, moved by hand
+    outcome = _gate_with_challenger(trained.defs, instance, good)
+    assert outcome["promoted"] and outcome["version"] == good
+    aliases = registry.aliases(_client(trained), NAME)
+    assert (aliases["champion"], aliases["previous_champion"]) == (good, bad)
+
+
+def test_gate_rejects_a_worse_challenger(trained, instance):
+    good = registry.aliases(_client(trained), NAME)["champion"]
+    bad = _register(trained, instance, shuffle_labels=True)
+    outcome = _gate_with_challenger(trained.defs, instance, bad)
+    assert not outcome["promoted"] and "worse than the margin" in outcome["reason"]
+    assert registry.aliases(_client(trained), NAME)["champion"] == good
+    tags = _client(trained).get_model_version(NAME, bad).tags
+    assert tags["nexus.gate.decision"] == "rejected" and "worse" in tags["nexus.gate.reason"]
+    assert trained.resources["app_db"].decisions(NAME)[0]["decision"] == "rejected"
+
+
+def test_gate_rejects_a_tie_within_the_margin(trained, instance):
+    champion = registry.aliases(_client(trained), NAME)["champion"]
+    family = _client(trained).get_model_version(NAME, champion).tags["nexus.family"]
+    if family != "linear":
+        pytest.skip(f"the tie needs a linear champion to retrain identically; got {family}")
+    twin = _register(trained, instance, shuffle_labels=False)
+    outcome = _gate_with_challenger(trained.defs, instance, twin)
+    assert not outcome["promoted"] and "a tie within the margin" in outcome["reason"]
+    assert registry.aliases(_client(trained), NAME)["champion"] == champion
+
+
+def test_slice_regression_blocks_promotion():
+    metric = CLASSIFICATION["roc_auc"]
+    slices = pd.DataFrame(
+        {
+            "slice": ["plan=basic", "plan=premium"],
+            "rows": [100, 80],
+            "challenger": [0.90, 0.70],
+            "champion v1": [0.85, 0.78],
+        }
+    )
+    gate = GateConfig(margin=0.01, slice_column="plan", slice_tolerance=0.05)
+    verdict = decide(metric, gate, 0.86, 0.83, "champion v1", slices)
+    assert not verdict.promoted and "plan=premium (-0.0800)" in verdict.reason
+    assert decide(metric, gate, 0.86, 0.83, "champion v1", slices.iloc[:1]).promoted
+
+
+def test_metric_names_agree_with_the_config():
+    assert set(CLASSIFICATION) == set(CLASSIFICATION_METRICS)
+    assert set(REGRESSION) == set(REGRESSION_METRICS)
+
+
+def test_cli_promote_and_rollback_write_audit_rows(trained, instance, capsys):
+    first = registry.aliases(_client(trained), NAME)["champion"]
+    second = _register(trained, instance, shuffle_labels=False)
+    assert nexus(["promote", second, "--reason", "canary looked fine"]) == 0
+    assert registry.aliases(_client(trained), NAME)["champion"] == second
+    assert nexus(["rollback"]) == 0
+    aliases = registry.aliases(_client(trained), NAME)
+    assert aliases["champion"] == first and aliases["previous_champion"] == second
+    rollback, manual = trained.resources["app_db"].decisions(NAME)[:2]
+    assert (manual["decision"], manual["challenger_version"], manual["reason"]) == (
+        "manual_promote",
+        second,
+        "canary looked fine",
+    )
+    assert manual["actor"].startswith("cli:")
+    assert (rollback["decision"], rollback["challenger_version"], rollback["champion_version"]) == (
+        "rollback",
+        first,
+        second,
+    )
+    assert nexus(["status"]) == 0
+    champion_row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| champion "))
+    assert champion_row.split("|")[2].strip() == first
+    assert nexus(["promote", "999"]) == 1
+
+
+def test_single_class_stops_before_anything_is_registered(tmp_path, write_config, instance):
+    from nexus_assets.data.synthetic import generate_day
+
+    config = write_config()
+    frames = [generate_day(config.dataset.source, pd.Timestamp(f"2026-01-0{d}").date()) for d in range(1, 7)]
+    pd.concat(frames).assign(churned=0).to_csv(tmp_path / "one-class.csv", index=False)
+    defs = build_definitions(write_config(source={"kind": "file", "path": "one-class.csv"}))
+    materialize_window(defs, instance)
+    result = materialize(defs, instance, TRAINING_CHAIN)
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    assert "holds a single class (0)" in failure.step_failure_data.user_failure_data.description
+    resources = build_resources()
+    resources["mlflow"].activate()
+    assert registry.aliases(resources["mlflow"].client(), NAME) == {}
+
+
+def test_too_few_rows_or_missing_target_stop_training(write_config, instance):
+    config = write_config({"training": {"min_rows": 5000}})
+    defs = build_definitions(config)
+    materialize_window(defs, instance)
+    data = (
+        defs.load_asset_value("training_dataset", instance=instance)
+        if materialize(defs, instance, ["training_dataset"]).success
+        else None
+    )
+    with pytest.raises(ValueError, match=r"fewer than training\.min_rows=5000"):
+        check_trainable(config, data)
+    data.train = data.train.assign(churned=np.nan)
+    with pytest.raises(ValueError, match="missing in every training row"):
+        check_trainable(config, data)
+
+
+def test_unreachable_mlflow_fails_clearly_and_a_retry_registers_once(write_config, instance, embedded_home):
+    from tests.conftest import free_port
+
+    defs = build_definitions(write_config())
+    materialize_window(defs, instance)
+    down = MlflowResource(
+        tracking_uri=f"http://127.0.0.1:{free_port()}", max_retries=1, backoff_factor=0, request_timeout=2
+    )
+    result = dg.materialize(
+        list(defs.assets),
+        selection=TRAINING_CHAIN,
+        instance=instance,
+        resources={**defs.resources, "mlflow": down},
+        raise_on_error=False,
+    )
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    assert failure.step_key == "candidate_models"
+    message = failure.step_failure_data.user_failure_data.description
+    assert "failed to open experiment" in message and "Check that the tracking server is up" in message
+    assert materialize(defs, instance, TRAINING_CHAIN).success
+    assert materialize(defs, instance, ["challenger_model", "champion_model"]).success  # a retried tail
+    resources = build_resources()
+    resources["mlflow"].activate()
+    assert len(resources["mlflow"].client().search_model_versions(f"name = '{NAME}'")) == 1
