@@ -7,7 +7,7 @@ NEXUS_HOME ?= $(CURDIR)/.nexus
 DAGSTER_HOME ?= $(NEXUS_HOME)/dagster
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test dev lint lock clean
+.PHONY: install demo test dev mlflow lint lock clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ dev: install  ## the Dagster UI on http://127.0.0.1:3000 over the same embedded 
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/
 	NEXUS_HOME=$(NEXUS_HOME) DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev --host 127.0.0.1 --port 3000
+
+mlflow: install  ## the MLflow UI on http://127.0.0.1:5000 over the embedded tracking store
+	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(NEXUS_HOME)/mlflow/mlflow.db
 
 lint: install
 	$(BIN)/ruff check .

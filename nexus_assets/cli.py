@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from nexus_assets.definitions import build_definitions
 from nexus_assets.training import control
 from nexus_resources.config import REPO_ROOT, ConfigError, NexusConfig, load_config
 from nexus_resources.settings import nexus_home
@@ -68,8 +69,6 @@ def materialize(
 
 
 def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
-    from nexus_assets.definitions import build_definitions
-
     defs = build_definitions(config)
     instance = dagster_instance()
     days = _demo_days(config, args.days or config.training.window_days)
@@ -82,9 +81,12 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
     models = ["training_dataset", "candidate_models", "challenger_model", "champion_model"]
     if not _report(materialize(defs, instance, models), ", ".join(models)):
         return 1
+    control.status(config, args)
     print(
-        f"\nDone in {time.monotonic() - started:.0f} s. Look at it in the Dagster UI: make dev, then open "
-        "http://127.0.0.1:3000 (asset lineage, materialization metadata, check results)."
+        f"\nDone in {time.monotonic() - started:.0f} s. Where to look:\n"
+        "  make dev     Dagster UI on http://127.0.0.1:3000: lineage, metadata, checks, the gate's decision\n"
+        "  make mlflow  MLflow UI on http://127.0.0.1:5000: runs, registered versions and aliases\n"
+        "  .venv/bin/nexus status | promote VERSION | rollback"
     )
     return 0
 

@@ -19,4 +19,7 @@ def build_definitions(config: NexusConfig | None = None) -> dg.Definitions:
     )
 
 
-defs = build_definitions()
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Loaded lazily by Dagster's tools, so importing this module reads no config."""
+    return build_definitions()

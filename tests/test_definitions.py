@@ -7,15 +7,22 @@ from pathlib import Path
 
 import dagster as dg
 
-from nexus_assets.definitions import build_definitions, defs
+from nexus_assets.definitions import build_definitions
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def test_definitions_hold_the_data_assets_and_their_blocking_checks():
-    graph = defs.resolve_asset_graph()
+    graph = build_definitions().resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert {"raw_data", "features", "training_dataset"} <= keys
+    assert keys == {
+        "raw_data",
+        "features",
+        "training_dataset",
+        "candidate_models",
+        "challenger_model",
+        "champion_model",
+    }
     checks = {key.name for key in graph.asset_check_keys if key.asset_key == dg.AssetKey("raw_data")}
     assert checks == {"non_empty", "schema", "target_valid", "null_rates", "value_ranges", "unique_ids"}
     for key in graph.get_all_asset_keys():
