@@ -6,15 +6,23 @@ import dagster as dg
 
 from nexus_assets.data.assets import build_raw_data
 from nexus_assets.features.assets import build_feature_assets
+from nexus_assets.serving.assets import build_serving_assets
 from nexus_assets.training.assets import build_training_assets
 from nexus_resources.config import NexusConfig, load_config
 from nexus_resources.settings import build_resources
+from nexus_sensors.champion import build_champion_alias_sensor
 
 
 def build_definitions(config: NexusConfig | None = None) -> dg.Definitions:
     config = config or load_config()
     return dg.Definitions(
-        assets=[build_raw_data(config), *build_feature_assets(config), *build_training_assets(config)],
+        assets=[
+            build_raw_data(config),
+            *build_feature_assets(config),
+            *build_training_assets(config),
+            *build_serving_assets(config),
+        ],
+        sensors=[build_champion_alias_sensor(config)],
         resources=build_resources(),
     )
 

@@ -36,6 +36,8 @@ def build_resources() -> dict[str, object]:
     if mode() == "embedded":
         home = nexus_home()
         (home / "mlflow").mkdir(parents=True, exist_ok=True)
+        # BentoML reads its store location from the environment when the store is first used.
+        os.environ.setdefault("BENTOML_HOME", str(home / "bentoml"))
         return {
             "io_manager": dg.FilesystemIOManager(base_dir=str(home / "storage")),
             "mlflow": MlflowResource(

@@ -228,3 +228,39 @@ def materialize_window(defs: dg.Definitions, instance: dg.DagsterInstance, days:
 
     for day in range(1, days + 1):
         assert materialize(defs, instance, ["raw_data", "features"], f"2026-01-{day:02d}").success
+
+
+def register_linear_version(
+    mlflow_resource, config, data, shuffle_labels: bool = False, trusted_types: list[str] | None = None
+) -> str:
+    """A new real registered version: a linear pipeline on the training window, optionally on shuffled labels
+    (a worse model) or asking skops to trust extra types (a model the platform must refuse to load)."""
+    import mlflow
+    import numpy as np
+
+    from nexus_assets.features.transform import model_inputs
+    from nexus_assets.training import registry
+    from nexus_assets.training.candidates import PIP_REQUIREMENTS, TRUSTED_TYPES, estimator, pipeline
+
+    if shuffle_labels:
+        labels = np.random.default_rng(0).permutation(data.train[config.dataset.target].to_numpy())
+        data.train = data.train.assign(**{config.dataset.target: labels})
+    model = pipeline(config, data, estimator("linear", config.dataset.task, 7))
+    example = model_inputs(data.validation, data.spec).dropna().head(3)
+    experiment = mlflow_resource.experiment_id(config.dataset.name)
+    with mlflow.start_run(experiment_id=experiment) as run:
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            serialization_format="skops",
+            input_example=example,
+            skops_trusted_types=trusted_types or TRUSTED_TYPES["linear"],
+            pip_requirements=PIP_REQUIREMENTS,
+        )
+    return registry.register(
+        mlflow_resource.client(),
+        config.model.registered_name,
+        info.model_uri,
+        run.info.run_id,
+        {"nexus.family": "linear"},
+    )

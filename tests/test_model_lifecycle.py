@@ -11,15 +11,14 @@ import pytest
 from nexus_assets.cli import main as nexus
 from nexus_assets.cli import materialize
 from nexus_assets.definitions import build_definitions
-from nexus_assets.features.transform import model_inputs
 from nexus_assets.training import registry
-from nexus_assets.training.candidates import PIP_REQUIREMENTS, TRUSTED_TYPES, check_trainable, estimator, pipeline
+from nexus_assets.training.candidates import TRUSTED_TYPES, check_trainable
 from nexus_assets.training.gate import decide
 from nexus_assets.training.metrics import CLASSIFICATION, REGRESSION
 from nexus_resources.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, GateConfig
 from nexus_resources.mlflow import MlflowResource
 from nexus_resources.settings import build_resources
-from tests.conftest import TRAINING_CHAIN, materialize_window
+from tests.conftest import TRAINING_CHAIN, materialize_window, register_linear_version
 
 NAME = "nexus-churn-test"
 
@@ -42,24 +41,8 @@ def _client(trained):
 
 
 def _register(trained, instance, shuffle_labels: bool) -> str:
-    """A new real version: a linear pipeline trained on the window, optionally on shuffled labels."""
     data = trained.defs.load_asset_value("training_dataset", instance=instance)
-    if shuffle_labels:
-        rng = np.random.default_rng(0)
-        data.train = data.train.assign(churned=rng.permutation(data.train["churned"].to_numpy()))
-    model = pipeline(trained.config, data, estimator("linear", "binary_classification", 7))
-    example = model_inputs(data.validation, data.spec).dropna().head(3)
-    experiment = trained.resources["mlflow"].experiment_id(trained.config.dataset.name)
-    with mlflow.start_run(experiment_id=experiment) as run:
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            serialization_format="skops",
-            skops_trusted_types=TRUSTED_TYPES["linear"],
-            input_example=example,
-            pip_requirements=PIP_REQUIREMENTS,
-        )
-    return registry.register(_client(trained), NAME, info.model_uri, run.info.run_id, {})
+    return register_linear_version(trained.resources["mlflow"], trained.config, data, shuffle_labels)
 
 
 def _gate_with_challenger(defs, instance, version: str) -> dict:

@@ -1,0 +1,110 @@
+"""`registered_model` and `serving_bento`: the registry as Dagster sees it, and the champion packaged to serve."""
+
+import json
+import os
+import time
+import urllib.request
+
+import bentoml
+import dagster as dg
+import yaml
+
+from nexus_assets.training import registry
+from nexus_resources.config import REPO_ROOT, NexusConfig
+from nexus_resources.mlflow import MlflowResource
+from serving.model import load_version
+
+BENTOFILE = REPO_ROOT / "serving" / "bentofile.yaml"
+
+
+class DeployConfig(dg.Config):
+    version: str | None = None  # default: whatever holds `champion` in the registry now
+    wait_seconds: float = 60.0
+
+
+def build_serving_assets(config: NexusConfig) -> list:
+    name = config.model.registered_name
+    registered_model = dg.AssetSpec(
+        "registered_model",
+        deps=["champion_model"],
+        group_name="serving",
+        kinds={"mlflow"},
+        description=f"The MLflow registered model {name}; observed whenever one of its aliases moves.",
+    )
+
+    @dg.asset(group_name="serving", kinds={"bentoml"}, code_version="1", deps=[registered_model])
+    def serving_bento(
+        context: dg.AssetExecutionContext, config: DeployConfig, mlflow: MlflowResource
+    ) -> dg.MaterializeResult:
+        """The champion version checked, imported into the BentoML model store and built into a Bento."""
+        client = mlflow.client()
+        with mlflow.reporting_failures("read the champion alias"):
+            version = config.version or registry.aliases(client, name).get(registry.CHAMPION)
+        if version is None:
+            raise dg.Failure(f"{name} has no {registry.CHAMPION!r} version to deploy yet; run the training chain")
+        try:
+            served = load_version(client, name, version)
+        except Exception as exc:
+            raise dg.Failure(
+                f"version {version} of {name} cannot serve ({type(exc).__name__}: {exc}); "
+                "running services keep the version they serve"
+            ) from exc
+        model = _import_model(name, version)
+        bento = _build_bento(name, version, model.tag)
+        context.log.info(f"built {bento.tag} with {model.tag}")
+        metadata = {
+            "model_version": version,
+            "bento": str(bento.tag),
+            "bentoml_model": str(model.tag),
+            "bento_path": dg.MetadataValue.path(bento.path),
+            "model_info": dg.MetadataValue.json({k: v for k, v in served.info.items() if k != "loaded_at"}),
+        }
+        if url := os.environ.get("NEXUS_SERVING_URL"):
+            metadata["service"] = dg.MetadataValue.url(url)
+            metadata["swap_seconds"] = _wait_until_served(url, version, config.wait_seconds)
+        return dg.MaterializeResult(metadata=metadata)
+
+    return [registered_model, serving_bento]
+
+
+def _import_model(name: str, version: str) -> bentoml.Model:
+    tag = f"{name}:v{version}"
+    try:
+        return bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        return bentoml.mlflow.import_model(tag, f"models:/{name}/{version}", labels={"mlflow_version": version})
+
+
+def _build_bento(name: str, version: str, model_tag: bentoml.Tag) -> bentoml.Bento:
+    options = yaml.safe_load(BENTOFILE.read_text())
+    try:
+        return bentoml.bentos.get(f"{options['name']}:v{version}")
+    except bentoml.exceptions.NotFound:
+        return bentoml.bentos.build(
+            **options,
+            version=f"v{version}",
+            labels={"registered_model": name, "model_version": version},
+            models=[str(model_tag)],
+            build_ctx=str(REPO_ROOT),
+        )
+
+
+def _wait_until_served(url: str, version: str, timeout: float) -> float:
+    """Wait for the running service to answer with `version`; fail with its reason if it refused it."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            with urllib.request.urlopen(f"{url}/model", timeout=5) as response:
+                info = json.load(response)
+        except OSError:
+            info = {}
+        if info.get("version") == version:
+            return round(time.monotonic() - started, 2)
+        refused = info.get("last_swap", {})
+        if refused.get("refused") == version:
+            raise dg.Failure(
+                f"the service refused version {version}: {refused.get('reason')}; "
+                f"it keeps serving version {info.get('version')}"
+            )
+        time.sleep(0.5)
+    raise dg.Failure(f"the service at {url} did not pick up version {version} within {timeout:.0f} s")

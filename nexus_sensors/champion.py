@@ -1,0 +1,47 @@
+"""`champion_alias_sensor`: deploys whatever the registry's `champion` alias points at, once per move."""
+
+import json
+
+import dagster as dg
+
+from nexus_assets.training import registry
+from nexus_resources.config import NexusConfig
+from nexus_resources.mlflow import MlflowResource
+
+
+def build_champion_alias_sensor(config: NexusConfig) -> dg.SensorDefinition:
+    name = config.model.registered_name
+
+    @dg.sensor(
+        name="champion_alias_sensor",
+        asset_selection=["serving_bento"],
+        minimum_interval_seconds=10,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Polls the aliases of {name} in MLflow; when `champion` moves, one run deploys it.",
+    )
+    def champion_alias_sensor(context: dg.SensorEvaluationContext, mlflow: MlflowResource) -> dg.SensorResult:
+        # The cursor holds the last aliases seen, so a restarted daemon never deploys the same move twice.
+        seen = json.loads(context.cursor or "{}")
+        with mlflow.reporting_failures(f"read the aliases of {name}"):
+            current = registry.aliases(mlflow.client(), name)
+        if current == seen.get("aliases"):
+            return dg.SensorResult(skip_reason=f"aliases of {name} unchanged: {current or 'none yet'}")
+        events = [
+            dg.AssetObservation(asset_key="registered_model", metadata={"aliases": dg.MetadataValue.json(current)})
+        ]
+        champion, deploys = current.get(registry.CHAMPION), seen.get("deploys", 0)
+        runs = []
+        if champion is not None and champion != seen.get("aliases", {}).get(registry.CHAMPION):
+            deploys += 1
+            runs.append(
+                dg.RunRequest(
+                    run_key=f"{name}:v{champion}:deploy-{deploys}",
+                    run_config={"ops": {"serving_bento": {"config": {"version": champion}}}},
+                    tags={"nexus/model_version": champion, "nexus/trigger": "champion_alias_sensor"},
+                )
+            )
+            context.log.info(f"{name}: champion is now version {champion}; requesting a deploy")
+        cursor = json.dumps({"aliases": current, "deploys": deploys})
+        return dg.SensorResult(run_requests=runs, cursor=cursor, asset_events=events)
+
+    return champion_alias_sensor

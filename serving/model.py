@@ -1,0 +1,104 @@
+"""A served model version: loaded from the registry, checked on its input example, described for `GET /model`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import Model
+from mlflow.tracking import MlflowClient
+from pydantic import BaseModel, ConfigDict, StrictFloat, StrictStr, TypeAdapter, create_model
+from sklearn.pipeline import Pipeline
+
+from nexus_assets.features.transform import FeatureSpec, model_inputs
+from nexus_assets.training.registry import CHAMPION, load_pipeline
+
+_NUMBER_TYPES = {"double", "float", "long", "integer"}
+
+
+@dataclass
+class ServedModel:
+    """One version, ready to predict: the pipeline, the record schema built from its signature, its facts."""
+
+    name: str
+    version: str
+    pipeline: Pipeline
+    record: type[BaseModel]
+    spec: FeatureSpec
+    info: dict[str, Any] = field(default_factory=dict)
+    classes: list | None = None
+    records: TypeAdapter | None = None
+
+    def __post_init__(self) -> None:
+        self.records = TypeAdapter(list[self.record])
+        classes = getattr(self.pipeline, "classes_", None)
+        self.classes = None if classes is None else [c.item() if hasattr(c, "item") else c for c in classes]
+
+    def predict(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
+        """A prediction per row (with class probabilities for classifiers), in JSON-ready types."""
+        if self.classes is None:
+            return [{"prediction": float(p)} for p in self.pipeline.predict(frame)]
+        probabilities = self.pipeline.predict_proba(frame)
+        labels = np.asarray(self.classes, dtype=object)[probabilities.argmax(axis=1)]
+        keys = [str(c) for c in self.classes]
+        return [
+            {"prediction": label, "probabilities": dict(zip(keys, map(float, row), strict=True))}
+            for label, row in zip(labels, probabilities, strict=True)
+        ]
+
+    def frame(self, records: list[dict[str, Any]]) -> pd.DataFrame:
+        """Validated records in the types the pipeline was trained on."""
+        return model_inputs(pd.DataFrame.from_records(records, columns=self.spec.columns), self.spec)
+
+
+def load_version(client: MlflowClient, name: str, version: str) -> ServedModel:
+    """Load `version`, build its request schema, and check it answers its own input example."""
+    uri = f"models:/{name}/{version}"
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(uri, dst_path=tmp)
+        pipeline = load_pipeline(local)
+        info = Model.load(local)
+        example = info.load_input_example(local)
+    if info.signature is None:
+        raise ValueError(f"{uri} has no signature; the service cannot validate requests for it")
+    inputs = info.signature.inputs.to_dict()
+    spec = FeatureSpec(
+        numeric=tuple(c["name"] for c in inputs if c["type"] in _NUMBER_TYPES),
+        categorical=tuple(c["name"] for c in inputs if c["type"] not in _NUMBER_TYPES),
+    )
+    fields = {c["name"]: ((StrictFloat if c["name"] in spec.numeric else StrictStr) | None, ...) for c in inputs}
+    record = create_model(f"Record_v{version}", __config__=ConfigDict(extra="forbid", allow_inf_nan=False), **fields)
+    model = ServedModel(name, str(version), pipeline, record, spec, _describe(client, name, str(version)))
+    if example is None:
+        raise ValueError(f"{uri} has no input example to check it with")
+    rows = [r.model_dump() for r in model.records.validate_python(example.to_dict("records"))]
+    answers = model.predict(model.frame(rows))
+    if len(answers) != len(example):
+        raise ValueError(f"{uri} answered {len(answers)} predictions for {len(example)} example rows")
+    return model
+
+
+def _describe(client: MlflowClient, name: str, version: str) -> dict[str, Any]:
+    model_version = client.get_model_version(name, version)
+    tags = model_version.tags
+    run = client.get_run(model_version.run_id) if model_version.run_id else None
+    holdout = {
+        k.removeprefix("holdout_"): v for k, v in (run.data.metrics if run else {}).items() if k.startswith("holdout_")
+    }
+    return {
+        "name": name,
+        "version": version,
+        "alias": CHAMPION,
+        "promoted_at": tags.get("nexus.promoted_at"),
+        "family": tags.get("nexus.family"),
+        "trained_on": tags.get("dagster.partition_range"),
+        "data_hash": tags.get("nexus.data_hash"),
+        "holdout_metrics": holdout,
+        "mlflow_run_id": model_version.run_id,
+        "loaded_at": dt.datetime.now(dt.UTC).isoformat(),
+    }

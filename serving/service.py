@@ -1,0 +1,133 @@
+"""The BentoML service: the `champion` of the registry over HTTP, swapped in without a restart.
+
+Every worker watches the registry's `champion` alias itself (a reload route would reach only the
+worker that got the request). On a move it loads the new version in the background, checks it on the
+model's input example, and only then swaps; a version that fails stays out and the old one keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from http import HTTPStatus
+from typing import Any
+
+import bentoml
+from bentoml.exceptions import BentoMLException, InvalidArgument, ServiceUnavailable
+from fastapi import FastAPI
+
+from nexus_assets.training.registry import CHAMPION, aliases
+from nexus_resources.config import load_config
+from nexus_resources.settings import build_resources
+from serving.batcher import MicroBatcher
+from serving.model import ServedModel, load_version
+
+log = logging.getLogger("nexus.serving")
+MAX_RECORDS = int(os.environ.get("NEXUS_SERVING_MAX_RECORDS", "10000"))
+POLL_SECONDS = float(os.environ.get("NEXUS_SERVING_POLL_SECONDS", "1"))
+
+REQUESTS = bentoml.metrics.Counter(
+    name="nexus_predict_requests",
+    documentation="Predict requests by model version and outcome",
+    labelnames=["model_version", "outcome"],
+)
+ROWS = bentoml.metrics.Counter(
+    name="nexus_predicted_rows", documentation="Rows predicted by model version", labelnames=["model_version"]
+)
+LATENCY = bentoml.metrics.Histogram(
+    name="nexus_predict_latency_seconds",
+    documentation="Predict latency by model version",
+    labelnames=["model_version"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+SWAPS = bentoml.metrics.Counter(
+    name="nexus_model_swaps", documentation="Attempted model swaps by outcome", labelnames=["model_version", "outcome"]
+)
+
+admin = FastAPI()
+
+
+@bentoml.service(
+    name="nexus-model",
+    workers=int(os.environ.get("NEXUS_SERVING_WORKERS", "1")),
+    traffic={"timeout": 60, "concurrency": 256},
+    http={"max_request_size": 64 * 1024 * 1024},
+)
+@bentoml.asgi_app(admin, path="/")
+class NexusModelService:
+    def __init__(self) -> None:
+        config = load_config()
+        self.name = os.environ.get("NEXUS_SERVING_MODEL", config.model.registered_name)
+        self.token = os.environ.get("NEXUS_SERVING_TOKEN") or None
+        mlflow = build_resources()["mlflow"].process_config_and_initialize()
+        mlflow.activate()
+        self.client = mlflow.client()
+        self.model: ServedModel | None = None
+        self.last_swap: dict[str, Any] = {}
+        self.batcher = MicroBatcher(lambda: self.model)
+        self._refresh()
+        threading.Thread(target=self._watch, name="champion-watcher", daemon=True).start()
+
+    def __is_ready__(self) -> bool:
+        return self.model is not None
+
+    @bentoml.api(route="/predict")
+    async def predict(self, records: list[dict[str, Any]], ctx: bentoml.Context) -> dict[str, Any]:
+        """Predictions for a list of records keyed by feature name, and the model version that made them."""
+        self._authorize(ctx)
+        model = self.model
+        if model is None:
+            raise ServiceUnavailable(f"no {CHAMPION} version of {self.name} is loaded yet")
+        if not records:
+            raise InvalidArgument("records: the list is empty; send at least one record")
+        if len(records) > MAX_RECORDS:
+            raise BentoMLException(
+                f"records: {len(records)} records exceed the maximum of {MAX_RECORDS} per request; split the batch",
+                error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            )
+        rows = [record.model_dump() for record in model.records.validate_python(records)]
+        started = time.perf_counter()
+        used, predictions = await self.batcher.predict(rows)
+        LATENCY.labels(model_version=used.version).observe(time.perf_counter() - started)
+        REQUESTS.labels(model_version=used.version, outcome="ok").inc()
+        ROWS.labels(model_version=used.version).inc(len(rows))
+        return {"model": {"name": used.name, "version": used.version}, "predictions": predictions}
+
+    @admin.get("/model")
+    def model_info(self) -> dict[str, Any]:
+        """The served version: name, version, alias, promotion time, training window and holdout metrics."""
+        if self.model is None:
+            return {"name": self.name, "version": None, "last_swap": self.last_swap}
+        return {**self.model.info, "last_swap": self.last_swap}
+
+    def _authorize(self, ctx: bentoml.Context) -> None:
+        if self.token and ctx.request.headers.get("authorization") != f"Bearer {self.token}":
+            raise BentoMLException("a valid bearer token is required", error_code=HTTPStatus.UNAUTHORIZED)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(POLL_SECONDS)
+            try:
+                self._refresh()
+            except Exception:  # the watcher must outlive a registry outage
+                log.exception("could not read the %s alias of %s", CHAMPION, self.name)
+
+    def _refresh(self) -> None:
+        """Swap to the registry's champion if it moved and the new version passes its check."""
+        wanted = aliases(self.client, self.name).get(CHAMPION)
+        current = self.model.version if self.model else None
+        if wanted is None or wanted == current or self.last_swap.get("refused") == wanted:
+            return
+        try:
+            candidate = load_version(self.client, self.name, wanted)
+        except Exception as exc:
+            self.last_swap = {"refused": wanted, "serving": current, "reason": f"{type(exc).__name__}: {exc}"}
+            SWAPS.labels(model_version=wanted, outcome="refused").inc()
+            log.error("refused version %s of %s, still serving %s: %s", wanted, self.name, current, exc)
+            return
+        self.model = candidate  # one assignment: a request sees the old or the new model, never a mix
+        self.last_swap = {"version": wanted, "previous": current, "at": candidate.info["loaded_at"]}
+        SWAPS.labels(model_version=wanted, outcome="swapped").inc()
+        log.info("now serving version %s of %s (was %s)", wanted, self.name, current)

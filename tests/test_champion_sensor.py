@@ -1,0 +1,87 @@
+"""champion_alias_sensor asks for one deploy per move of `champion`; serving_bento checks, imports and builds."""
+
+from types import SimpleNamespace
+
+import dagster as dg
+import pytest
+
+from nexus_assets.definitions import build_definitions
+from nexus_assets.training import registry
+from nexus_resources.settings import build_resources
+from tests.conftest import TRAINING_CHAIN, materialize_window, register_linear_version
+
+NAME = "nexus-churn-test"
+
+
+@pytest.fixture
+def trained(write_config, instance, monkeypatch):
+    config = write_config()
+    monkeypatch.setenv("NEXUS_CONFIG", str(config.path))
+    defs = build_definitions(config)
+    materialize_window(defs, instance)
+    assert dg.materialize(
+        list(defs.assets), selection=TRAINING_CHAIN, instance=instance, resources=defs.resources
+    ).success
+    mlflow = build_resources()["mlflow"]
+    mlflow.activate()
+    data = defs.load_asset_value("training_dataset", instance=instance)
+    return SimpleNamespace(config=config, defs=defs, mlflow=mlflow, data=data)
+
+
+def _tick(defs, instance, mlflow, cursor=None) -> dg.SensorResult:
+    sensor = defs.get_sensor_def("champion_alias_sensor")
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"mlflow": mlflow})
+    return sensor(context)
+
+
+def test_one_run_per_champion_move_and_the_cursor_survives(trained, instance):
+    defs, mlflow = trained.defs, trained.mlflow
+    first = _tick(defs, instance, mlflow)
+    [request] = first.run_requests
+    assert request.run_config["ops"]["serving_bento"]["config"]["version"] == "1"
+    assert request.tags["nexus/model_version"] == "1"
+    assert [e.asset_key for e in first.asset_events] == [dg.AssetKey("registered_model")]
+
+    again = _tick(defs, instance, mlflow, cursor=first.cursor)  # a new context, e.g. after a daemon restart
+    assert not again.run_requests and again.skip_reason
+
+    second = register_linear_version(mlflow, trained.config, trained.data)
+    mlflow.client().set_registered_model_alias(NAME, registry.CHALLENGER, second)
+    only_challenger = _tick(defs, instance, mlflow, cursor=first.cursor)
+    assert not only_challenger.run_requests and only_challenger.asset_events
+
+    registry.promote(mlflow.client(), NAME, second)  # as `nexus promote` or a person in the MLflow UI would
+    moved = _tick(defs, instance, mlflow, cursor=only_challenger.cursor)
+    [deploy] = moved.run_requests
+    assert deploy.run_config["ops"]["serving_bento"]["config"]["version"] == second
+    assert deploy.run_key != request.run_key
+    assert not _tick(defs, instance, mlflow, cursor=moved.cursor).run_requests
+
+
+def test_serving_bento_builds_a_bento_tagged_with_the_version(trained, instance):
+    defs = trained.defs
+    result = dg.materialize(list(defs.assets), selection=["serving_bento"], instance=instance, resources=defs.resources)
+    assert result.success
+    metadata = instance.get_latest_materialization_event(dg.AssetKey("serving_bento")).asset_materialization.metadata
+    assert metadata["bento"].value == "nexus-model:v1"
+    assert metadata["bentoml_model"].value == f"{NAME}:v1"
+    assert metadata["model_info"].value["version"] == "1"
+
+
+def test_serving_bento_refuses_a_version_that_cannot_load(trained, instance):
+    defs = trained.defs
+    broken = register_linear_version(
+        trained.mlflow, trained.config, trained.data, trusted_types=["numpy.dtype", "builtins.eval"]
+    )
+    result = dg.materialize(
+        list(defs.assets),
+        selection=["serving_bento"],
+        instance=instance,
+        resources=defs.resources,
+        raise_on_error=False,
+        run_config={"ops": {"serving_bento": {"config": {"version": broken}}}},
+    )
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    message = failure.step_failure_data.user_failure_data.description
+    assert f"version {broken} of {NAME} cannot serve" in message and "builtins.eval" in message
