@@ -7,7 +7,7 @@ NEXUS_HOME ?= $(CURDIR)/.nexus
 DAGSTER_HOME ?= $(NEXUS_HOME)/dagster
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test dev mlflow lint lock clean
+.PHONY: install demo test dev mlflow serve bench lint lock clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ dev: install  ## the Dagster UI on http://127.0.0.1:3000 over the same embedded 
 
 mlflow: install  ## the MLflow UI on http://127.0.0.1:5000 over the embedded tracking store
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(NEXUS_HOME)/mlflow/mlflow.db
+
+serve: install  ## the champion over HTTP on http://127.0.0.1:3001 (POST /predict, GET /model, /metrics)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/bentoml serve serving.service:NexusModelService --host 127.0.0.1 --port 3001
+
+bench: install  ## serving benchmark against mlflow models serve and a bare ASGI app (needs wrk and `make demo`)
+	$(BIN)/python benchmarks/serving.py
 
 lint: install
 	$(BIN)/ruff check .

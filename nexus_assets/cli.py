@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import shutil
+import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 
 from nexus_assets.definitions import build_definitions
+from nexus_assets.features.transform import model_inputs
+from nexus_assets.lib.processes import stop_process_group, wait_for_http
 from nexus_assets.training import control
 from nexus_resources.config import REPO_ROOT, ConfigError, NexusConfig, load_config
 from nexus_resources.settings import nexus_home
@@ -78,17 +84,49 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
         result = materialize(defs, instance, ["raw_data", "features"], day)
         if not _report(result, f"[{number}/{len(days)}] {day} raw_data, features"):
             return 1
-    models = ["training_dataset", "candidate_models", "challenger_model", "champion_model"]
+    models = ["training_dataset", "candidate_models", "challenger_model", "champion_model", "serving_bento"]
     if not _report(materialize(defs, instance, models), ", ".join(models)):
         return 1
     control.status(config, args)
+    data = defs.load_asset_value("training_dataset", instance=instance)
+    _serve_once(model_inputs(data.holdout.head(1), data.spec).astype(object).iloc[0].to_dict())
     print(
         f"\nDone in {time.monotonic() - started:.0f} s. Where to look:\n"
         "  make dev     Dagster UI on http://127.0.0.1:3000: lineage, metadata, checks, the gate's decision\n"
         "  make mlflow  MLflow UI on http://127.0.0.1:5000: runs, registered versions and aliases\n"
+        "  make serve   the champion on http://127.0.0.1:3001/predict, following the champion alias\n"
         "  .venv/bin/nexus status | promote VERSION | rollback"
     )
     return 0
+
+
+def _serve_once(record: dict) -> None:
+    """Start the service, ask it for one prediction, show the curl that does the same, and stop it."""
+    port = os.environ.get("NEXUS_SERVING_PORT", "3001")
+    bin_dir = Path(sys.executable).parent
+    process = subprocess.Popen(
+        [str(bin_dir / "bentoml"), "serve", "serving.service:NexusModelService", "--host", "127.0.0.1", "--port", port],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    body = json.dumps({"records": [{k: None if pd.isna(v) else v for k, v in record.items()}]})
+    try:
+        wait_for_http(f"{url}/readyz", process, timeout=120)
+        request = urllib.request.Request(
+            f"{url}/predict", data=body.encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            print(f"\nThe champion answers on POST {url}/predict:\n{response.read().decode()}")
+    finally:
+        stop_process_group(process)
+    print(
+        f"\nServe it yourself with `make serve`, then:\n  curl -s -X POST {url}/predict "
+        f"-H 'Content-Type: application/json' -d '{body}'"
+    )
 
 
 def _demo_days(config: NexusConfig, count: int) -> list[str | None]:

@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 from mlflow.models import Model
 from mlflow.tracking import MlflowClient
-from pydantic import BaseModel, ConfigDict, StrictFloat, StrictStr, TypeAdapter, create_model
+from pydantic import ConfigDict, StrictFloat, StrictStr, TypeAdapter
 from sklearn.pipeline import Pipeline
+from typing_extensions import TypedDict
 
 from nexus_assets.features.transform import FeatureSpec, model_inputs
 from nexus_assets.training.registry import CHAMPION, load_pipeline
@@ -28,14 +29,19 @@ class ServedModel:
     name: str
     version: str
     pipeline: Pipeline
-    record: type[BaseModel]
     spec: FeatureSpec
     info: dict[str, Any] = field(default_factory=dict)
     classes: list | None = None
     records: TypeAdapter | None = None
 
     def __post_init__(self) -> None:
-        self.records = TypeAdapter(list[self.record])
+        # A TypedDict validates straight into dicts: no model objects to build and dump per record.
+        fields = {c: StrictFloat | None for c in self.spec.numeric} | {
+            c: StrictStr | None for c in self.spec.categorical
+        }
+        record = TypedDict(f"Record_v{self.version}", fields)
+        record.__pydantic_config__ = ConfigDict(extra="forbid", allow_inf_nan=False)
+        self.records = TypeAdapter(list[record])
         classes = getattr(self.pipeline, "classes_", None)
         self.classes = None if classes is None else [c.item() if hasattr(c, "item") else c for c in classes]
 
@@ -51,9 +57,14 @@ class ServedModel:
             for label, row in zip(labels, probabilities, strict=True)
         ]
 
+    def validate(self, records: list[Any]) -> list[dict[str, Any]]:
+        """Records checked against the signature; a `pydantic.ValidationError` names each bad field."""
+        return self.records.validate_python(records)
+
     def frame(self, records: list[dict[str, Any]]) -> pd.DataFrame:
-        """Validated records in the types the pipeline was trained on."""
-        return model_inputs(pd.DataFrame.from_records(records, columns=self.spec.columns), self.spec)
+        """Validated records in the types the pipeline was trained on, built column by column."""
+        columns = {c: [record[c] for record in records] for c in self.spec.columns}
+        return model_inputs(pd.DataFrame(columns, columns=self.spec.columns), self.spec)
 
 
 def load_version(client: MlflowClient, name: str, version: str) -> ServedModel:
@@ -71,13 +82,10 @@ def load_version(client: MlflowClient, name: str, version: str) -> ServedModel:
         numeric=tuple(c["name"] for c in inputs if c["type"] in _NUMBER_TYPES),
         categorical=tuple(c["name"] for c in inputs if c["type"] not in _NUMBER_TYPES),
     )
-    fields = {c["name"]: ((StrictFloat if c["name"] in spec.numeric else StrictStr) | None, ...) for c in inputs}
-    record = create_model(f"Record_v{version}", __config__=ConfigDict(extra="forbid", allow_inf_nan=False), **fields)
-    model = ServedModel(name, str(version), pipeline, record, spec, _describe(client, name, str(version)))
+    model = ServedModel(name, str(version), pipeline, spec, _describe(client, name, str(version)))
     if example is None:
         raise ValueError(f"{uri} has no input example to check it with")
-    rows = [r.model_dump() for r in model.records.validate_python(example.to_dict("records"))]
-    answers = model.predict(model.frame(rows))
+    answers = model.predict(model.frame(model.validate(example.to_dict("records"))))
     if len(answers) != len(example):
         raise ValueError(f"{uri} answered {len(answers)} predictions for {len(example)} example rows")
     return model

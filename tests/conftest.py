@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import copy
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from nexus_assets.lib.processes import free_port, stop_process_group, wait_for_http
 from nexus_resources.config import NexusConfig, load_config
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -134,12 +131,6 @@ def postgres_database() -> Iterator[Callable[[str], str]]:
     admin.dispose()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A real S3 HTTP endpoint on loopback (moto's server standing in for MinIO), with credentials in the env."""
@@ -155,30 +146,6 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
-
-
-def _wait_for_http(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before answering {url}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"nothing answered {url} within {timeout} s")
-
-
-def stop_process_group(process: subprocess.Popen) -> None:
-    """Stop a server started in its own session, workers included."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @pytest.fixture
@@ -212,7 +179,7 @@ def mlflow_server(postgres_database, s3_endpoint, tmp_path, monkeypatch) -> Iter
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_for_http(f"{url}/health", process)
+        wait_for_http(f"{url}/health", process)
         yield url
     finally:
         stop_process_group(process)

@@ -11,6 +11,7 @@ import pytest
 from nexus_assets.cli import main as nexus
 from nexus_assets.cli import materialize
 from nexus_assets.definitions import build_definitions
+from nexus_assets.lib.processes import free_port
 from nexus_assets.training import registry
 from nexus_assets.training.candidates import TRUSTED_TYPES, check_trainable
 from nexus_assets.training.gate import decide
@@ -214,8 +215,6 @@ def test_too_few_rows_or_missing_target_stop_training(write_config, instance):
 
 
 def test_unreachable_mlflow_fails_clearly_and_a_retry_registers_once(write_config, instance, embedded_home):
-    from tests.conftest import free_port
-
     defs = build_definitions(write_config())
     materialize_window(defs, instance)
     down = MlflowResource(

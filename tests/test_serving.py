@@ -17,18 +17,11 @@ import pytest
 import yaml
 
 from nexus_assets.definitions import build_definitions
+from nexus_assets.lib.processes import free_port, stop_process_group, wait_for_http
 from nexus_assets.training import registry
 from nexus_resources.config import load_config
 from nexus_resources.mlflow import MlflowResource
-from tests.conftest import (
-    SMALL_CONFIG,
-    TRAINING_CHAIN,
-    _wait_for_http,
-    free_port,
-    materialize_window,
-    register_linear_version,
-    stop_process_group,
-)
+from tests.conftest import SMALL_CONFIG, TRAINING_CHAIN, materialize_window, register_linear_version
 
 TOKEN = "test-token"
 NAME = SMALL_CONFIG["model"]["registered_name"]
@@ -103,7 +96,7 @@ def served(tmp_path_factory):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_for_http(f"{url}/readyz", process, timeout=120)
+        wait_for_http(f"{url}/readyz", process, timeout=120)
         yield SimpleNamespace(url=url, mlflow=mlflow, config=config, data=data, log=home / "bentoml.log")
     finally:
         stop_process_group(process)

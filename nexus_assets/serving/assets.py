@@ -32,7 +32,7 @@ def build_serving_assets(config: NexusConfig) -> list:
         description=f"The MLflow registered model {name}; observed whenever one of its aliases moves.",
     )
 
-    @dg.asset(group_name="serving", kinds={"bentoml"}, code_version="1", deps=[registered_model])
+    @dg.asset(group_name="serving", kinds={"bentoml"}, code_version="1", deps=[registered_model, "champion_model"])
     def serving_bento(
         context: dg.AssetExecutionContext, config: DeployConfig, mlflow: MlflowResource
     ) -> dg.MaterializeResult:

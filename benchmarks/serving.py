@@ -1,0 +1,224 @@
+"""Serving benchmark: NexusML's BentoML service against `mlflow models serve` and a bare ASGI floor.
+
+Needs a champion in the embedded store (`make demo`) and `wrk` (`apt-get install wrk`). Run:
+    .venv/bin/python benchmarks/serving.py [--seconds 30]
+Prints, for single-row JSON at concurrency 1 and 32: throughput, p50, p99 and errors per server; then a
+10,000-row request against in-process predict; then the swap time from moving `champion` to every answer
+coming from the new version (the registry is restored afterwards).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from nexus_assets.lib.processes import free_port, stop_process_group, wait_for_http  # noqa: E402
+from nexus_assets.training import registry  # noqa: E402
+from nexus_resources.config import load_config  # noqa: E402
+from nexus_resources.settings import build_resources  # noqa: E402
+from serving.model import load_version  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    config = load_config()
+    name = config.model.registered_name
+    resource = build_resources()["mlflow"]
+    resource.activate()
+    client = resource.client()
+    champion = registry.aliases(client, name).get(registry.CHAMPION)
+    if champion is None:
+        sys.exit(f"no champion of {name} yet: run `make demo` first")
+    model = load_version(client, name, champion)
+    example = _example_rows(name, champion, model)
+    row = example.iloc[:1].to_dict("records")
+
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "DO_NOT_TRACK": "1",
+        "MLFLOW_TRACKING_URI": resource.tracking_uri,
+        "NEXUS_SERVING_WORKERS": str(args.workers),
+    }
+    print(
+        f"model {name} v{champion} ({model.info.get('family')}); {os.cpu_count()} cores; wrk, {args.seconds} s each\n"
+    )
+    results = []
+    with (
+        _server(["bentoml", "serve", "serving.service:NexusModelService"], env, "/readyz") as nexus_url,
+        _server(
+            ["mlflow", "models", "serve", "-m", f"models:/{name}@champion", "--env-manager", "local"],
+            env,
+            "/ping",
+            port_flag="-p",
+        ) as mlflow_url,
+        _server(
+            ["uvicorn", "benchmarks.floor_app:app", "--workers", str(args.workers), "--log-level", "warning"], env, "/"
+        ) as floor_url,
+    ):
+        targets = [
+            ("NexusML (BentoML)", f"{nexus_url}/predict", {"records": row}),
+            ("mlflow models serve", f"{mlflow_url}/invocations", {"dataframe_records": row}),
+            ("bare ASGI floor", f"{floor_url}/", {"records": row}),
+        ]
+        for label, url, body in targets:
+            for concurrency in (1, 32):
+                results.append(
+                    {"server": label, "concurrency": concurrency, **_wrk(url, body, concurrency, args.seconds)}
+                )
+        print(pd.DataFrame(results).to_markdown(index=False))
+        big = pd.concat([example] * (10_000 // len(example) + 1), ignore_index=True).iloc[:10_000]
+        _bulk(nexus_url, model, big)
+        _swap(nexus_url, client, name, champion, row)
+
+
+def _example_rows(name: str, version: str, model) -> pd.DataFrame:
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=tmp)
+        example = mlflow.models.Model.load(local).load_input_example(local)
+    return example[model.spec.columns]
+
+
+class _server:
+    """A server in its own session on a free loopback port, stopped with its whole process group."""
+
+    def __init__(self, command, env, health, port_flag="--port"):
+        self.port = free_port()
+        self.command = [str(BIN / command[0]), *command[1:], "--host", "127.0.0.1", port_flag, str(self.port)]
+        self.env, self.health = env, health
+
+    def __enter__(self) -> str:
+        self.log = tempfile.NamedTemporaryFile("w", suffix=".log", delete=False)
+        self.process = subprocess.Popen(
+            self.command, env=self.env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        url = f"http://127.0.0.1:{self.port}"
+        wait_for_http(url + self.health, self.process, timeout=180)
+        return url
+
+    def __exit__(self, *exc) -> None:
+        stop_process_group(self.process)
+        self.log.close()
+
+
+def _wrk(url: str, body: dict, concurrency: int, seconds: int) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(
+            'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+            f"wrk.body = [[{json.dumps(body)}]]\n"
+        )
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", script.name, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    non_2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+    socket = sum(map(int, re.findall(r"(?:connect|read|write|timeout) (\d+)", out)))
+    return {
+        "req/s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
+        "p99": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),
+        "errors": non_2xx + socket,
+        "requests": requests,
+    }
+
+
+def _ms(text: str) -> str:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
+    return f"{float(value) * {'us': 0.001, 'ms': 1, 's': 1000}[unit]:.1f} ms"
+
+
+def _post(url: str, body: dict, timeout: float = 120) -> dict:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.load(response)
+
+
+def _bulk(url: str, model, frame: pd.DataFrame) -> None:
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        answer = _post(f"{url}/predict", {"records": records})
+        timings.append(time.perf_counter() - started)
+        assert len(answer["predictions"]) == len(records)
+    in_process = []
+    for _ in range(3):
+        started = time.perf_counter()
+        model.predict(model.frame(records))
+        in_process.append(time.perf_counter() - started)
+    served, local = len(records) / min(timings), len(records) / min(in_process)
+    print(
+        f"\n10,000 rows in one request: {served:,.0f} rows/s over HTTP vs {local:,.0f} rows/s in-process "
+        f"predict on the same rows (ratio {served / local:.2f}; best of 3)"
+    )
+
+
+def _swap(url: str, client, name: str, champion: str, row: list[dict]) -> None:
+    """Move `champion` to a new version (same artifact) under load; time until every answer is the new one."""
+    source = client.get_model_version(name, champion)
+    twin = client.create_model_version(
+        name,
+        source=source.source,
+        run_id=source.run_id,
+        tags={"nexus.benchmark": "swap twin"},
+        model_id=source.model_id,
+    ).version
+    answers: list[tuple[float, int, str]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                version = _post(f"{url}/predict", {"records": row})["model"]["version"]
+                answers.append((time.monotonic(), 200, version))
+            except OSError as error:
+                answers.append((time.monotonic(), getattr(error, "code", 0), ""))
+
+    clients = [threading.Thread(target=load) for _ in range(4)]
+    for thread in clients:
+        thread.start()
+    time.sleep(2)
+    moved = time.monotonic()
+    registry.promote(client, name, str(twin))
+    time.sleep(8)
+    stop.set()
+    for thread in clients:
+        thread.join()
+    registry.promote(client, name, champion)  # leave the registry as we found it
+    client.delete_model_version(name, str(twin))
+    old_after = [t for t, _, version in answers if t > moved and version != str(twin)]
+    failed = [a for a in answers if a[1] != 200]
+    last_old = max(old_after) - moved if old_after else 0.0
+    print(
+        f"\nswap: every answer from v{twin} {last_old:.2f} s after the alias moved "
+        f"({len(answers)} requests during the swap, {len(failed)} failed)"
+    )
+
+
+if __name__ == "__main__":
+    main()
