@@ -53,7 +53,7 @@ def _gate_with_challenger(defs, instance, version: str) -> dict:
     def chosen_challenger() -> dict:
         return {"name": NAME, "version": version}
 
-    assets = [a for a in defs.assets if "challenger_model" not in {k.to_user_string() for k in a.keys}]
+    assets = [a for a in defs.assets if getattr(a, "key", None) != dg.AssetKey("challenger_model")]
     result = dg.materialize(
         [*assets, chosen_challenger],
         selection=["challenger_model", "champion_model"],
