@@ -35,7 +35,7 @@ serve: install  ## the champion over HTTP on http://127.0.0.1:3001 (POST /predic
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/bentoml serve serving.service:NexusModelService --host 127.0.0.1 --port 3001
 
 bench: install  ## serving benchmark against mlflow models serve and a bare ASGI app (needs wrk and `make demo`)
-	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/serving_bench.py
 
 lint: install
 	$(BIN)/ruff check .

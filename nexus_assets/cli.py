@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 import urllib.request
@@ -18,7 +17,7 @@ import pandas as pd
 
 from nexus_assets.definitions import build_definitions
 from nexus_assets.features.transform import model_inputs
-from nexus_assets.lib.processes import stop_process_group, wait_for_http
+from nexus_assets.lib.processes import running, venv_bin
 from nexus_assets.training import control
 from nexus_resources.config import REPO_ROOT, ConfigError, NexusConfig, load_config
 from nexus_resources.settings import nexus_home
@@ -102,27 +101,22 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
 
 def _serve_once(record: dict) -> None:
     """Start the service, ask it for one prediction, show the curl that does the same, and stop it."""
-    port = os.environ.get("NEXUS_SERVING_PORT", "3001")
-    bin_dir = Path(sys.executable).parent
-    process = subprocess.Popen(
-        [str(bin_dir / "bentoml"), "serve", "serving.service:NexusModelService", "--host", "127.0.0.1", "--port", port],
-        cwd=REPO_ROOT,
-        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    port = int(os.environ.get("NEXUS_SERVING_PORT", "3001"))
+    command = [
+        venv_bin("bentoml"),
+        "serve",
+        "serving.service:NexusModelService",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     body = json.dumps({"records": [{k: None if pd.isna(v) else v for k, v in record.items()}]})
-    try:
-        wait_for_http(f"{url}/readyz", process, timeout=120)
-        request = urllib.request.Request(
-            f"{url}/predict", data=body.encode(), headers={"Content-Type": "application/json"}
-        )
+    with running(command, port, "/readyz", cwd=REPO_ROOT) as url:
+        headers = {"Content-Type": "application/json"}
+        request = urllib.request.Request(f"{url}/predict", data=body.encode(), headers=headers)
         with urllib.request.urlopen(request, timeout=30) as response:
             print(f"\nThe champion answers on POST {url}/predict:\n{response.read().decode()}")
-    finally:
-        stop_process_group(process)
     print(
         f"\nServe it yourself with `make serve`, then:\n  curl -s -X POST {url}/predict "
         f"-H 'Content-Type: application/json' -d '{body}'"

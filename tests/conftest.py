@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import copy
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
 import yaml
 
-from nexus_assets.lib.processes import free_port, stop_process_group, wait_for_http
+from nexus_assets.lib.processes import free_port, running, venv_bin
 from nexus_resources.config import NexusConfig, load_config
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -156,37 +155,43 @@ def mlflow_server(postgres_database, s3_endpoint, tmp_path, monkeypatch) -> Iter
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket="mlflow")
     monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", s3_endpoint)
     port = free_port()
-    log = (tmp_path / "mlflow-server.log").open("w")
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            postgres_database("mlflow"),
-            "--artifacts-destination",
-            "s3://mlflow/artifacts",
-        ],
-        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/health", process)
+    command = [
+        venv_bin("mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        postgres_database("mlflow"),
+        "--artifacts-destination",
+        "s3://mlflow/artifacts",
+    ]
+    with running(command, port, "/health", log_path=tmp_path / "mlflow-server.log") as url:
         yield url
-    finally:
-        stop_process_group(process)
-        log.close()
 
 
 TRAINING_CHAIN = ["training_dataset", "candidate_models", "challenger_model", "champion_model"]
+
+
+@pytest.fixture
+def trained(write_config, instance, monkeypatch) -> SimpleNamespace:
+    """The small config's data window materialized and the training chain run once on the embedded store."""
+    from nexus_assets.cli import materialize
+    from nexus_assets.definitions import build_definitions
+    from nexus_resources.settings import build_resources
+
+    config = write_config()
+    monkeypatch.setenv("NEXUS_CONFIG", str(config.path))
+    defs = build_definitions(config)
+    materialize_window(defs, instance)
+    assert materialize(defs, instance, TRAINING_CHAIN).success
+    resources = build_resources()
+    resources["mlflow"].activate()
+    data = defs.load_asset_value("training_dataset", instance=instance)
+    return SimpleNamespace(config=config, defs=defs, resources=resources, mlflow=resources["mlflow"], data=data)
 
 
 def materialize_window(defs: dg.Definitions, instance: dg.DagsterInstance, days: int = 6) -> None:

@@ -1,31 +1,11 @@
 """champion_alias_sensor asks for one deploy per move of `champion`; serving_bento checks, imports and builds."""
 
-from types import SimpleNamespace
-
 import dagster as dg
-import pytest
 
-from nexus_assets.definitions import build_definitions
 from nexus_assets.training import registry
-from nexus_resources.settings import build_resources
-from tests.conftest import TRAINING_CHAIN, materialize_window, register_linear_version
+from tests.conftest import register_linear_version
 
 NAME = "nexus-churn-test"
-
-
-@pytest.fixture
-def trained(write_config, instance, monkeypatch):
-    config = write_config()
-    monkeypatch.setenv("NEXUS_CONFIG", str(config.path))
-    defs = build_definitions(config)
-    materialize_window(defs, instance)
-    assert dg.materialize(
-        list(defs.assets), selection=TRAINING_CHAIN, instance=instance, resources=defs.resources
-    ).success
-    mlflow = build_resources()["mlflow"]
-    mlflow.activate()
-    data = defs.load_asset_value("training_dataset", instance=instance)
-    return SimpleNamespace(config=config, defs=defs, mlflow=mlflow, data=data)
 
 
 def _tick(defs, instance, mlflow, cursor=None) -> dg.SensorResult:

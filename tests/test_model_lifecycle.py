@@ -1,7 +1,5 @@
 """Candidates are tracked in MLflow, the best is registered as challenger, and the gate moves `champion`."""
 
-from types import SimpleNamespace
-
 import dagster as dg
 import mlflow
 import numpy as np
@@ -24,26 +22,13 @@ from tests.conftest import TRAINING_CHAIN, materialize_window, register_linear_v
 NAME = "nexus-churn-test"
 
 
-@pytest.fixture
-def trained(write_config, instance, monkeypatch):
-    """The data window materialized and the training chain run once."""
-    config = write_config()
-    monkeypatch.setenv("NEXUS_CONFIG", str(config.path))
-    defs = build_definitions(config)
-    materialize_window(defs, instance)
-    assert materialize(defs, instance, TRAINING_CHAIN).success
-    resources = build_resources()
-    resources["mlflow"].activate()
-    return SimpleNamespace(config=config, defs=defs, resources=resources)
-
-
 def _client(trained):
     return trained.resources["mlflow"].client()
 
 
 def _register(trained, instance, shuffle_labels: bool) -> str:
-    data = trained.defs.load_asset_value("training_dataset", instance=instance)
-    return register_linear_version(trained.resources["mlflow"], trained.config, data, shuffle_labels)
+    data = trained.defs.load_asset_value("training_dataset", instance=instance)  # a fresh copy to shuffle
+    return register_linear_version(trained.mlflow, trained.config, data, shuffle_labels)
 
 
 def _gate_with_challenger(defs, instance, version: str) -> dict:

@@ -2,9 +2,6 @@
 token, Prometheus metrics, and a swap under load that drops no request and refuses a broken version."""
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -17,7 +14,7 @@ import pytest
 import yaml
 
 from nexus_assets.definitions import build_definitions
-from nexus_assets.lib.processes import free_port, stop_process_group, wait_for_http
+from nexus_assets.lib.processes import free_port, running, venv_bin
 from nexus_assets.training import registry
 from nexus_resources.config import load_config
 from nexus_resources.mlflow import MlflowResource
@@ -70,37 +67,30 @@ def served(tmp_path_factory):
     mlflow = MlflowResource(tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
     mlflow.activate()
     port = free_port()
-    log = (home / "bentoml.log").open("w")
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "bentoml"),
-            "serve",
-            "serving.service:NexusModelService",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env={
-            **os.environ,
-            **env,
-            "NEXUS_SERVING_TOKEN": TOKEN,
-            "NEXUS_SERVING_MAX_RECORDS": "50",
-            "NEXUS_SERVING_POLL_SECONDS": "0.5",
-            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        },
+    command = [
+        venv_bin("bentoml"),
+        "serve",
+        "serving.service:NexusModelService",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    serving_env = {
+        **env,
+        "NEXUS_SERVING_TOKEN": TOKEN,
+        "NEXUS_SERVING_MAX_RECORDS": "50",
+        "NEXUS_SERVING_POLL_SECONDS": "0.5",
+    }
+    with running(
+        command,
+        port,
+        "/readyz",
+        env=serving_env,
         cwd=Path(__file__).resolve().parent.parent,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/readyz", process, timeout=120)
-        yield SimpleNamespace(url=url, mlflow=mlflow, config=config, data=data, log=home / "bentoml.log")
-    finally:
-        stop_process_group(process)
-        log.close()
+        log_path=home / "bentoml.log",
+    ) as url:
+        yield SimpleNamespace(url=url, mlflow=mlflow, config=config, data=data)
 
 
 def call(url: str, path: str, body: bytes | dict | None = None, token: str | None = TOKEN) -> tuple[int, dict | str]:

@@ -6,8 +6,12 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -39,3 +43,34 @@ def stop_process_group(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def venv_bin(program: str) -> str:
+    """A console script of the running environment (its `bin` also goes on PATH: some servers re-exec by name)."""
+    return str(Path(sys.executable).parent / program)
+
+
+@contextmanager
+def running(
+    command: list[str],
+    port: int,
+    health_path: str,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+    log_path: Path | None = None,
+    timeout: float = 120,
+) -> Iterator[str]:
+    """Run a server in its own session on 127.0.0.1:`port`; yield its URL once `health_path` answers."""
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, **(env or {}), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    with open(log_path or os.devnull, "w") as log:
+        process = subprocess.Popen(
+            command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_for_http(url + health_path, process, timeout)
+            yield url
+        finally:
+            stop_process_group(process)

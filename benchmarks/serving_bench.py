@@ -1,7 +1,7 @@
 """Serving benchmark: NexusML's BentoML service against `mlflow models serve` and a bare ASGI floor.
 
 Needs a champion in the embedded store (`make demo`) and `wrk` (`apt-get install wrk`). Run:
-    .venv/bin/python benchmarks/serving.py [--seconds 30]
+    .venv/bin/python benchmarks/serving_bench.py [--seconds 30]
 Prints, for single-row JSON at concurrency 1 and 32: throughput, p50, p99 and errors per server; then a
 10,000-row request against in-process predict; then the swap time from moving `champion` to every answer
 coming from the new version (the registry is restored afterwards).
@@ -24,16 +24,13 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
+from nexus_assets.lib.processes import free_port, running, venv_bin
+from nexus_assets.training import registry
+from nexus_resources.config import load_config
+from nexus_resources.settings import build_resources
+from serving.model import load_version
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from nexus_assets.lib.processes import free_port, stop_process_group, wait_for_http  # noqa: E402
-from nexus_assets.training import registry  # noqa: E402
-from nexus_resources.config import load_config  # noqa: E402
-from nexus_resources.settings import build_resources  # noqa: E402
-from serving.model import load_version  # noqa: E402
-
-BIN = Path(sys.executable).parent
 
 
 def main() -> None:
@@ -54,8 +51,6 @@ def main() -> None:
     row = example.iloc[:1].to_dict("records")
 
     env = {
-        **os.environ,
-        "PATH": f"{BIN}:{os.environ['PATH']}",
         "DO_NOT_TRACK": "1",
         "MLFLOW_TRACKING_URI": resource.tracking_uri,
         "NEXUS_SERVING_WORKERS": str(args.workers),
@@ -99,26 +94,11 @@ def _example_rows(name: str, version: str, model) -> pd.DataFrame:
     return example[model.spec.columns]
 
 
-class _server:
-    """A server in its own session on a free loopback port, stopped with its whole process group."""
-
-    def __init__(self, command, env, health, port_flag="--port"):
-        self.port = free_port()
-        self.command = [str(BIN / command[0]), *command[1:], "--host", "127.0.0.1", port_flag, str(self.port)]
-        self.env, self.health = env, health
-
-    def __enter__(self) -> str:
-        self.log = tempfile.NamedTemporaryFile("w", suffix=".log", delete=False)
-        self.process = subprocess.Popen(
-            self.command, env=self.env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        url = f"http://127.0.0.1:{self.port}"
-        wait_for_http(url + self.health, self.process, timeout=180)
-        return url
-
-    def __exit__(self, *exc) -> None:
-        stop_process_group(self.process)
-        self.log.close()
+def _server(command: list[str], env: dict[str, str], health: str, port_flag: str = "--port"):
+    """A server on a free loopback port, stopped with its whole process group."""
+    port = free_port()
+    command = [venv_bin(command[0]), *command[1:], "--host", "127.0.0.1", port_flag, str(port)]
+    return running(command, port, health, env=env, cwd=REPO, timeout=180)
 
 
 def _wrk(url: str, body: dict, concurrency: int, seconds: int) -> dict:
