@@ -6,6 +6,7 @@ import dagster as dg
 
 from nexus_assets.data.assets import build_raw_data
 from nexus_assets.features.assets import build_feature_assets
+from nexus_assets.monitoring.assets import build_monitoring_assets
 from nexus_assets.serving.assets import build_serving_assets
 from nexus_assets.training.assets import build_training_assets
 from nexus_resources.config import NexusConfig, load_config
@@ -21,6 +22,7 @@ def build_definitions(config: NexusConfig | None = None) -> dg.Definitions:
             *build_feature_assets(config),
             *build_training_assets(config),
             *build_serving_assets(config),
+            *build_monitoring_assets(config),
         ],
         sensors=[build_champion_alias_sensor(config)],
         resources=build_resources(),

@@ -1,4 +1,4 @@
-"""The platform's own tables (the promotion audit log) in SQLite or PostgreSQL."""
+"""The platform's own tables (the promotion audit log, batch predictions) in SQLite or PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from functools import cache
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
@@ -31,6 +32,20 @@ gate_decisions = sa.Table(
 )
 
 
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("id", sa.String(128), nullable=False),
+    sa.Column("partition", sa.String(32), nullable=False),
+    sa.Column("registered_model", sa.String(256), nullable=False),
+    sa.Column("model_version", sa.String(32), nullable=False),
+    sa.Column("prediction", sa.String(128), nullable=False),
+    sa.Column("probability", sa.Float),  # of the positive class (binary), of the predicted class (multiclass)
+    sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("registered_model", "partition", "id"),
+)
+
+
 class AppDatabase(dg.ConfigurableResource):
     """A SQLAlchemy URL; the tables are created on first use."""
 
@@ -43,6 +58,29 @@ class AppDatabase(dg.ConfigurableResource):
         """Append one promotion decision to the audit log."""
         with self.engine().begin() as connection:
             connection.execute(gate_decisions.insert().values(decided_at=dt.datetime.now(dt.UTC), **row))
+
+    def replace_predictions(
+        self, registered_model: str, partition: str, rows: pd.DataFrame, chunk: int = 50_000
+    ) -> None:
+        """Store one partition's predictions, replacing what an earlier run stored for it (one transaction)."""
+        scored_at = dt.datetime.now(dt.UTC)
+        with self.engine().begin() as connection:
+            connection.execute(
+                predictions.delete().where(
+                    (predictions.c.registered_model == registered_model) & (predictions.c.partition == partition)
+                )
+            )
+            for start in range(0, len(rows), chunk):
+                part = rows.iloc[start : start + chunk]
+                records = part.assign(registered_model=registered_model, partition=partition, scored_at=scored_at)
+                connection.execute(predictions.insert(), records.to_dict("records"))
+
+    def predictions_for(self, registered_model: str, partition: str) -> pd.DataFrame:
+        query = sa.select(predictions).where(
+            (predictions.c.registered_model == registered_model) & (predictions.c.partition == partition)
+        )
+        with self.engine().connect() as connection:
+            return pd.read_sql_query(query, connection)
 
     def decisions(self, registered_model: str, limit: int = 20) -> list[dict[str, Any]]:
         """The newest decisions first."""

@@ -127,11 +127,18 @@ class ModelConfig(_Strict):
     gate: GateConfig = GateConfig()
 
 
+class MonitoringConfig(_Strict):
+    degradation_tolerance: float = Field(0.05, ge=0, description="How far below its holdout score a day may fall.")
+    min_labelled_rows: int = Field(100, gt=0, description="Fewer labelled predictions than this are not judged.")
+    score_chunk_rows: int = Field(200_000, gt=0, description="Rows scored per predict call in batch_predictions.")
+
+
 class NexusConfig(_Strict):
     dataset: DatasetConfig
     checks: ChecksConfig = ChecksConfig()
     training: TrainingConfig = TrainingConfig()
     model: ModelConfig
+    monitoring: MonitoringConfig = MonitoringConfig()
     path: Path = Field(DEFAULT_CONFIG_PATH, exclude=True)
 
     @model_validator(mode="after")

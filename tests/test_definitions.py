@@ -24,6 +24,9 @@ def test_definitions_hold_the_data_assets_and_their_blocking_checks():
         "champion_model",
         "registered_model",
         "serving_bento",
+        "batch_predictions",
+        "ground_truth",
+        "model_performance",
     }
     checks = {key.name for key in graph.asset_check_keys if key.asset_key == dg.AssetKey("raw_data")}
     assert checks == {"non_empty", "schema", "target_valid", "null_rates", "value_ranges", "unique_ids"}

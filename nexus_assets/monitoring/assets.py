@@ -1,0 +1,172 @@
+"""`batch_predictions`, `ground_truth` and `model_performance`: the champion scores each day, labels arrive
+later, and each day's predictions are judged against them."""
+
+import datetime as dt
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from nexus_assets.data.synthetic import delayed_labels
+from nexus_assets.features.transform import feature_spec, model_inputs
+from nexus_assets.partitions import daily_partitions
+from nexus_assets.training import registry
+from nexus_assets.training.metrics import metrics_for
+from nexus_resources.app_db import AppDatabase
+from nexus_resources.config import NexusConfig, SyntheticSource
+from nexus_resources.mlflow import MlflowResource
+
+
+class LabelsConfig(dg.Config):
+    as_of: str | None = None  # ISO date the labels are read as of; default today
+
+
+def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
+    dataset, name = config.dataset, config.model.registered_name
+    partitions = daily_partitions(config)
+    metric = metrics_for(dataset.task)[config.metric]
+    id_column = dataset.id_column or "row"
+
+    @dg.asset(group_name="monitoring", kinds={"scikit-learn", "sql"}, code_version="1", partitions_def=partitions)
+    def batch_predictions(
+        context: dg.AssetExecutionContext, features: pd.DataFrame, mlflow: MlflowResource, app_db: AppDatabase
+    ) -> dg.MaterializeResult[pd.DataFrame]:
+        """The champion's prediction for every validated row of a day, also stored in the app database."""
+        client = mlflow.client()
+        with mlflow.reporting_failures("load the champion"):
+            version = registry.aliases(client, name).get(registry.CHAMPION)
+            if version is None:
+                raise dg.Failure(f"{name} has no champion yet; run the training chain before scoring")
+            pipeline = registry.load_pipeline(f"models:/{name}/{version}")
+        inputs = model_inputs(features, feature_spec(config, features))
+        chunks = []
+        for start in range(0, len(inputs), config.monitoring.score_chunk_rows):
+            chunks.append(_score(pipeline, inputs.iloc[start : start + config.monitoring.score_chunk_rows]))
+        scored = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=["prediction", "probability"])
+        ids = features[id_column] if id_column in features else pd.Series(features.index)
+        rows = scored.assign(id=ids.astype(str).to_numpy(), model_version=version)
+        app_db.replace_predictions(name, context.partition_key, rows)
+        counts = rows["prediction"].value_counts().rename_axis("prediction").rename("rows").to_frame()
+        return dg.MaterializeResult(
+            value=rows,
+            metadata={
+                "dagster/row_count": dg.MetadataValue.int(len(rows)),
+                "model_version": version,
+                "predictions": dg.MetadataValue.md(counts.to_markdown()),
+            },
+        )
+
+    @dg.asset(group_name="monitoring", kinds={"pandas"}, code_version="1", partitions_def=partitions)
+    def ground_truth(
+        context: dg.AssetExecutionContext, config: LabelsConfig, features: pd.DataFrame
+    ) -> dg.MaterializeResult[pd.DataFrame]:
+        """The labels of a day's rows that are known so far (they arrive after the predictions)."""
+        day = dt.date.fromisoformat(context.partition_key)
+        as_of = dt.date.fromisoformat(config.as_of) if config.as_of else dt.date.today()
+        if isinstance(dataset.source, SyntheticSource):
+            labels = delayed_labels(dataset.source, day, as_of)
+        else:  # sources whose rows carry their label when they land
+            labels = features[[id_column, dataset.target]] if id_column in features else features[[dataset.target]]
+        labels = labels.rename(columns={dataset.target: "label"})
+        note = f"{len(labels)} labels known as of {as_of}" if len(labels) else f"no labels for {day} yet as of {as_of}"
+        context.log.info(note)
+        return dg.MaterializeResult(
+            value=labels, metadata={"dagster/row_count": dg.MetadataValue.int(len(labels)), "labels": note}
+        )
+
+    @dg.asset(
+        group_name="monitoring",
+        kinds={"pandas"},
+        code_version="1",
+        partitions_def=partitions,
+        deps=[batch_predictions],
+        check_specs=[
+            dg.AssetCheckSpec(
+                "no_degradation",
+                asset="model_performance",
+                description="Each version scores within the tolerance of its own holdout score.",
+            )
+        ],
+    )
+    def model_performance(
+        context: dg.AssetExecutionContext, ground_truth: pd.DataFrame, mlflow: MlflowResource, app_db: AppDatabase
+    ):
+        """The selection metric of a day's stored predictions against the labels known so far, per model version."""
+        stored = app_db.predictions_for(name, context.partition_key)
+        labels = ground_truth.assign(id=ground_truth[id_column].astype(str))[["id", "label"]]
+        joined = stored.merge(labels, on="id", how="inner")
+        unknown = len(labels) - labels["id"].isin(stored["id"]).sum()
+        table = pd.DataFrame(
+            [
+                _judge(dataset.task, metric, version, rows, mlflow, name)
+                for version, rows in joined.groupby("model_version")
+            ],
+            columns=["model_version", "rows", config.metric, "holdout", "gap"],
+        )
+        judged = table[table["rows"] >= config.monitoring.min_labelled_rows]
+        degraded = judged[judged["gap"] < -config.monitoring.degradation_tolerance]
+        if judged.empty:
+            description = (
+                f"not judged: {len(joined)} labelled predictions, fewer than {config.monitoring.min_labelled_rows}"
+            )
+        elif degraded.empty:
+            description = "every version within tolerance of its holdout score"
+        else:
+            description = "; ".join(
+                f"version {r.model_version}: {config.metric} {r[config.metric]:.4f} vs holdout {r.holdout:.4f}"
+                for _, r in degraded.iterrows()
+            )
+        metadata = {
+            "dagster/row_count": dg.MetadataValue.int(len(joined)),
+            "performance": dg.MetadataValue.md(
+                table.to_markdown(index=False, floatfmt=".4f") if len(table) else "no labelled predictions yet"
+            ),
+            "labels_without_prediction": dg.MetadataValue.int(int(unknown)),
+        }
+        if len(judged):
+            metadata[config.metric] = float(judged[config.metric].iloc[-1])
+        return dg.MaterializeResult(
+            value=table,
+            metadata=metadata,
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="no_degradation",
+                    passed=degraded.empty,
+                    description=description,
+                    severity=dg.AssetCheckSeverity.WARN,
+                )
+            ],
+        )
+
+    return [batch_predictions, ground_truth, model_performance]
+
+
+def _score(pipeline, inputs: pd.DataFrame) -> pd.DataFrame:
+    if not hasattr(pipeline, "predict_proba"):
+        return pd.DataFrame({"prediction": pipeline.predict(inputs).astype(str), "probability": np.nan})
+    probabilities = pipeline.predict_proba(inputs)
+    best = probabilities.argmax(axis=1)
+    # binary: the positive class's probability, so AUC can be computed later from stored rows
+    score = probabilities[:, 1] if probabilities.shape[1] == 2 else probabilities[np.arange(len(best)), best]
+    return pd.DataFrame({"prediction": pipeline.classes_[best].astype(str), "probability": score})
+
+
+def _judge(task: str, metric, version: str, rows: pd.DataFrame, mlflow: MlflowResource, name: str) -> dict:
+    if task == "regression":
+        y, values = rows["label"].astype(float), rows["prediction"].astype(float)
+    elif metric.needs_scores:
+        y, values = rows["label"], rows["probability"]
+    else:
+        y, values = rows["label"].astype(str), rows["prediction"]
+    try:
+        score = metric.fn(y, values)
+    except ValueError:  # e.g. a day whose labels hold one class
+        score = np.nan
+    client = mlflow.client()
+    try:
+        run_id = client.get_model_version(name, version).run_id
+        holdout = client.get_run(run_id).data.metrics.get(f"holdout_{metric.name}", np.nan)
+    except Exception:  # a version deleted from the registry keeps its stored rows, just no reference score
+        holdout = np.nan
+    gap = metric.gain(score, holdout) if not (np.isnan(score) or np.isnan(holdout)) else np.nan
+    return {"model_version": version, "rows": len(rows), metric.name: score, "holdout": holdout, "gap": gap}

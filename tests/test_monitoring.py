@@ -1,0 +1,87 @@
+"""batch_predictions stores the champion's predictions per day (replacing, never duplicating); ground_truth
+delivers labels only after their delay; model_performance judges each day per model version."""
+
+import dagster as dg
+import pytest
+
+from nexus_assets.cli import materialize
+from nexus_assets.definitions import build_definitions
+from tests.conftest import TRAINING_CHAIN, materialize_window
+
+NAME = "nexus-churn-test"
+DAY = "2026-01-07"
+
+
+def _run(defs, instance, selection, partition, as_of="2026-11-01"):
+    """Materialize `selection` for one day, reading labels as of `as_of`."""
+    run_config = {"ops": {"ground_truth": {"config": {"as_of": as_of}}}} if "ground_truth" in selection else None
+    return dg.materialize(
+        list(defs.assets),
+        selection=selection,
+        partition_key=partition,
+        instance=instance,
+        resources=defs.resources,
+        run_config=run_config,
+        raise_on_error=False,
+    )
+
+
+def test_predictions_are_stored_once_per_partition_with_their_version(trained, instance):
+    defs, app_db = trained.defs, trained.resources["app_db"]
+    assert materialize(defs, instance, ["raw_data", "features"], DAY).success
+    for _ in range(2):
+        assert _run(defs, instance, ["batch_predictions"], DAY).success
+    stored = app_db.predictions_for(NAME, DAY)
+    assert len(stored) == 300 and stored["id"].is_unique
+    assert set(stored["model_version"]) == {"1"}
+    assert stored["probability"].between(0, 1).all()
+    assert set(stored["prediction"]) <= {"0", "1"}
+
+
+def test_labels_arrive_only_after_their_delay(trained, instance):
+    defs = trained.defs
+    assert materialize(defs, instance, ["raw_data", "features"], DAY).success
+    assert _run(defs, instance, ["ground_truth"], DAY, as_of="2026-01-08").success  # delay is 2 days
+    assert defs.load_asset_value("ground_truth", partition_key=DAY, instance=instance).empty
+    note = instance.get_latest_materialization_event(dg.AssetKey("ground_truth")).asset_materialization
+    assert note.metadata["labels"].value == "no labels for 2026-01-07 yet as of 2026-01-08"
+    assert _run(defs, instance, ["ground_truth"], DAY, as_of="2026-01-09").success
+    assert len(defs.load_asset_value("ground_truth", partition_key=DAY, instance=instance)) == 300
+
+
+def test_performance_is_judged_per_version_and_unlabelled_days_are_not(trained, instance):
+    defs = trained.defs
+    assert materialize(defs, instance, ["raw_data", "features"], DAY).success
+    chain = ["batch_predictions", "ground_truth", "model_performance"]
+    early = _run(defs, instance, chain, DAY, as_of=DAY)
+    assert early.success
+    [check] = early.get_asset_check_evaluations()
+    assert check.passed and check.description.startswith("not judged: 0 labelled predictions")
+
+    result = _run(defs, instance, chain, DAY)
+    [check] = result.get_asset_check_evaluations()
+    table = defs.load_asset_value("model_performance", partition_key=DAY, instance=instance)
+    assert list(table["model_version"]) == ["1"] and table["rows"].iloc[0] == 300
+    assert 0.6 < table["roc_auc"].iloc[0] <= 1
+    assert check.passed, check.description
+
+
+@pytest.fixture
+def drifting(write_config, instance, monkeypatch):
+    """Champion trained on days 1-6; from day 7 on the label relationship shifts hard."""
+    drift = {"start_date": "2026-01-07", "features": ["monthly_charges", "support_calls"], "strength": 3.0}
+    config = write_config({"dataset": {"source": {"drift": drift}}})
+    monkeypatch.setenv("NEXUS_CONFIG", str(config.path))
+    defs = build_definitions(config)
+    materialize_window(defs, instance)
+    assert materialize(defs, instance, TRAINING_CHAIN).success
+    assert materialize(defs, instance, ["raw_data", "features"], DAY).success
+    return defs
+
+
+def test_degradation_after_drift_is_flagged(drifting, instance):
+    result = _run(drifting, instance, ["batch_predictions", "ground_truth", "model_performance"], DAY)
+    assert result.success, "a warning check must not fail the run"
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert "version 1: roc_auc" in check.description
