@@ -128,6 +128,7 @@ class ModelConfig(_Strict):
 
 
 class MonitoringConfig(_Strict):
+    drift_share_threshold: float = Field(0.25, gt=0, le=1, description="Share of drifted columns that warns.")
     degradation_tolerance: float = Field(0.05, ge=0, description="How far below its holdout score a day may fall.")
     min_labelled_rows: int = Field(100, gt=0, description="Fewer labelled predictions than this are not judged.")
     score_chunk_rows: int = Field(200_000, gt=0, description="Rows scored per predict call in batch_predictions.")

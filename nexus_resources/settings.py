@@ -11,6 +11,7 @@ from dagster_aws.s3 import S3PickleIOManager, S3Resource
 from nexus_resources.app_db import AppDatabase
 from nexus_resources.config import REPO_ROOT, ConfigError
 from nexus_resources.mlflow import MlflowResource
+from nexus_resources.reports import ReportStore
 
 PRODUCTION_ENV = {
     "NEXUS_S3_BUCKET": "the bucket that holds asset values",
@@ -45,6 +46,7 @@ def build_resources() -> dict[str, object]:
                 artifact_location=(home / "mlflow" / "artifacts").as_uri(),
             ),
             "app_db": AppDatabase(url=f"sqlite:///{home / 'app.db'}"),
+            "reports": ReportStore(location=str(home / "reports")),
         }
     missing = [f"{name} ({why})" for name, why in PRODUCTION_ENV.items() if not os.environ.get(name)]
     if missing:
@@ -61,4 +63,8 @@ def build_resources() -> dict[str, object]:
         ),
         "mlflow": MlflowResource(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI")),
         "app_db": AppDatabase(url=dg.EnvVar("NEXUS_APP_DB_URL")),
+        "reports": ReportStore(
+            location=f"s3://{os.environ['NEXUS_S3_BUCKET']}/{os.environ.get('NEXUS_S3_PREFIX', 'nexus')}/reports",
+            endpoint_url=os.environ.get("NEXUS_S3_ENDPOINT_URL"),
+        ),
     }

@@ -27,6 +27,7 @@ def test_definitions_hold_the_data_assets_and_their_blocking_checks():
         "batch_predictions",
         "ground_truth",
         "model_performance",
+        "drift_report",
     }
     checks = {key.name for key in graph.asset_check_keys if key.asset_key == dg.AssetKey("raw_data")}
     assert checks == {"non_empty", "schema", "target_valid", "null_rates", "value_ranges", "unique_ids"}

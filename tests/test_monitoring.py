@@ -1,6 +1,8 @@
 """batch_predictions stores the champion's predictions per day (replacing, never duplicating); ground_truth
 delivers labels only after their delay; model_performance judges each day per model version."""
 
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
@@ -66,22 +68,40 @@ def test_performance_is_judged_per_version_and_unlabelled_days_are_not(trained, 
     assert check.passed, check.description
 
 
+DRIFT_DAY = "2026-01-08"
+
+
 @pytest.fixture
 def drifting(write_config, instance, monkeypatch):
-    """Champion trained on days 1-6; from day 7 on the label relationship shifts hard."""
-    drift = {"start_date": "2026-01-07", "features": ["monthly_charges", "support_calls"], "strength": 3.0}
+    """Champion trained on days 1-6; day 7 is normal; from day 8 on two features and the labels shift hard."""
+    drift = {"start_date": DRIFT_DAY, "features": ["monthly_charges", "support_calls"], "strength": 3.0}
     config = write_config({"dataset": {"source": {"drift": drift}}})
     monkeypatch.setenv("NEXUS_CONFIG", str(config.path))
     defs = build_definitions(config)
     materialize_window(defs, instance)
     assert materialize(defs, instance, TRAINING_CHAIN).success
-    assert materialize(defs, instance, ["raw_data", "features"], DAY).success
+    for day in (DAY, DRIFT_DAY):
+        assert materialize(defs, instance, ["raw_data", "features"], day).success
     return defs
 
 
 def test_degradation_after_drift_is_flagged(drifting, instance):
-    result = _run(drifting, instance, ["batch_predictions", "ground_truth", "model_performance"], DAY)
+    result = _run(drifting, instance, ["batch_predictions", "ground_truth", "model_performance"], DRIFT_DAY)
     assert result.success, "a warning check must not fail the run"
     [check] = result.get_asset_check_evaluations()
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert "version 1: roc_auc" in check.description
+
+
+def test_drift_report_flags_the_drifted_day_only(drifting, instance):
+    checks = {}
+    for day in (DAY, DRIFT_DAY):
+        result = _run(drifting, instance, ["batch_predictions", "drift_report"], day)
+        assert result.success
+        [checks[day]] = result.get_asset_check_evaluations()
+    assert checks[DAY].passed, checks[DAY].description
+    assert not checks[DRIFT_DAY].passed and checks[DRIFT_DAY].severity == dg.AssetCheckSeverity.WARN
+    metadata = instance.get_latest_materialization_event(dg.AssetKey("drift_report")).asset_materialization.metadata
+    assert {"monthly_charges", "support_calls", "prediction_score"} <= set(metadata["drifted_columns"].value)
+    report = Path(metadata["report"].value)
+    assert report.name == f"{DRIFT_DAY}.html" and "monthly_charges" in report.read_text()

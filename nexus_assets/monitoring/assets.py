@@ -9,12 +9,14 @@ import pandas as pd
 
 from nexus_assets.data.synthetic import delayed_labels
 from nexus_assets.features.transform import feature_spec, model_inputs
+from nexus_assets.monitoring import drift
 from nexus_assets.partitions import daily_partitions
 from nexus_assets.training import registry
 from nexus_assets.training.metrics import metrics_for
 from nexus_resources.app_db import AppDatabase
 from nexus_resources.config import NexusConfig, SyntheticSource
 from nexus_resources.mlflow import MlflowResource
+from nexus_resources.reports import ReportStore
 
 
 class LabelsConfig(dg.Config):
@@ -138,7 +140,74 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
             ],
         )
 
-    return [batch_predictions, ground_truth, model_performance]
+    @dg.asset(
+        group_name="monitoring",
+        kinds={"evidently"},
+        code_version="1",
+        partitions_def=partitions,
+        check_specs=[
+            dg.AssetCheckSpec(
+                "drift_share",
+                asset="drift_report",
+                description="The share of drifted columns stays under monitoring.drift_share_threshold.",
+            )
+        ],
+    )
+    def drift_report(
+        context: dg.AssetExecutionContext,
+        features: pd.DataFrame,
+        batch_predictions: pd.DataFrame,
+        mlflow: MlflowResource,
+        reports: ReportStore,
+    ):
+        """Evidently drift of a day's features and prediction scores against the champion's training sample."""
+        client = mlflow.client()
+        version = str(batch_predictions["model_version"].iloc[0]) if len(batch_predictions) else None
+        if version is None:
+            raise dg.Failure(f"no predictions stored for {context.partition_key}: nothing to compare yet")
+        with mlflow.reporting_failures(f"load the reference of version {version}"):
+            reference = drift.load_reference(client, name, version)
+            pipeline = registry.load_pipeline(f"models:/{name}/{version}")
+        if reference.empty:
+            raise dg.Failure(f"the reference sample of version {version} is empty; retrain to log a new one")
+        spec = feature_spec(config, features)
+        reference = reference.assign(**{drift.PREDICTION: _prediction_score(_score(pipeline, reference[spec.columns]))})
+        current = model_inputs(features, spec).assign(
+            **{drift.PREDICTION: _prediction_score(batch_predictions).to_numpy()}
+        )
+        threshold = config.monitoring.drift_share_threshold
+        result = drift.measure(reference, current, spec, threshold)
+        where = reports.save(f"drift/{context.partition_key}.html", result.html)
+        passed = result.share <= threshold
+        description = f"{result.share:.0%} of columns drifted (threshold {threshold:.0%})" + (
+            f": {', '.join(result.drifted)}" if result.drifted else ""
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "drift_share": result.share,
+                "drifted_columns": dg.MetadataValue.json(result.drifted),
+                "columns": dg.MetadataValue.md(result.columns.to_markdown(index=False, floatfmt=".4f")),
+                "report": dg.MetadataValue.url(where) if where.startswith("s3://") else dg.MetadataValue.path(where),
+                "model_version": version,
+                "rows_compared": dg.MetadataValue.int(min(len(current), drift.CURRENT_ROWS)),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="drift_share",
+                    passed=passed,
+                    description=description,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={"drift_share": result.share},
+                )
+            ],
+        )
+
+    return [batch_predictions, ground_truth, model_performance, drift_report]
+
+
+def _prediction_score(scored: pd.DataFrame) -> pd.Series:
+    """The number whose drift we watch: the probability for classifiers, the prediction for regression."""
+    return scored["probability"] if scored["probability"].notna().any() else scored["prediction"].astype(float)
 
 
 def _score(pipeline, inputs: pd.DataFrame) -> pd.DataFrame:

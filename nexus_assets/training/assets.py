@@ -9,6 +9,7 @@ from mlflow.models import infer_signature
 from nexus_assets.features.split import TrainingDataset
 from nexus_assets.features.transform import model_inputs
 from nexus_assets.lib import plots
+from nexus_assets.monitoring.drift import log_reference
 from nexus_assets.training import registry
 from nexus_assets.training.candidates import (
     PIP_REQUIREMENTS,
@@ -67,6 +68,7 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                     signature=infer_signature(example, model.predict(example)),
                     input_example=example,
                 )
+                log_reference(model_inputs(data.train, data.spec), config.model.seed)
             candidates.append(
                 Candidate(
                     family, run.info.run_id, info.model_uri, validation, holdout, {**lineage, "nexus.family": family}
