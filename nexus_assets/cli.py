@@ -36,8 +36,18 @@ def main(argv: list[str] | None = None) -> int:
     promote.add_argument("--reason", default="promoted by hand")
     rollback = commands.add_parser("rollback", help="give the champion alias back to the previous champion")
     rollback.add_argument("--reason", default="rolled back by hand")
+    trace = commands.add_parser("trace", help="the lineage of a stored prediction or a model version")
+    what = trace.add_mutually_exclusive_group(required=True)
+    what.add_argument("prediction_id", nargs="?", help="the id of a stored prediction (e.g. a customer_id)")
+    what.add_argument("--version", help="a registered model version")
     args = parser.parse_args(argv)
-    handlers = {"demo": _demo, "status": control.status, "promote": control.promote, "rollback": control.rollback}
+    handlers = {
+        "demo": _demo,
+        "status": control.status,
+        "promote": control.promote,
+        "rollback": control.rollback,
+        "trace": control.trace,
+    }
     try:
         config = load_config()
         return handlers[args.command](config, args)

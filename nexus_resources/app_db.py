@@ -75,6 +75,18 @@ class AppDatabase(dg.ConfigurableResource):
                 records = part.assign(registered_model=registered_model, partition=partition, scored_at=scored_at)
                 connection.execute(predictions.insert(), records.to_dict("records"))
 
+    def prediction(self, registered_model: str, prediction_id: str) -> dict[str, Any] | None:
+        """The newest stored prediction for an id."""
+        query = (
+            sa.select(predictions)
+            .where((predictions.c.registered_model == registered_model) & (predictions.c.id == prediction_id))
+            .order_by(predictions.c.scored_at.desc())
+            .limit(1)
+        )
+        with self.engine().connect() as connection:
+            row = connection.execute(query).first()
+        return dict(row._mapping) if row else None
+
     def predictions_for(self, registered_model: str, partition: str) -> pd.DataFrame:
         query = sa.select(predictions).where(
             (predictions.c.registered_model == registered_model) & (predictions.c.partition == partition)

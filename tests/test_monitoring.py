@@ -105,3 +105,18 @@ def test_drift_report_flags_the_drifted_day_only(drifting, instance):
     assert {"monthly_charges", "support_calls", "prediction_score"} <= set(metadata["drifted_columns"].value)
     report = Path(metadata["report"].value)
     assert report.name == f"{DRIFT_DAY}.html" and "monthly_charges" in report.read_text()
+
+
+def test_trace_leads_from_a_prediction_to_its_data_and_code(trained, instance, capsys):
+    from nexus_assets.cli import main as nexus
+
+    assert materialize(trained.defs, instance, ["raw_data", "features"], DAY).success
+    assert _run(trained.defs, instance, ["batch_predictions"], DAY).success
+    prediction_id = trained.resources["app_db"].predictions_for(NAME, DAY)["id"].iloc[0]
+    assert nexus(["trace", prediction_id]) == 0
+    out = capsys.readouterr().out
+    data_hash = trained.data.manifest["window_hash"]
+    assert f"prediction {prediction_id} (partition {DAY}" in out
+    assert "model version        nexus-churn-test v1" in out and data_hash in out
+    assert "2026-01-01...2026-01-06" in out and "gate                 promoted" in out
+    assert nexus(["trace", "no-such-id"]) == 2

@@ -86,3 +86,38 @@ def _resources() -> tuple[MlflowResource, AppDatabase]:
 
 def _actor() -> str:
     return f"cli:{getpass.getuser()}"
+
+
+def trace(config: NexusConfig, args: argparse.Namespace) -> int:
+    """Prediction -> model version -> MLflow run -> Dagster run, training partitions, data hash, code version."""
+    mlflow, app_db = _resources()
+    client, name = mlflow.client(), config.model.registered_name
+    version = args.version
+    if args.prediction_id:
+        row = app_db.prediction(name, args.prediction_id)
+        if row is None:
+            raise ValueError(f"no stored prediction with id {args.prediction_id!r} for {name}")
+        print(
+            f"prediction {row['id']} (partition {row['partition']}, scored {row['scored_at']}): "
+            f"{row['prediction']} (probability {row['probability']})"
+        )
+        version = row["model_version"]
+    with mlflow.reporting_failures(f"find {name} version {version}"):
+        model_version = client.get_model_version(name, version)
+        run = client.get_run(model_version.run_id)
+    tags = {**run.data.tags, **model_version.tags}
+    chain = {
+        "model version": f"{name} v{version}",
+        "MLflow run": f"{run.info.run_id} (experiment {run.info.experiment_id}, {tags.get('nexus.family', '?')})",
+        "Dagster run": tags.get("dagster.run_id", "?"),
+        "Dagster asset": tags.get("dagster.asset_key", "?"),
+        "training partitions": tags.get("dagster.partition_range", "?"),
+        "training data hash": tags.get("nexus.data_hash", "?"),
+        "holdout hash": tags.get("nexus.holdout_hash", "?"),
+        "code version": tags.get("nexus.code_version", "?"),
+        "gate": f"{tags.get('nexus.gate.decision', 'not judged')}: {tags.get('nexus.gate.reason', '')}".strip(),
+    }
+    width = max(map(len, chain))
+    for key, value in chain.items():
+        print(f"  {key:<{width}}  {value}")
+    return 0
