@@ -32,9 +32,7 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
     task, name = config.dataset.task, config.model.registered_name
     metric = metrics_for(task)[config.metric]
 
-    @dg.asset(
-        group_name="training", kinds={"scikit-learn", "mlflow"}, code_version="1", op_tags={"nexus/stage": "training"}
-    )
+    @dg.asset(group_name="training", kinds={"scikit-learn", "mlflow"}, code_version="1")
     def candidate_models(
         context: dg.AssetExecutionContext, training_dataset: TrainingDataset, mlflow: MlflowResource
     ) -> dg.MaterializeResult[list[Candidate]]:
