@@ -17,10 +17,11 @@ import pandas as pd
 
 from nexus_assets.definitions import build_definitions
 from nexus_assets.features.transform import model_inputs
-from nexus_assets.lib.processes import running, venv_bin
+from nexus_assets.lib.processes import running
 from nexus_assets.training import control
 from nexus_resources.config import REPO_ROOT, ConfigError, NexusConfig, load_config
 from nexus_resources.settings import nexus_home
+from serving import serve_command
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
@@ -112,15 +113,7 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
 def _serve_once(record: dict) -> None:
     """Start the service, ask it for one prediction, show the curl that does the same, and stop it."""
     port = int(os.environ.get("NEXUS_SERVING_PORT", "3001"))
-    command = [
-        venv_bin("bentoml"),
-        "serve",
-        "serving.service:NexusModelService",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    command = serve_command(port)
     body = json.dumps({"records": [{k: None if pd.isna(v) else v for k, v in record.items()}]})
     with running(command, port, "/readyz", cwd=REPO_ROOT) as url:
         headers = {"Content-Type": "application/json"}

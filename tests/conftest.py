@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from nexus_assets.data.synthetic import CATEGORICAL, NUMERIC
 from nexus_assets.lib.processes import free_port, running, venv_bin
 from nexus_resources.config import NexusConfig, load_config
 
@@ -32,19 +33,8 @@ SMALL_CONFIG = {
         "end_date": "2026-02-01",
         "classes": [0, 1],
         "columns": {
-            "numeric": [
-                "age",
-                "tenure_months",
-                "monthly_charges",
-                "total_charges",
-                "support_calls",
-                "usage_gb",
-                "last_login_days",
-                "num_products",
-                "discount_pct",
-                "satisfaction_score",
-            ],
-            "categorical": ["plan", "region", "payment_method", "contract", "device"],
+            "numeric": NUMERIC,
+            "categorical": CATEGORICAL,
         },
     },
     "checks": {"max_null_rate": 0.2, "ranges": {"age": {"min": 18, "max": 120}}},

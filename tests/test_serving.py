@@ -14,10 +14,11 @@ import pytest
 import yaml
 
 from nexus_assets.definitions import build_definitions
-from nexus_assets.lib.processes import free_port, running, venv_bin
+from nexus_assets.lib.processes import free_port, running
 from nexus_assets.training import registry
 from nexus_resources.config import load_config
 from nexus_resources.mlflow import MlflowResource
+from serving import serve_command
 from tests.conftest import SMALL_CONFIG, TRAINING_CHAIN, materialize_window, register_linear_version
 
 TOKEN = "test-token"
@@ -67,15 +68,7 @@ def served(tmp_path_factory):
     mlflow = MlflowResource(tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
     mlflow.activate()
     port = free_port()
-    command = [
-        venv_bin("bentoml"),
-        "serve",
-        "serving.service:NexusModelService",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    command = serve_command(port)
     serving_env = {
         **env,
         "NEXUS_SERVING_TOKEN": TOKEN,
