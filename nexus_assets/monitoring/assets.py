@@ -45,8 +45,7 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         for start in range(0, len(inputs), config.monitoring.score_chunk_rows):
             chunks.append(_score(pipeline, inputs.iloc[start : start + config.monitoring.score_chunk_rows]))
         scored = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=["prediction", "probability"])
-        ids = features[id_column] if id_column in features else pd.Series(features.index)
-        rows = scored.assign(id=ids.astype(str).to_numpy(), model_version=version)
+        rows = scored.assign(id=_ids(features, id_column).astype(str).to_numpy(), model_version=version)
         app_db.replace_predictions(name, context.partition_key, rows)
         counts = rows["prediction"].value_counts().rename_axis("prediction").rename("rows").to_frame()
         return dg.MaterializeResult(
@@ -68,7 +67,7 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         if isinstance(dataset.source, SyntheticSource):
             labels = delayed_labels(dataset.source, day, as_of)
         else:  # sources whose rows carry their label when they land
-            labels = features[[id_column, dataset.target]] if id_column in features else features[[dataset.target]]
+            labels = features.assign(**{id_column: _ids(features, id_column)})[[id_column, dataset.target]]
         labels = labels.rename(columns={dataset.target: "label"})
         note = f"{len(labels)} labels known as of {as_of}" if len(labels) else f"no labels for {day} yet as of {as_of}"
         context.log.info(note)
@@ -203,6 +202,11 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         )
 
     return [batch_predictions, ground_truth, model_performance, drift_report]
+
+
+def _ids(frame: pd.DataFrame, id_column: str) -> pd.Series:
+    """The rows' ids, or their position in the day when the dataset has no id column."""
+    return frame[id_column] if id_column in frame else pd.Series(frame.index, index=frame.index)
 
 
 def _prediction_score(scored: pd.DataFrame) -> pd.Series:
