@@ -24,6 +24,8 @@ from nexus_resources.settings import nexus_home
 from serving import serve_command
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+MONITORING = ["raw_data", "features", "batch_predictions", "ground_truth", "model_performance", "drift_report"]
+MONITORED_DAYS = 3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +100,15 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
     if not _report(materialize(defs, instance, models), ", ".join(models)):
         return 1
     control.status(config, args)
+    if config.partitioned:
+        print("\nMonitoring the next days with the champion:")
+        for day in _demo_days(config, len(days) + MONITORED_DAYS)[len(days) :]:
+            result = materialize(defs, instance, MONITORING, day)
+            if not _report(result, f"{day} {', '.join(MONITORING)}"):
+                return 1
+            for check in result.get_asset_check_evaluations():
+                if check.asset_key != dg.AssetKey("raw_data"):
+                    print(f"  {check.asset_key.to_user_string()}.{check.check_name}: {check.description}")
     data = defs.load_asset_value("training_dataset", instance=instance)
     _serve_once(model_inputs(data.holdout.head(1), data.spec).astype(object).iloc[0].to_dict())
     print(
@@ -105,7 +116,7 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
         "  make dev     Dagster UI on http://127.0.0.1:3000: lineage, metadata, checks, the gate's decision\n"
         "  make mlflow  MLflow UI on http://127.0.0.1:5000: runs, registered versions and aliases\n"
         "  make serve   the champion on http://127.0.0.1:3001/predict, following the champion alias\n"
-        "  .venv/bin/nexus status | promote VERSION | rollback"
+        "  .venv/bin/nexus status | promote VERSION | rollback | trace PREDICTION_ID"
     )
     return 0
 
