@@ -90,7 +90,7 @@ class NexusModelService:
         self.model: ServedModel | None = None
         self.last_swap: dict[str, Any] = {}
         self.batcher = MicroBatcher(lambda: self.model)
-        self._refresh()
+        self._poll()  # not ready (503) until a version loads; the watcher keeps trying
         # Long-lived objects (the model, the libraries) out of the collector's way: fewer long GC pauses.
         gc.freeze()
         threading.Thread(target=self._watch, name="champion-watcher", daemon=True).start()
@@ -134,10 +134,13 @@ class NexusModelService:
     def _watch(self) -> None:
         while True:
             time.sleep(POLL_SECONDS)
-            try:
-                self._refresh()
-            except Exception:  # the watcher must outlive a registry outage
-                log.exception("could not read the %s alias of %s", CHAMPION, self.name)
+            self._poll()
+
+    def _poll(self) -> None:
+        try:
+            self._refresh()
+        except Exception:  # the service must outlive a registry outage
+            log.exception("could not read the %s alias of %s", CHAMPION, self.name)
 
     def _refresh(self) -> None:
         """Swap to the registry's champion if it moved and the new version passes its check."""
