@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow.models import Model
 from mlflow.tracking import MlflowClient
@@ -17,6 +16,7 @@ from sklearn.pipeline import Pipeline
 from typing_extensions import TypedDict
 
 from nexus_assets.features.transform import FeatureSpec, model_inputs
+from nexus_assets.training.metrics import predict
 from nexus_assets.training.registry import CHAMPION, load_pipeline
 
 _NUMBER_TYPES = {"double", "float", "long", "integer"}
@@ -47,10 +47,10 @@ class ServedModel:
 
     def predict(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
         """A prediction per row (with class probabilities for classifiers), in JSON-ready types."""
-        if self.classes is None:
-            return [{"prediction": float(p)} for p in self.pipeline.predict(frame)]
-        probabilities = self.pipeline.predict_proba(frame)
-        labels = np.asarray(self.classes, dtype=object)[probabilities.argmax(axis=1)]
+        labels, probabilities = predict(self.pipeline, frame)
+        if probabilities is None:
+            return [{"prediction": float(p)} for p in labels]
+        labels = labels.tolist()  # JSON-ready Python values
         keys = [str(c) for c in self.classes]
         return [
             {"prediction": label, "probabilities": dict(zip(keys, map(float, row), strict=True))}

@@ -12,7 +12,7 @@ from nexus_assets.features.transform import feature_spec, model_inputs
 from nexus_assets.monitoring import drift
 from nexus_assets.partitions import daily_partitions
 from nexus_assets.training import registry
-from nexus_assets.training.metrics import metrics_for
+from nexus_assets.training.metrics import metrics_for, predict
 from nexus_resources.app_db import AppDatabase
 from nexus_resources.config import NexusConfig, SyntheticSource
 from nexus_resources.mlflow import MlflowResource
@@ -215,13 +215,12 @@ def _prediction_score(scored: pd.DataFrame) -> pd.Series:
 
 
 def _score(pipeline, inputs: pd.DataFrame) -> pd.DataFrame:
-    if not hasattr(pipeline, "predict_proba"):
-        return pd.DataFrame({"prediction": pipeline.predict(inputs).astype(str), "probability": np.nan})
-    probabilities = pipeline.predict_proba(inputs)
-    best = probabilities.argmax(axis=1)
+    labels, probabilities = predict(pipeline, inputs)
+    if probabilities is None:
+        return pd.DataFrame({"prediction": labels.astype(str), "probability": np.nan})
     # binary: the positive class's probability, so AUC can be computed later from stored rows
-    score = probabilities[:, 1] if probabilities.shape[1] == 2 else probabilities[np.arange(len(best)), best]
-    return pd.DataFrame({"prediction": pipeline.classes_[best].astype(str), "probability": score})
+    score = probabilities[:, 1] if probabilities.shape[1] == 2 else probabilities.max(axis=1)
+    return pd.DataFrame({"prediction": labels.astype(str), "probability": score})
 
 
 def _judge(task: str, metric, version: str, rows: pd.DataFrame, mlflow: MlflowResource, name: str) -> dict:

@@ -59,10 +59,17 @@ def metrics_for(task: str) -> dict[str, Metric]:
     return REGRESSION if task == "regression" else CLASSIFICATION
 
 
+def predict(model, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+    """What `model` predicts per row and, for classifiers, each class's probability (`classes_` order), in one pass."""
+    if not hasattr(model, "predict_proba"):
+        return model.predict(X), None
+    probabilities = model.predict_proba(X)
+    return model.classes_[probabilities.argmax(axis=1)], probabilities
+
+
 def evaluate(task: str, model, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
     """Every metric of the task for `model` on (X, y); a metric that cannot be computed is left out."""
-    predictions = model.predict(X)
-    scores = model.predict_proba(X) if task != "regression" else None
+    predictions, scores = predict(model, X)
     out = {}
     for metric in metrics_for(task).values():
         try:
