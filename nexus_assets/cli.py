@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import os
-import shutil
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -18,21 +17,23 @@ import pandas as pd
 from nexus_assets.definitions import build_definitions
 from nexus_assets.features.transform import model_inputs
 from nexus_assets.lib.processes import running
+from nexus_assets.lib.runs import dagster_instance, materialize
+from nexus_assets.monitoring.retraining import TRAINING_CHAIN
+from nexus_assets.replay import DayOutcome, Replay
 from nexus_assets.training import control
 from nexus_resources.config import REPO_ROOT, ConfigError, NexusConfig, load_config
 from nexus_resources.settings import nexus_home
 from serving import serve_command
-
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
-MONITORING = ["raw_data", "features", "batch_predictions", "ground_truth", "model_performance", "drift_report"]
-MONITORED_DAYS = 3
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nexus", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="materialize the asset graph over the demo window")
-    demo.add_argument("--days", type=int, help="how many daily partitions (default: the training window)")
+    demo.add_argument("--days", type=int, help="how many daily partitions to train on (default: the training window)")
+    demo.add_argument(
+        "--monitor-days", type=int, default=14, help="days to monitor after training, sensors acting (default 14)"
+    )
     commands.add_parser("status", help="champion, challenger and previous champion, and recent decisions")
     promote = commands.add_parser("promote", help="move the champion alias to a version by hand")
     promote.add_argument("version")
@@ -43,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     what = trace.add_mutually_exclusive_group(required=True)
     what.add_argument("prediction_id", nargs="?", help="the id of a stored prediction (e.g. a customer_id)")
     what.add_argument("--version", help="a registered model version")
+    exporter = commands.add_parser("exporter", help="Prometheus metrics of drift, performance and predictions")
+    exporter.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
+    exporter.add_argument("--port", type=int, default=9108)
     args = parser.parse_args(argv)
     handlers = {
         "demo": _demo,
@@ -50,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         "promote": control.promote,
         "rollback": control.rollback,
         "trace": control.trace,
+        "exporter": control.exporter,
     }
     try:
         config = load_config()
@@ -62,31 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def dagster_instance() -> dg.DagsterInstance:
-    """The persistent instance: `$DAGSTER_HOME`, or `dagster/` in the embedded folder."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(nexus_home() / "dagster")))
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
-    return dg.DagsterInstance.get()
-
-
-def materialize(
-    defs: dg.Definitions, instance: dg.DagsterInstance, selection: list[str], partition_key: str | None = None
-) -> dg.ExecuteInProcessResult:
-    """One in-process run of `selection`, recorded in `instance` so the Dagster UI shows it."""
-    return dg.materialize(
-        list(defs.assets or []),
-        selection=selection,
-        partition_key=partition_key,
-        resources=defs.resources,
-        instance=instance,
-        run_config=QUIET,
-        raise_on_error=False,
-    )
-
-
 def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # the demo prints its own progress
     defs = build_definitions(config)
     instance = dagster_instance()
     days = _demo_days(config, args.days or config.training.window_days)
@@ -96,29 +79,57 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
         result = materialize(defs, instance, ["raw_data", "features"], day)
         if not _report(result, f"[{number}/{len(days)}] {day} raw_data, features"):
             return 1
-    models = ["training_dataset", "candidate_models", "challenger_model", "champion_model", "serving_bento"]
-    if not _report(materialize(defs, instance, models), ", ".join(models)):
+    trained = materialize(defs, instance, TRAINING_CHAIN)
+    if not _report(trained, ", ".join(TRAINING_CHAIN)):
+        return 1
+    replay = Replay(defs, instance)
+    # the champion alias sensor sees the first champion and deploys it
+    if not _show(replay.act()):
         return 1
     control.status(config, args)
-    if config.partitioned:
-        print("\nMonitoring the next days with the champion:")
-        for day in _demo_days(config, len(days) + MONITORED_DAYS)[len(days) :]:
-            result = materialize(defs, instance, MONITORING, day)
-            if not _report(result, f"{day} {', '.join(MONITORING)}"):
-                return 1
-            for check in result.get_asset_check_evaluations():
-                if check.asset_key != dg.AssetKey("raw_data"):
-                    print(f"  {check.asset_key.to_user_string()}.{check.check_name}: {check.description}")
-    data = defs.load_asset_value("training_dataset", instance=instance)
+    if config.partitioned and not _monitor(config, replay, days, args.monitor_days):
+        return 1
+    data = trained.output_for_node("training_dataset")
     _serve_once(model_inputs(data.holdout.head(1), data.spec).astype(object).iloc[0].to_dict())
     print(
         f"\nDone in {time.monotonic() - started:.0f} s. Where to look:\n"
-        "  make dev     Dagster UI on http://127.0.0.1:3000: lineage, metadata, checks, the gate's decision\n"
+        "  make dev     Dagster UI on http://127.0.0.1:3000: lineage, checks, drift, the gate, the retrain's reasons\n"
         "  make mlflow  MLflow UI on http://127.0.0.1:5000: runs, registered versions and aliases\n"
         "  make serve   the champion on http://127.0.0.1:3001/predict, following the champion alias\n"
         "  .venv/bin/nexus status | promote VERSION | rollback | trace PREDICTION_ID"
     )
     return 0
+
+
+def _monitor(config: NexusConfig, replay: Replay, trained: list[str], count: int) -> bool:
+    """Monitor the days after the training window, with the sensors acting after each day as the daemon would."""
+    days = _demo_days(config, len(trained) + count)[len(trained) :]
+    if config.dataset.end_date:
+        days = [day for day in days if dt.date.fromisoformat(day) < config.dataset.end_date]
+    print(f"\nMonitoring {len(days)} more days with the champion; the sensors act after each day:")
+    for number, day in enumerate(days, 1):
+        outcome = replay.monitor(day)
+        if not _report(outcome.monitoring, f"[{number}/{len(days)}] {day} monitored"):
+            return False
+        for asset, check in (("drift_report", "drift_share"), ("model_performance", "no_degradation")):
+            evaluation = outcome.check(asset, check)
+            print(f"    {'WARN' if not evaluation.passed else 'ok  '} {asset}: {evaluation.description}")
+        if not _show(replay.act(outcome)):
+            return False
+    return True
+
+
+def _show(outcome: DayOutcome) -> bool:
+    """How the runs the sensors requested went (the sensors log their decisions and reasons themselves)."""
+    for sensor, run in outcome.runs.items():
+        if not _report(run, f"    run requested by {sensor}"):
+            return False
+        if sensor == "retraining_sensor":
+            gate = run.output_for_node("champion_model")
+            print(f"    gate: {'PROMOTED' if gate['promoted'] else 'kept the champion'}: {gate['reason']}")
+        else:
+            print(f"    deployed version {run.dagster_run.tags['nexus/model_version']} (Bento built)")
+    return True
 
 
 def _serve_once(record: dict) -> None:

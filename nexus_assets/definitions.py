@@ -12,6 +12,7 @@ from nexus_assets.training.assets import build_training_assets
 from nexus_resources.config import NexusConfig, load_config
 from nexus_resources.settings import build_resources
 from nexus_sensors.champion import build_champion_alias_sensor
+from nexus_sensors.retraining import build_retraining_sensor
 
 
 def build_definitions(config: NexusConfig | None = None) -> dg.Definitions:
@@ -24,7 +25,7 @@ def build_definitions(config: NexusConfig | None = None) -> dg.Definitions:
             *build_serving_assets(config),
             *build_monitoring_assets(config),
         ],
-        sensors=[build_champion_alias_sensor(config)],
+        sensors=[build_champion_alias_sensor(config), build_retraining_sensor(config)],
         resources=build_resources(),
     )
 

@@ -46,6 +46,39 @@ predictions = sa.Table(
 )
 
 
+partition_health = sa.Table(
+    "partition_health",
+    metadata,
+    sa.Column("registered_model", sa.String(256), nullable=False),
+    sa.Column("partition", sa.String(32), nullable=False),
+    sa.Column("model_version", sa.String(32), nullable=False),  # the version whose predictions were judged
+    sa.Column("predictions", sa.Integer),
+    sa.Column("drift_share", sa.Float),
+    sa.Column("drifted", sa.Boolean),
+    sa.Column("metric", sa.String(64)),
+    sa.Column("metric_value", sa.Float),
+    sa.Column("degraded", sa.Boolean),  # None until enough labels arrived to judge
+    sa.Column("labelled_rows", sa.Integer),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("registered_model", "partition"),
+)
+
+retraining_decisions = sa.Table(
+    "retraining_decisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("registered_model", sa.String(256), nullable=False),
+    sa.Column("decision", sa.String(32), nullable=False),  # requested | held
+    sa.Column("champion_version", sa.String(32)),
+    sa.Column("partition", sa.String(32)),  # the newest flagged partition
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("run_key", sa.String(256)),
+)
+
+HEALTH_FIELDS = ("drift_share", "drifted", "metric", "metric_value", "degraded", "labelled_rows")
+
+
 class AppDatabase(dg.ConfigurableResource):
     """A SQLAlchemy URL; the tables are created on first use."""
 
@@ -75,6 +108,48 @@ class AppDatabase(dg.ConfigurableResource):
                 records = part.assign(registered_model=registered_model, partition=partition, scored_at=scored_at)
                 connection.execute(predictions.insert(), records.to_dict("records"))
 
+    def record_health(self, registered_model: str, partition: str, model_version: str, **fields: Any) -> None:
+        """Update one partition's monitoring signals; a new model version starts the partition afresh."""
+        unknown = set(fields) - {"predictions", *HEALTH_FIELDS}
+        if unknown:
+            raise ValueError(f"unknown partition_health fields: {sorted(unknown)}")
+        key = (partition_health.c.registered_model == registered_model) & (partition_health.c.partition == partition)
+        now = dt.datetime.now(dt.UTC)
+        with self.engine().begin() as connection:
+            row = connection.execute(sa.select(partition_health.c.model_version).where(key)).first()
+            if row is None:
+                connection.execute(
+                    partition_health.insert().values(
+                        registered_model=registered_model,
+                        partition=partition,
+                        model_version=model_version,
+                        updated_at=now,
+                        **fields,
+                    )
+                )
+                return
+            if row.model_version != model_version:
+                fields = {name: None for name in HEALTH_FIELDS} | fields
+            connection.execute(
+                partition_health.update().where(key).values(model_version=model_version, updated_at=now, **fields)
+            )
+
+    def health(self, registered_model: str, model_version: str | None = None) -> pd.DataFrame:
+        """Monitoring signals per partition, oldest first; only `model_version`'s when given."""
+        query = sa.select(partition_health).where(partition_health.c.registered_model == registered_model)
+        if model_version is not None:
+            query = query.where(partition_health.c.model_version == model_version)
+        with self.engine().connect() as connection:
+            return pd.read_sql_query(query.order_by(partition_health.c.partition), connection)
+
+    def record_retraining(self, **row: Any) -> None:
+        with self.engine().begin() as connection:
+            connection.execute(retraining_decisions.insert().values(decided_at=dt.datetime.now(dt.UTC), **row))
+
+    def retraining_history(self, registered_model: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest retraining decisions first."""
+        return self._newest(retraining_decisions, registered_model, limit)
+
     def prediction(self, registered_model: str, prediction_id: str) -> dict[str, Any] | None:
         """The newest stored prediction for an id."""
         query = (
@@ -95,15 +170,13 @@ class AppDatabase(dg.ConfigurableResource):
             return pd.read_sql_query(query, connection)
 
     def decisions(self, registered_model: str, limit: int = 20) -> list[dict[str, Any]]:
-        """The newest decisions first."""
-        query = (
-            sa.select(gate_decisions)
-            .where(gate_decisions.c.registered_model == registered_model)
-            .order_by(gate_decisions.c.id.desc())
-            .limit(limit)
-        )
+        """The newest promotion decisions first."""
+        return self._newest(gate_decisions, registered_model, limit)
+
+    def _newest(self, table: sa.Table, registered_model: str, limit: int) -> list[dict[str, Any]]:
+        query = sa.select(table).where(table.c.registered_model == registered_model).order_by(table.c.id.desc())
         with self.engine().connect() as connection:
-            return [dict(row._mapping) for row in connection.execute(query)]
+            return [dict(row._mapping) for row in connection.execute(query.limit(limit))]
 
 
 @cache

@@ -127,11 +127,24 @@ class ModelConfig(_Strict):
     gate: GateConfig = GateConfig()
 
 
+class RetrainingConfig(_Strict):
+    """When persistent drift or degradation requests a retrain, and the guardrails that hold it back."""
+
+    enabled: bool = True
+    consecutive_partitions: int = Field(2, gt=0, description="Flagged partitions in a row before retraining.")
+    min_labelled_rows: int = Field(
+        1000, ge=0, description="Labelled predictions the champion must have made before it is retrained."
+    )
+    cooldown_days: int = Field(7, ge=0, description="Partitions (days) after a requested retrain before another.")
+    approval_required: bool = Field(False, description="A promoting gate waits for `nexus promote` instead.")
+
+
 class MonitoringConfig(_Strict):
     drift_share_threshold: float = Field(0.25, gt=0, le=1, description="Share of drifted columns that warns.")
     degradation_tolerance: float = Field(0.05, ge=0, description="How far below its holdout score a day may fall.")
     min_labelled_rows: int = Field(100, gt=0, description="Fewer labelled predictions than this are not judged.")
     score_chunk_rows: int = Field(200_000, gt=0, description="Rows scored per predict call in batch_predictions.")
+    retraining: RetrainingConfig = RetrainingConfig()
 
 
 class NexusConfig(_Strict):

@@ -11,6 +11,7 @@ from dagster_aws.s3 import S3PickleIOManager, S3Resource
 from nexus_resources.app_db import AppDatabase
 from nexus_resources.config import REPO_ROOT, ConfigError
 from nexus_resources.mlflow import MlflowResource
+from nexus_resources.parquet_io import ParquetIOManager
 from nexus_resources.reports import ReportStore
 
 PRODUCTION_ENV = {
@@ -41,6 +42,7 @@ def build_resources() -> dict[str, object]:
         os.environ.setdefault("BENTOML_HOME", str(home / "bentoml"))
         return {
             "io_manager": dg.FilesystemIOManager(base_dir=str(home / "storage")),
+            "parquet_io_manager": ParquetIOManager(location=str(home / "storage")),
             "mlflow": MlflowResource(
                 tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
                 artifact_location=(home / "mlflow" / "artifacts").as_uri(),
@@ -57,14 +59,16 @@ def build_resources() -> dict[str, object]:
         aws_access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID"),
         aws_secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY"),
     )
+    bucket, prefix = os.environ["NEXUS_S3_BUCKET"], os.environ.get("NEXUS_S3_PREFIX", "nexus")
     return {
-        "io_manager": S3PickleIOManager(
-            s3_resource=s3, s3_bucket=dg.EnvVar("NEXUS_S3_BUCKET"), s3_prefix=os.environ.get("NEXUS_S3_PREFIX", "nexus")
+        "io_manager": S3PickleIOManager(s3_resource=s3, s3_bucket=bucket, s3_prefix=prefix),
+        "parquet_io_manager": ParquetIOManager(
+            location=f"s3://{bucket}/{prefix}", endpoint_url=os.environ.get("NEXUS_S3_ENDPOINT_URL")
         ),
         "mlflow": MlflowResource(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI")),
         "app_db": AppDatabase(url=dg.EnvVar("NEXUS_APP_DB_URL")),
         "reports": ReportStore(
-            location=f"s3://{os.environ['NEXUS_S3_BUCKET']}/{os.environ.get('NEXUS_S3_PREFIX', 'nexus')}/reports",
+            location=f"s3://{bucket}/{prefix}/reports",
             endpoint_url=os.environ.get("NEXUS_S3_ENDPOINT_URL"),
         ),
     }

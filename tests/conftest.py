@@ -169,8 +169,8 @@ TRAINING_CHAIN = ["training_dataset", "candidate_models", "challenger_model", "c
 @pytest.fixture
 def trained(write_config, instance, monkeypatch) -> SimpleNamespace:
     """The small config's data window materialized and the training chain run once on the embedded store."""
-    from nexus_assets.cli import materialize
     from nexus_assets.definitions import build_definitions
+    from nexus_assets.lib.runs import materialize
     from nexus_resources.settings import build_resources
 
     config = write_config()
@@ -186,7 +186,7 @@ def trained(write_config, instance, monkeypatch) -> SimpleNamespace:
 
 def materialize_window(defs: dg.Definitions, instance: dg.DagsterInstance, days: int = 6) -> None:
     """raw_data and features for the first `days` days of the dataset."""
-    from nexus_assets.cli import materialize
+    from nexus_assets.lib.runs import materialize
 
     for day in range(1, days + 1):
         assert materialize(defs, instance, ["raw_data", "features"], f"2026-01-{day:02d}").success

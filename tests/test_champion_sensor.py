@@ -9,7 +9,7 @@ NAME = "nexus-churn-test"
 
 
 def _tick(defs, instance, mlflow, cursor=None) -> dg.SensorResult:
-    sensor = defs.get_sensor_def("champion_alias_sensor")
+    sensor = defs.resolve_sensor_def("champion_alias_sensor")
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"mlflow": mlflow})
     return sensor(context)
 

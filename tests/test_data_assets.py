@@ -5,10 +5,10 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 
-from nexus_assets.cli import materialize
 from nexus_assets.data.synthetic import generate_day
 from nexus_assets.definitions import build_definitions
 from nexus_assets.features.split import TrainingDataset
+from nexus_assets.lib.runs import materialize
 from nexus_resources.config import SyntheticSource
 
 DAYS = [f"2026-01-0{d}" for d in range(1, 8)]

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from nexus_assets.cli import main as nexus
-from nexus_assets.cli import materialize
 from nexus_assets.definitions import build_definitions
 from nexus_assets.lib.processes import free_port
+from nexus_assets.lib.runs import materialize
 from nexus_assets.training import registry
 from nexus_assets.training.candidates import TRUSTED_TYPES, check_trainable
 from nexus_assets.training.gate import decide

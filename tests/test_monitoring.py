@@ -1,13 +1,19 @@
 """batch_predictions stores the champion's predictions per day (replacing, never duplicating); ground_truth
 delivers labels only after their delay; model_performance judges each day per model version."""
 
+import urllib.request
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from nexus_assets.cli import materialize
 from nexus_assets.definitions import build_definitions
+from nexus_assets.lib.processes import free_port
+from nexus_assets.lib.runs import materialize
+from nexus_assets.monitoring.exporter import serve_metrics
+from nexus_resources.settings import build_resources
 from tests.conftest import TRAINING_CHAIN, materialize_window
 
 NAME = "nexus-churn-test"
@@ -28,7 +34,7 @@ def _run(defs, instance, selection, partition, as_of="2026-11-01"):
     )
 
 
-def test_predictions_are_stored_once_per_partition_with_their_version(trained, instance):
+def test_predictions_are_stored_once_per_partition_with_their_version(trained, instance, embedded_home):
     defs, app_db = trained.defs, trained.resources["app_db"]
     assert materialize(defs, instance, ["raw_data", "features"], DAY).success
     for _ in range(2):
@@ -38,6 +44,11 @@ def test_predictions_are_stored_once_per_partition_with_their_version(trained, i
     assert set(stored["model_version"]) == {"1"}
     assert stored["probability"].between(0, 1).all()
     assert set(stored["prediction"]) <= {"0", "1"}
+    parquet = pd.read_parquet(embedded_home / "storage" / "batch_predictions" / f"{DAY}.parquet")
+    assert list(parquet.columns) == ["prediction", "probability", "id", "model_version"]
+    assert parquet.sort_values("id").reset_index(drop=True)[["id", "prediction"]].equals(
+        stored.sort_values("id").reset_index(drop=True)[["id", "prediction"]]
+    )
 
 
 def test_labels_arrive_only_after_their_delay(trained, instance):
@@ -105,6 +116,32 @@ def test_drift_report_flags_the_drifted_day_only(drifting, instance):
     assert {"monthly_charges", "support_calls", "prediction_score"} <= set(metadata["drifted_columns"].value)
     report = Path(metadata["report"].value)
     assert report.name == f"{DRIFT_DAY}.html" and "monthly_charges" in report.read_text()
+
+
+def test_prometheus_metrics_show_the_newest_drift_performance_and_counts(drifting, instance):
+    for day in (DAY, DRIFT_DAY):
+        chain = ["batch_predictions", "ground_truth", "model_performance", "drift_report"]
+        assert _run(drifting, instance, chain, day).success
+    app_db = build_resources()["app_db"]
+    server, _ = serve_metrics(app_db, NAME, "127.0.0.1", port := free_port())
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+    finally:
+        server.shutdown()
+    samples = {
+        (sample.name, sample.labels.get("model_version"), sample.labels.get("decision")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    newest = app_db.health(NAME).iloc[-1]
+    assert newest["partition"] == DRIFT_DAY
+    assert samples[("nexus_drift_share", "1", None)] == pytest.approx(newest["drift_share"]) and newest["drifted"]
+    assert samples[("nexus_drift_detected", "1", None)] == 1
+    assert samples[("nexus_model_metric", "1", None)] == pytest.approx(newest["metric_value"])
+    assert samples[("nexus_model_degraded", "1", None)] == 1
+    assert samples[("nexus_predictions", "1", None)] == 600
+    assert samples[("nexus_labelled_predictions", "1", None)] == 600
 
 
 def test_trace_leads_from_a_prediction_to_its_data_and_code(trained, instance, capsys):

@@ -8,8 +8,8 @@ import boto3
 import dagster as dg
 import sqlalchemy as sa
 
-from nexus_assets.cli import materialize
 from nexus_assets.definitions import build_definitions
+from nexus_assets.lib.runs import materialize
 from nexus_assets.training import registry
 from nexus_resources.settings import build_resources
 from tests.conftest import TRAINING_CHAIN
@@ -40,11 +40,18 @@ def test_whole_chain_runs_on_the_production_services(
             assert materialize(defs, instance, ["raw_data", "features"], day).success
         assert materialize(defs, instance, TRAINING_CHAIN).success
         champion = defs.load_asset_value("champion_model", instance=instance)
+        assert materialize(defs, instance, ["batch_predictions"], "2026-01-04").success
+        scored = defs.load_asset_value("batch_predictions", partition_key="2026-01-04", instance=instance)
 
     stored = {o["Key"] for o in s3.list_objects_v2(Bucket="nexus-assets")["Contents"]}
-    assert {"nexus/raw_data/2026-01-02", "nexus/features/2026-01-03", "nexus/training_dataset"} <= stored
+    assert {
+        "nexus/raw_data/2026-01-02",
+        "nexus/features/2026-01-03",
+        "nexus/training_dataset",
+        "nexus/batch_predictions/2026-01-04.parquet",
+    } <= stored
     with sa.create_engine(dagster_db).connect() as connection:
-        assert connection.execute(sa.text("SELECT count(*) FROM runs")).scalar_one() == 5
+        assert connection.execute(sa.text("SELECT count(*) FROM runs")).scalar_one() == 6
     assert not (tmp_path / "nexus-home" / "storage").exists(), "production mode must not write the embedded folder"
 
     resources = build_resources()
@@ -61,3 +68,4 @@ def test_whole_chain_runs_on_the_production_services(
     artifacts = s3.list_objects_v2(Bucket="mlflow")["Contents"]
     assert any(obj["Key"].endswith("model.skops") for obj in artifacts)
     assert audit.decisions(NAME)[0]["decision"] == "promoted"
+    assert len(scored) == 300 and set(audit.predictions_for(NAME, "2026-01-04")["id"]) == set(scored["id"])

@@ -7,9 +7,9 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from nexus_assets.cli import materialize
 from nexus_assets.data.synthetic import generate_day
 from nexus_assets.definitions import build_definitions
+from nexus_assets.lib.runs import materialize
 
 DAY = "2026-01-02"
 

@@ -29,7 +29,13 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
     metric = metrics_for(dataset.task)[config.metric]
     id_column = dataset.id_column or "row"
 
-    @dg.asset(group_name="monitoring", kinds={"scikit-learn", "sql"}, code_version="1", partitions_def=partitions)
+    @dg.asset(
+        group_name="monitoring",
+        kinds={"scikit-learn", "sql", "parquet"},
+        code_version="2",
+        partitions_def=partitions,
+        io_manager_key="parquet_io_manager",
+    )
     def batch_predictions(
         context: dg.AssetExecutionContext, features: pd.DataFrame, mlflow: MlflowResource, app_db: AppDatabase
     ) -> dg.MaterializeResult[pd.DataFrame]:
@@ -47,6 +53,7 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         scored = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=["prediction", "probability"])
         rows = scored.assign(id=_ids(features, id_column).astype(str).to_numpy(), model_version=version)
         app_db.replace_predictions(name, context.partition_key, rows)
+        app_db.record_health(name, context.partition_key, version, predictions=len(rows))
         counts = rows["prediction"].value_counts().rename_axis("prediction").rename("rows").to_frame()
         return dg.MaterializeResult(
             value=rows,
@@ -96,7 +103,12 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         stored = app_db.predictions_for(name, context.partition_key)
         labels = ground_truth.assign(id=ground_truth[id_column].astype(str))[["id", "label"]]
         joined = stored.merge(labels, on="id", how="inner")
-        unknown = len(labels) - labels["id"].isin(stored["id"]).sum()
+        unknown = int(len(labels) - labels["id"].isin(stored["id"]).sum())
+        if unknown:
+            context.log.warning(
+                f"{unknown} labels of {context.partition_key} match no stored prediction and are left out; "
+                "check the label source's id column"
+            )
         table = pd.DataFrame(
             [
                 _judge(dataset.task, metric, version, rows, mlflow, name)
@@ -122,10 +134,21 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
             "performance": dg.MetadataValue.md(
                 table.to_markdown(index=False, floatfmt=".4f") if len(table) else "no labelled predictions yet"
             ),
-            "labels_without_prediction": dg.MetadataValue.int(int(unknown)),
+            "labels_without_prediction": dg.MetadataValue.int(unknown),
         }
         if len(judged):
             metadata[config.metric] = float(judged[config.metric].iloc[-1])
+        for row in table.itertuples():
+            enough = row.rows >= config.monitoring.min_labelled_rows
+            app_db.record_health(
+                name,
+                context.partition_key,
+                row.model_version,
+                metric=config.metric,
+                metric_value=float(getattr(row, config.metric)),
+                degraded=bool(row.gap < -config.monitoring.degradation_tolerance) if enough else None,
+                labelled_rows=int(row.rows),
+            )
         return dg.MaterializeResult(
             value=table,
             metadata=metadata,
@@ -158,6 +181,7 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         batch_predictions: pd.DataFrame,
         mlflow: MlflowResource,
         reports: ReportStore,
+        app_db: AppDatabase,
     ):
         """Evidently drift of a day's features and prediction scores against the champion's training sample."""
         client = mlflow.client()
@@ -178,6 +202,7 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         result = drift.measure(reference, current, spec, threshold)
         where = reports.save(f"drift/{context.partition_key}.html", result.html)
         passed = result.share <= threshold
+        app_db.record_health(name, context.partition_key, version, drift_share=result.share, drifted=not passed)
         description = f"{result.share:.0%} of columns drifted (threshold {threshold:.0%})" + (
             f": {', '.join(result.drifted)}" if result.drifted else ""
         )

@@ -1,5 +1,7 @@
 """`candidate_models`, `challenger_model` and `champion_model`: train, register, and promote through the gate."""
 
+from dataclasses import replace
+
 import dagster as dg
 import pandas as pd
 from mlflow import log_metrics, log_params
@@ -9,6 +11,7 @@ from mlflow.models import infer_signature
 from nexus_assets.features.split import TrainingDataset
 from nexus_assets.features.transform import model_inputs
 from nexus_assets.lib import plots
+from nexus_assets.monitoring import retraining
 from nexus_assets.monitoring.drift import log_reference
 from nexus_assets.training import registry
 from nexus_assets.training.candidates import (
@@ -171,6 +174,17 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                 reference_name,
                 slices,
             )
+        if (
+            verdict.promoted
+            and config.monitoring.retraining.approval_required
+            and context.run.tags.get(retraining.TRIGGER_TAG) == retraining.TRIGGER
+        ):
+            verdict = replace(
+                verdict,
+                promoted=False,
+                awaiting_approval=True,
+                reason=f"{verdict.reason}; an automatic retrain needs approval: run `nexus promote {version}`",
+            )
         with mlflow.reporting_failures("move the champion alias"):
             if verdict.promoted:
                 registry.promote(client, name, version)
@@ -178,7 +192,7 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         context.log.info(("PROMOTED: " if verdict.promoted else "kept the champion: ") + verdict.reason)
         app_db.record_decision(
             registered_model=name,
-            decision="promoted" if verdict.promoted else "rejected",
+            decision=verdict.label,
             actor="gate",
             challenger_version=version,
             champion_version=current,
@@ -221,7 +235,7 @@ def _lineage_tags(data: TrainingDataset) -> dict[str, str]:
 
 def _tag_decision(client, name: str, version: str, verdict: GateDecision, data: TrainingDataset) -> None:
     tags = {
-        "nexus.gate.decision": "promoted" if verdict.promoted else "rejected",
+        "nexus.gate.decision": verdict.label,
         "nexus.gate.reason": verdict.reason[:5000],
         "nexus.gate.reference": verdict.reference,
         "nexus.holdout_hash": data.manifest["holdout"]["content_hash"],
@@ -237,7 +251,7 @@ def _gate_metadata(config, verdict, scores, models, X, y, data, champion) -> dic
         y, {label: model.predict(X) for label, model in models.items()}
     )
     text = [
-        f"**{'Promoted' if verdict.promoted else 'Not promoted'}**: {verdict.reason}",
+        f"**{verdict.label.replace('_', ' ').capitalize()}**: {verdict.reason}",
         "",
         f"Holdout: {len(X)} rows, content hash `{data.manifest['holdout']['content_hash'][:16]}`",
         "",
@@ -246,7 +260,7 @@ def _gate_metadata(config, verdict, scores, models, X, y, data, champion) -> dic
     if not verdict.slices.empty:
         text += ["", "Per slice:", "", verdict.slices.to_markdown(index=False, floatfmt=".4f")]
     return {
-        "decision": "promoted" if verdict.promoted else "rejected",
+        "decision": verdict.label,
         "champion_version": str(champion["version"]),
         "comparison": dg.MetadataValue.md("\n".join(text)),
         "plot": dg.MetadataValue.md(plot),

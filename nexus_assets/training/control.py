@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import threading
 
 import pandas as pd
 
+from nexus_assets.monitoring.exporter import serve_metrics
 from nexus_assets.training import registry
 from nexus_resources.app_db import AppDatabase
 from nexus_resources.config import NexusConfig
@@ -34,12 +36,29 @@ def status(config: NexusConfig, args: argparse.Namespace) -> int:
     print(pd.DataFrame(rows).to_markdown(index=False) if rows else "no aliases yet: run `nexus demo` or the models")
     decisions = app_db.decisions(name, limit=5)
     if decisions:
-        print("\nRecent decisions:")
+        print("\nRecent gate decisions:")
         print(
             pd.DataFrame(decisions)[
                 ["decided_at", "decision", "actor", "challenger_version", "champion_version", "reason"]
             ].to_markdown(index=False)
         )
+    retraining = app_db.retraining_history(name, limit=5)
+    if retraining:
+        print("\nRecent retraining decisions:")
+        columns = ["decided_at", "decision", "champion_version", "partition", "reason"]
+        print(pd.DataFrame(retraining)[columns].to_markdown(index=False))
+    return 0
+
+
+def exporter(config: NexusConfig, args: argparse.Namespace) -> int:
+    """Serve the monitoring metrics for Prometheus until interrupted."""
+    _, app_db = _resources()
+    server, _ = serve_metrics(app_db, config.model.registered_name, args.host, args.port)
+    print(f"Prometheus metrics of {config.model.registered_name} on http://{args.host}:{args.port}/metrics")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.shutdown()
     return 0
 
 

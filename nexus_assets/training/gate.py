@@ -18,6 +18,11 @@ class GateDecision:
     challenger_score: float
     reference_score: float
     slices: pd.DataFrame
+    awaiting_approval: bool = False  # would promote, but an automatic retrain waits for `nexus promote`
+
+    @property
+    def label(self) -> str:
+        return "awaiting_approval" if self.awaiting_approval else "promoted" if self.promoted else "rejected"
 
 
 def slice_scores(

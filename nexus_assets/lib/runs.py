@@ -1,0 +1,44 @@
+"""In-process runs on the persistent instance, the way `nexus demo` and the tests drive the asset graph."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import dagster as dg
+
+from nexus_resources.config import REPO_ROOT
+from nexus_resources.settings import nexus_home
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+def dagster_instance() -> dg.DagsterInstance:
+    """The persistent instance: `$DAGSTER_HOME`, or `dagster/` in the embedded folder."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(nexus_home() / "dagster")))
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    return dg.DagsterInstance.get()
+
+
+def materialize(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    selection: list[str],
+    partition_key: str | None = None,
+    tags: dict[str, str] | None = None,
+    run_config: dict | None = None,
+) -> dg.ExecuteInProcessResult:
+    """One in-process run of `selection`, recorded in `instance` so the Dagster UI shows it."""
+    return dg.materialize(
+        list(defs.assets or []),
+        selection=selection,
+        partition_key=partition_key,
+        resources=defs.resources,
+        instance=instance,
+        run_config={**QUIET, **(run_config or {})},
+        tags=tags,
+        raise_on_error=False,
+    )

@@ -1,0 +1,73 @@
+"""When the champion should be retrained: persistent drift or degradation, held back by the guardrails."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pandas as pd
+
+from nexus_resources.config import RetrainingConfig
+
+REQUESTED, HELD, QUIET = "requested", "held", "quiet"
+TRAINING_CHAIN = ["training_dataset", "candidate_models", "challenger_model", "champion_model"]
+TRIGGER_TAG, TRIGGER = "nexus/trigger", "retraining_sensor"  # marks runs the sensor requested
+
+
+@dataclass(frozen=True)
+class Assessment:
+    decision: str  # requested | held | quiet (nothing persistent to act on)
+    reason: str
+    partition: str | None = None  # the newest flagged partition
+
+
+def assess(
+    rules: RetrainingConfig,
+    health: pd.DataFrame,
+    champion: str,
+    last_request: str | None,
+    running: list[str],
+) -> Assessment:
+    """Decide on the champion's per-partition signals (`app_db.health`, oldest first).
+
+    `last_request` is the partition of the last requested retrain; `running` the ids of retrain runs in flight.
+    """
+    recent = health.tail(rules.consecutive_partitions)
+    flagged = recent["drifted"].eq(True) | recent["degraded"].eq(True)
+    if len(recent) < rules.consecutive_partitions or not flagged.all():
+        seen = ", ".join(f"{r.partition} {_signals(r)}" for r in recent.itertuples()) or "no partitions monitored"
+        return Assessment(
+            QUIET, f"version {champion}: no {rules.consecutive_partitions} flagged partitions in a row ({seen})"
+        )
+    newest = str(recent["partition"].iloc[-1])
+    signal = "; ".join(f"{r.partition} {_signals(r)}" for r in recent.itertuples())
+    persistent = f"version {champion} flagged on {len(recent)} partitions in a row ({signal})"
+    if running:
+        return Assessment(HELD, f"{persistent}, but retrain run {running[0]} is still in flight", newest)
+    if last_request is not None:
+        ready = dt.date.fromisoformat(last_request) + dt.timedelta(days=rules.cooldown_days)
+        if dt.date.fromisoformat(newest) < ready:
+            return Assessment(
+                HELD,
+                f"{persistent}, but the last retrain was requested at {last_request}; "
+                f"cooling down until {ready} ({rules.cooldown_days} days)",
+                newest,
+            )
+    labelled = int(health["labelled_rows"].fillna(0).sum())
+    if labelled < rules.min_labelled_rows:
+        return Assessment(
+            HELD,
+            f"{persistent}, but only {labelled} labelled predictions since it took over "
+            f"(monitoring.retraining.min_labelled_rows is {rules.min_labelled_rows})",
+            newest,
+        )
+    return Assessment(REQUESTED, f"{persistent}; {labelled} labelled predictions since it took over", newest)
+
+
+def _signals(row) -> str:
+    parts = []
+    if pd.notna(row.drift_share):
+        parts.append(f"drift {row.drift_share:.0%}" + (" (drifted)" if row.drifted else ""))
+    if pd.notna(row.degraded):
+        parts.append(f"{row.metric} {row.metric_value:.3f}" + (" (degraded)" if row.degraded else ""))
+    return "[" + (", ".join(parts) or "not judged yet") + "]"

@@ -1,0 +1,78 @@
+"""`retraining_sensor`: persistent drift or degradation of the champion requests one retrain through the gate."""
+
+import dagster as dg
+
+from nexus_assets.monitoring import retraining
+from nexus_assets.training import registry
+from nexus_resources.app_db import AppDatabase
+from nexus_resources.config import NexusConfig
+from nexus_resources.mlflow import MlflowResource
+
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def build_retraining_sensor(config: NexusConfig) -> dg.SensorDefinition:
+    name, rules = config.model.registered_name, config.monitoring.retraining
+
+    @dg.sensor(
+        name="retraining_sensor",
+        asset_selection=retraining.TRAINING_CHAIN,
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING if rules.enabled else dg.DefaultSensorStatus.STOPPED,
+        description=(
+            f"Retrains {name} when {rules.consecutive_partitions} monitored partitions in a row show drift or "
+            f"degradation, with a {rules.cooldown_days}-day cooldown, at least {rules.min_labelled_rows} labelled "
+            "predictions and one retrain in flight at a time."
+        ),
+    )
+    def retraining_sensor(
+        context: dg.SensorEvaluationContext, mlflow: MlflowResource, app_db: AppDatabase
+    ) -> dg.SensorResult:
+        with mlflow.reporting_failures(f"read the aliases of {name}"):
+            champion = registry.aliases(mlflow.client(), name).get(registry.CHAMPION)
+        if champion is None:
+            return dg.SensorResult(skip_reason=f"{name} has no champion yet")
+        history = app_db.retraining_history(name)
+        last_request = next((d["partition"] for d in history if d["decision"] == retraining.REQUESTED), None)
+        running = context.instance.get_run_ids(
+            dg.RunsFilter(statuses=IN_FLIGHT, tags={retraining.TRIGGER_TAG: retraining.TRIGGER})
+        )
+        verdict = retraining.assess(rules, app_db.health(name, champion), champion, last_request, running)
+        if verdict.decision == retraining.QUIET:
+            return dg.SensorResult(skip_reason=verdict.reason)
+        if history and (history[0]["decision"], history[0]["reason"]) == (verdict.decision, verdict.reason):
+            return dg.SensorResult(skip_reason=verdict.reason)  # already recorded on an earlier tick
+        context.log.info(f"retraining {verdict.decision}: {verdict.reason}")
+        run_key = (
+            f"{name}:v{champion}:retrain:{verdict.partition}" if verdict.decision == retraining.REQUESTED else None
+        )
+        app_db.record_retraining(
+            registered_model=name,
+            decision=verdict.decision,
+            champion_version=champion,
+            partition=verdict.partition,
+            reason=verdict.reason,
+            run_key=run_key,
+        )
+        observation = dg.AssetObservation(
+            asset_key="registered_model",
+            metadata={"retraining": verdict.decision, "reason": verdict.reason, "champion_version": champion},
+        )
+        if run_key is None:
+            return dg.SensorResult(skip_reason=verdict.reason, asset_events=[observation])
+        request = dg.RunRequest(
+            run_key=run_key,
+            tags={
+                retraining.TRIGGER_TAG: retraining.TRIGGER,
+                "nexus/reason": verdict.reason[:1000],
+                "nexus/model_version": champion,
+            },
+        )
+        return dg.SensorResult(run_requests=[request], asset_events=[observation])
+
+    return retraining_sensor

@@ -1,0 +1,135 @@
+"""The closed loop: drift or degradation that persists requests one retrain, held back by the cooldown, too few
+labels and a retrain in flight; the gate decides (waiting for `nexus promote` when approval is required) and the
+serving sensor deploys what it promotes."""
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from nexus_assets.cli import main as nexus
+from nexus_assets.definitions import build_definitions
+from nexus_assets.lib.runs import materialize
+from nexus_assets.monitoring import retraining
+from nexus_assets.replay import Replay
+from nexus_assets.training import registry
+from nexus_resources.config import RetrainingConfig
+from nexus_resources.settings import build_resources
+from tests.conftest import TRAINING_CHAIN, materialize_window, register_linear_version
+
+NAME = "nexus-churn-test"
+DRIFT_DAY = dt.date(2026, 1, 9)
+RULES = RetrainingConfig(consecutive_partitions=2, min_labelled_rows=500, cooldown_days=3)
+
+
+def _health(*flags: tuple[bool, bool | None], labelled: int = 300) -> pd.DataFrame:
+    """One row per day from 2026-01-07: (drifted, degraded)."""
+    return pd.DataFrame(
+        [
+            {
+                "partition": (dt.date(2026, 1, 7) + dt.timedelta(days=i)).isoformat(),
+                "drift_share": 0.5 if drifted else 0.1,
+                "drifted": drifted,
+                "metric": "roc_auc",
+                "metric_value": 0.7,
+                "degraded": degraded,
+                "labelled_rows": labelled,
+            }
+            for i, (drifted, degraded) in enumerate(flags)
+        ]
+    )
+
+
+def test_a_single_flagged_day_does_not_retrain():
+    verdict = retraining.assess(RULES, _health((False, False), (True, None)), "1", None, [])
+    assert verdict.decision == retraining.QUIET
+    assert "no 2 flagged partitions in a row" in verdict.reason and "2026-01-08 [drift 50% (drifted)" in verdict.reason
+
+
+def test_persistent_drift_or_degradation_requests_a_retrain():
+    verdict = retraining.assess(RULES, _health((False, False), (True, False), (False, True)), "1", None, [])
+    assert verdict.decision == retraining.REQUESTED and verdict.partition == "2026-01-09"
+    assert "version 1 flagged on 2 partitions in a row" in verdict.reason and "900 labelled" in verdict.reason
+
+
+def test_guardrails_hold_a_persistent_signal():
+    flagged = _health((True, True), (True, True), (True, True))
+    in_flight = retraining.assess(RULES, flagged, "1", None, ["run-a"])
+    assert in_flight.decision == retraining.HELD and "retrain run run-a is still in flight" in in_flight.reason
+    cooling = retraining.assess(RULES, flagged, "1", "2026-01-07", [])
+    assert cooling.decision == retraining.HELD and "cooling down until 2026-01-10" in cooling.reason
+    assert retraining.assess(RULES, flagged, "1", "2026-01-06", []).decision == retraining.REQUESTED
+    few_labels = retraining.assess(RULES, _health((True, True), (True, True), labelled=100), "1", None, [])
+    assert few_labels.decision == retraining.HELD and "only 200 labelled predictions" in few_labels.reason
+
+
+@pytest.fixture
+def drifting(write_config, instance, monkeypatch):
+    """Champion trained on days 1-6; from DRIFT_DAY on two features shift hard and churn depends more on price."""
+    drift = {"start_date": DRIFT_DAY.isoformat(), "features": ["monthly_charges", "support_calls"], "strength": 3.0}
+    config = write_config(
+        {
+            "dataset": {"source": {"drift": drift}},
+            "monitoring": {"retraining": {"min_labelled_rows": 1800, "cooldown_days": 7}},
+        }
+    )
+    monkeypatch.setenv("NEXUS_CONFIG", str(config.path))
+    defs = build_definitions(config)
+    materialize_window(defs, instance)
+    assert materialize(defs, instance, TRAINING_CHAIN).success
+    return defs
+
+
+def test_drift_scenario_retrains_once_and_serves_the_model_the_gate_promotes(drifting, instance):
+    replay = Replay(drifting, instance)
+    days = [(dt.date(2026, 1, 7) + dt.timedelta(days=i)) for i in range(10)]
+    outcomes = {day: replay.day(day.isoformat()) for day in days}
+    for day, outcome in outcomes.items():  # shown when the test fails
+        print(day, "FLAGGED" if outcome.flagged else "ok", *outcome.decisions, sep="\n  ")
+    assert all(o.monitoring.success for o in outcomes.values())
+
+    flagged = [day for day, outcome in outcomes.items() if outcome.flagged]
+    assert flagged and min(flagged) - DRIFT_DAY <= dt.timedelta(days=1), "flagged within 2 partitions of the drift"
+    assert all(day >= DRIFT_DAY for day in flagged), f"false alarms before the drift: {flagged}"
+
+    retrains = [day for day, outcome in outcomes.items() if "retraining_sensor" in outcome.runs]
+    assert len(retrains) == 1, f"one retrain, not {retrains}"
+    assert outcomes[retrains[0]].runs["retraining_sensor"].success
+    app_db = build_resources()["app_db"]
+    history = app_db.retraining_history(NAME)
+    assert [d["decision"] for d in history].count(retraining.REQUESTED) == 1
+    assert any("cooling down" in d["reason"] for d in history if d["decision"] == retraining.HELD)
+
+    [gate, *_] = app_db.decisions(NAME)
+    assert gate["actor"] == "gate" and gate["champion_version"] == "1" and gate["challenger_version"] == "2"
+    assert gate["decision"] == "promoted", gate["reason"]
+    assert gate["challenger_score"] > gate["champion_score"] + gate["margin"]
+    deploy = outcomes[retrains[0]].runs["champion_alias_sensor"]
+    assert deploy.success and deploy.dagster_run.tags["nexus/model_version"] == "2"
+    later = [d for d in days if d > retrains[0]]
+    assert all(
+        outcomes[d].monitoring.output_for_node("batch_predictions")["model_version"].eq("2").all() for d in later
+    )
+
+
+def test_approval_required_stops_at_the_gate_until_nexus_promote(write_config, instance, monkeypatch):
+    config = write_config({"monitoring": {"retraining": {"approval_required": True}}})
+    monkeypatch.setenv("NEXUS_CONFIG", str(config.path))
+    defs = build_definitions(config)
+    materialize_window(defs, instance)
+    resources = build_resources()
+    mlflow = resources["mlflow"]
+    mlflow.activate()
+    assert materialize(defs, instance, ["training_dataset"]).success
+    window = defs.load_asset_value("training_dataset", instance=instance)
+    worse = register_linear_version(mlflow, config, window, shuffle_labels=True)
+    registry.promote(mlflow.client(), NAME, worse)
+
+    tags = {retraining.TRIGGER_TAG: retraining.TRIGGER}
+    assert materialize(defs, instance, TRAINING_CHAIN, tags=tags).success
+    [gate, *_] = resources["app_db"].decisions(NAME)
+    assert gate["decision"] == "awaiting_approval" and "run `nexus promote 2`" in gate["reason"]
+    assert registry.aliases(mlflow.client(), NAME)[registry.CHAMPION] == worse
+
+    assert nexus(["promote", "2", "--reason", "approved after review"]) == 0
+    assert registry.aliases(mlflow.client(), NAME)[registry.CHAMPION] == "2"
