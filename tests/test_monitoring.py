@@ -1,6 +1,7 @@
 """batch_predictions stores the champion's predictions per day (replacing, never duplicating); ground_truth
 delivers labels only after their delay; model_performance judges each day per model version."""
 
+import re
 import urllib.request
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from nexus_resources.settings import build_resources
 from tests.conftest import TRAINING_CHAIN, materialize_window
 
 NAME = "nexus-churn-test"
+REPO = Path(__file__).resolve().parent.parent
 DAY = "2026-01-07"
 
 
@@ -46,8 +48,10 @@ def test_predictions_are_stored_once_per_partition_with_their_version(trained, i
     assert set(stored["prediction"]) <= {"0", "1"}
     parquet = pd.read_parquet(embedded_home / "storage" / "batch_predictions" / f"{DAY}.parquet")
     assert list(parquet.columns) == ["prediction", "probability", "id", "model_version"]
-    assert parquet.sort_values("id").reset_index(drop=True)[["id", "prediction"]].equals(
-        stored.sort_values("id").reset_index(drop=True)[["id", "prediction"]]
+    assert (
+        parquet.sort_values("id")
+        .reset_index(drop=True)[["id", "prediction"]]
+        .equals(stored.sort_values("id").reset_index(drop=True)[["id", "prediction"]])
     )
 
 
@@ -129,9 +133,10 @@ def test_prometheus_metrics_show_the_newest_drift_performance_and_counts(driftin
             text = response.read().decode()
     finally:
         server.shutdown()
+    families = list(text_string_to_metric_families(text))
     samples = {
         (sample.name, sample.labels.get("model_version"), sample.labels.get("decision")): sample.value
-        for family in text_string_to_metric_families(text)
+        for family in families
         for sample in family.samples
     }
     newest = app_db.health(NAME).iloc[-1]
@@ -142,6 +147,12 @@ def test_prometheus_metrics_show_the_newest_drift_performance_and_counts(driftin
     assert samples[("nexus_model_degraded", "1", None)] == 1
     assert samples[("nexus_predictions", "1", None)] == 600
     assert samples[("nexus_labelled_predictions", "1", None)] == 600
+
+    dashboard = (REPO / "docker" / "grafana" / "dashboards" / "nexusml.json").read_text()
+    exported = {f.name + ("_total" if f.type == "counter" else "") for f in families}
+    charted = set(re.findall(r"nexus_\w+", dashboard)) - {"nexus_prometheus"}
+    serving = {n for n in charted if n.startswith("nexus_predict_")}  # from the BentoML service's /metrics
+    assert charted - serving <= exported, f"the dashboard charts metrics nobody exports: {charted - serving - exported}"
 
 
 def test_trace_leads_from_a_prediction_to_its_data_and_code(trained, instance, capsys):

@@ -9,6 +9,7 @@ import pandas as pd
 
 from nexus_assets.data.synthetic import delayed_labels
 from nexus_assets.features.transform import feature_spec, model_inputs
+from nexus_assets.lib.background import Background
 from nexus_assets.monitoring import drift
 from nexus_assets.partitions import daily_partitions
 from nexus_assets.training import registry
@@ -46,13 +47,20 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
             if version is None:
                 raise dg.Failure(f"{name} has no champion yet; run the training chain before scoring")
             pipeline = registry.load_pipeline(f"models:/{name}/{version}")
-        inputs = model_inputs(features, feature_spec(config, features))
-        chunks = []
-        for start in range(0, len(inputs), config.monitoring.score_chunk_rows):
-            chunks.append(_score(pipeline, inputs.iloc[start : start + config.monitoring.score_chunk_rows]))
-        scored = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=["prediction", "probability"])
-        rows = scored.assign(id=_ids(features, id_column).astype(str).to_numpy(), model_version=version)
-        app_db.replace_predictions(name, context.partition_key, rows)
+        spec, step = feature_spec(config, features), config.monitoring.score_chunk_rows
+        ids = _ids(features, id_column).astype(str).to_numpy()
+        parts = []
+        # Rows are written to the app database on a thread while the next chunk is scored.
+        with Background(lambda chunks: app_db.replace_predictions(name, context.partition_key, chunks)) as store:
+            for start in range(0, len(features), step):
+                chunk = model_inputs(features.iloc[start : start + step], spec)
+                scored = _score(pipeline, chunk).assign(id=ids[start : start + step], model_version=version)
+                store.put(scored)
+                parts.append(scored)
+                if len(features) > step:
+                    context.log.info(f"scored {start + len(chunk):,} of {len(features):,} rows")
+        columns = ["prediction", "probability", "id", "model_version"]
+        rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
         app_db.record_health(name, context.partition_key, version, predictions=len(rows))
         counts = rows["prediction"].value_counts().rename_axis("prediction").rename("rows").to_frame()
         return dg.MaterializeResult(
