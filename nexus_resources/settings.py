@@ -47,7 +47,7 @@ def build_resources() -> dict[str, object]:
                 tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
                 artifact_location=(home / "mlflow" / "artifacts").as_uri(),
             ),
-            "app_db": AppDatabase(url=f"sqlite:///{home / 'app.db'}"),
+            "app_db": AppDatabase(url=os.environ.get("NEXUS_APP_DB_URL") or f"sqlite:///{home / 'app.db'}"),
             "reports": ReportStore(location=str(home / "reports")),
         }
     missing = [f"{name} ({why})" for name, why in PRODUCTION_ENV.items() if not os.environ.get(name)]

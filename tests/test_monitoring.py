@@ -8,14 +8,16 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from nexus_assets.definitions import build_definitions
 from nexus_assets.lib.processes import free_port
 from nexus_assets.lib.runs import materialize
 from nexus_assets.monitoring.exporter import serve_metrics
+from nexus_assets.training import registry
 from nexus_resources.settings import build_resources
-from tests.conftest import TRAINING_CHAIN, materialize_window
+from tests.conftest import TRAINING_CHAIN, materialize_window, register_linear_version
 
 NAME = "nexus-churn-test"
 REPO = Path(__file__).resolve().parent.parent
@@ -81,6 +83,38 @@ def test_performance_is_judged_per_version_and_unlabelled_days_are_not(trained, 
     assert list(table["model_version"]) == ["1"] and table["rows"].iloc[0] == 300
     assert 0.6 < table["roc_auc"].iloc[0] <= 1
     assert check.passed, check.description
+
+
+def test_labels_without_predictions_and_deleted_versions_keep_the_stored_rows(trained, instance):
+    defs, app_db = trained.defs, trained.resources["app_db"]
+    assert materialize(defs, instance, ["raw_data", "features"], DAY).success
+    assert _run(defs, instance, ["batch_predictions"], DAY).success
+    with app_db.engine().begin() as connection:  # ten rows an older, partial run never stored
+        connection.execute(sa.text("DELETE FROM predictions WHERE id IN (SELECT id FROM predictions LIMIT 10)"))
+    trained.mlflow.client().delete_model_version(NAME, "1")
+
+    result = _run(defs, instance, ["ground_truth", "model_performance"], DAY)
+    assert result.success
+    [check] = result.get_asset_check_evaluations()
+    assert "version(s) 1 have no holdout score to compare with (deleted from the registry?)" in check.description
+    metadata = instance.get_latest_materialization_event(dg.AssetKey("model_performance")).asset_materialization
+    assert metadata.metadata["labels_without_prediction"].value == 10
+    table = defs.load_asset_value("model_performance", partition_key=DAY, instance=instance)
+    assert table["rows"].tolist() == [290] and table["holdout"].isna().all()
+    assert len(app_db.predictions_for(NAME, DAY)) == 290
+
+
+def test_a_champion_without_a_reference_sample_fails_drift_clearly_and_keeps_its_predictions(trained, instance):
+    defs, app_db = trained.defs, trained.resources["app_db"]
+    no_reference = register_linear_version(trained.mlflow, trained.config, trained.data)  # logs no reference
+    registry.promote(trained.mlflow.client(), NAME, no_reference)
+    assert materialize(defs, instance, ["raw_data", "features"], DAY).success
+    result = _run(defs, instance, ["batch_predictions", "drift_report"], DAY)
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    message = failure.step_failure_data.user_failure_data.description
+    assert f"version {no_reference} has no reference sample" in message and "retrain" in message
+    assert set(app_db.predictions_for(NAME, DAY)["model_version"]) == {no_reference}
 
 
 DRIFT_DAY = "2026-01-08"

@@ -47,8 +47,15 @@ def feature_spec(config: NexusConfig, frame: pd.DataFrame) -> FeatureSpec:
 def model_inputs(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """The feature columns in canonical types: numbers as float64, categories as strings (NaN when missing)."""
     numeric = {c: frame[c].astype("float64") for c in spec.numeric}
-    categorical = {c: frame[c].map(str, na_action="ignore").astype(object) for c in spec.categorical}
+    categorical = {c: _strings(frame[c]) for c in spec.categorical}
     return pd.DataFrame({**numeric, **categorical}, index=frame.index)[spec.columns]
+
+
+def _strings(column: pd.Series) -> pd.Series:
+    # Already strings (e.g. the `features` asset's own output): a C-level type scan instead of a Python map.
+    if column.dtype == object and pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"):
+        return column
+    return column.map(str, na_action="ignore").astype(object)
 
 
 def build_preprocessor(spec: FeatureSpec) -> ColumnTransformer:

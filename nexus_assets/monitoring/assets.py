@@ -6,6 +6,7 @@ import datetime as dt
 import dagster as dg
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from nexus_assets.data.synthetic import delayed_labels
 from nexus_assets.features.transform import feature_spec, model_inputs
@@ -132,6 +133,12 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
             )
         elif degraded.empty:
             description = "every version within tolerance of its holdout score"
+            unknown_holdout = judged.loc[judged["holdout"].isna(), "model_version"].tolist()
+            if unknown_holdout:
+                description = (
+                    f"version(s) {', '.join(unknown_holdout)} have no holdout score to compare with "
+                    "(deleted from the registry?); the rest within tolerance"
+                )
         else:
             description = "; ".join(
                 f"version {r.model_version}: {config.metric} {r[config.metric]:.4f} vs holdout {r.holdout:.4f}"
@@ -200,7 +207,11 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
             reference = drift.load_reference(client, name, version)
             pipeline = registry.load_pipeline(f"models:/{name}/{version}")
         if reference.empty:
-            raise dg.Failure(f"the reference sample of version {version} is empty; retrain to log a new one")
+            raise dg.Failure(
+                f"version {version} has no reference sample ({drift.REFERENCE_ARTIFACT} missing or empty in its "
+                "training run), so drift cannot be measured; retrain through the platform so the next champion "
+                f"logs one. The predictions of {context.partition_key} stay stored."
+            )
         spec = feature_spec(config, features)
         reference = reference.assign(**{drift.PREDICTION: _prediction_score(_score(pipeline, reference[spec.columns]))})
         current = model_inputs(features, spec).assign(
@@ -271,7 +282,9 @@ def _judge(task: str, metric, version: str, rows: pd.DataFrame, mlflow: MlflowRe
     try:
         run_id = client.get_model_version(name, version).run_id
         holdout = client.get_run(run_id).data.metrics.get(f"holdout_{metric.name}", np.nan)
-    except Exception:  # a version deleted from the registry keeps its stored rows, just no reference score
+    except MlflowException as exc:  # a version deleted from the registry keeps its stored rows, not its score
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
         holdout = np.nan
     gap = metric.gain(score, holdout) if not (np.isnan(score) or np.isnan(holdout)) else np.nan
     return {"model_version": version, "rows": len(rows), metric.name: score, "holdout": holdout, "gap": gap}

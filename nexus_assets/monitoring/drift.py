@@ -48,8 +48,10 @@ def log_reference(inputs: pd.DataFrame, seed: int) -> None:
 
 
 def load_reference(client: MlflowClient, name: str, version: str) -> pd.DataFrame:
-    """The reference sample logged with the run that made `version`."""
+    """The reference sample logged with the run that made `version`; empty when that run logged none."""
     run_id = client.get_model_version(name, version).run_id
+    if REFERENCE_ARTIFACT not in {artifact.path for artifact in client.list_artifacts(run_id)}:
+        return pd.DataFrame()
     with tempfile.TemporaryDirectory() as tmp:
         path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=tmp)
         return pd.read_parquet(path)
