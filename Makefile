@@ -7,7 +7,7 @@ NEXUS_HOME ?= $(CURDIR)/.nexus
 DAGSTER_HOME ?= $(NEXUS_HOME)/dagster
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test dev mlflow serve bench lint lock clean
+.PHONY: install demo test dev mlflow serve exporter bench lint lock clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ mlflow: install  ## the MLflow UI on http://127.0.0.1:5000 over the embedded tra
 
 serve: install  ## the champion over HTTP on http://127.0.0.1:3001 (POST /predict, GET /model, /metrics)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/bentoml serve serving.service:NexusModelService --host 127.0.0.1 --port 3001
+
+exporter: install  ## Prometheus metrics of drift, performance and predictions on http://127.0.0.1:9108/metrics
+	NEXUS_HOME=$(NEXUS_HOME) $(BIN)/nexus exporter --host 127.0.0.1 --port 9108
 
 bench: install  ## serving benchmark against mlflow models serve and a bare ASGI app (needs wrk and `make demo`)
 	$(BIN)/python benchmarks/serving_bench.py
