@@ -37,6 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--only-bulk", action="store_true", help="only the 10,000-row request (no mlflow, floor, swap)")
     args = parser.parse_args()
     config = load_config()
     name = config.model.registered_name
@@ -58,6 +59,11 @@ def main() -> None:
     print(
         f"model {name} v{champion} ({model.info.get('family')}); {os.cpu_count()} cores; wrk, {args.seconds} s each\n"
     )
+    big = pd.concat([example] * (10_000 // len(example) + 1), ignore_index=True).iloc[:10_000]
+    if args.only_bulk:
+        with _server(["bentoml", "serve", "serving.service:NexusModelService"], env, "/readyz") as nexus_url:
+            _bulk(nexus_url, model, big)
+        return
     results = []
     with (
         _server(["bentoml", "serve", "serving.service:NexusModelService"], env, "/readyz") as nexus_url,
@@ -82,7 +88,6 @@ def main() -> None:
                     {"server": label, "concurrency": concurrency, **_wrk(url, body, concurrency, args.seconds)}
                 )
         print(pd.DataFrame(results).to_markdown(index=False))
-        big = pd.concat([example] * (10_000 // len(example) + 1), ignore_index=True).iloc[:10_000]
         _bulk(nexus_url, model, big)
         _swap(nexus_url, client, name, champion, row)
 
@@ -139,22 +144,29 @@ def _post(url: str, body: dict, timeout: float = 120) -> dict:
 
 
 def _bulk(url: str, model, frame: pd.DataFrame) -> None:
+    """Service throughput on one 10,000-row request: from sending the (pre-encoded) body to having the whole
+    answer, so the client's own JSON work is not charged to the service; the answer is decoded and checked after."""
     records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    body = json.dumps({"records": records}).encode()
     timings = []
-    for _ in range(3):
+    for _ in range(5):
+        request = urllib.request.Request(
+            f"{url}/predict", data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
         started = time.perf_counter()
-        answer = _post(f"{url}/predict", {"records": records})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            raw = response.read()
         timings.append(time.perf_counter() - started)
-        assert len(answer["predictions"]) == len(records)
+        assert len(json.loads(raw)["predictions"]) == len(records)
     in_process = []
-    for _ in range(3):
+    for _ in range(5):
         started = time.perf_counter()
         model.predict(model.frame(records))
         in_process.append(time.perf_counter() - started)
     served, local = len(records) / min(timings), len(records) / min(in_process)
     print(
         f"\n10,000 rows in one request: {served:,.0f} rows/s over HTTP vs {local:,.0f} rows/s in-process "
-        f"predict on the same rows (ratio {served / local:.2f}; best of 3)"
+        f"frame + predict on the same rows (ratio {served / local:.2f}; best of 5)"
     )
 
 
