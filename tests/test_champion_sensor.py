@@ -1,5 +1,8 @@
 """champion_alias_sensor asks for one deploy per move of `champion`; serving_bento checks, imports and builds."""
 
+from pathlib import Path
+
+import bentoml
 import dagster as dg
 
 from nexus_assets.training import registry
@@ -46,6 +49,10 @@ def test_serving_bento_builds_a_bento_tagged_with_the_version(trained, instance)
     assert metadata["bento"].value == "nexus-model:v1"
     assert metadata["bentoml_model"].value == f"{NAME}:v1"
     assert metadata["model_info"].value["version"] == "1"
+    source = Path(bentoml.bentos.get("nexus-model:v1").path) / "src"
+    packaged = {p.relative_to(source).parts[0] for p in source.rglob("*")}
+    assert {"serving", "nexus_assets", "nexus_resources", "nexus.yaml"} <= packaged
+    assert not packaged & {".nexus", ".venv", ".git", "tests"}, "the Bento must hold code, not stores or the venv"
 
 
 def test_serving_bento_refuses_a_version_that_cannot_load(trained, instance):
