@@ -17,7 +17,7 @@ $(INSTALLED): pyproject.toml constraints.txt
 
 install: $(INSTALLED)
 
-demo: install  ## install, then materialize the asset graph over the demo window on the embedded default
+demo: install  ## install, then run the platform end to end on the embedded default: train, gate, serve, monitor, retrain
 	$(BIN)/nexus demo
 
 test: install  ## install, then run the test suite
