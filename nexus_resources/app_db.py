@@ -156,6 +156,30 @@ class AppDatabase(dg.ConfigurableResource):
         """The newest retraining decisions first."""
         return self._newest(retraining_decisions, registered_model, limit)
 
+    def last_retrain_request(self, registered_model: str) -> str | None:
+        """The partition of the newest requested retrain, however many holds came after it."""
+        query = (
+            sa.select(retraining_decisions.c.partition)
+            .where(
+                (retraining_decisions.c.registered_model == registered_model)
+                & (retraining_decisions.c.decision == "requested")
+            )
+            .order_by(retraining_decisions.c.id.desc())
+            .limit(1)
+        )
+        with self.engine().connect() as connection:
+            return connection.execute(query).scalar_one_or_none()
+
+    def retraining_counts(self, registered_model: str) -> dict[str, int]:
+        """How many retraining decisions of each kind were recorded."""
+        query = (
+            sa.select(retraining_decisions.c.decision, sa.func.count())
+            .where(retraining_decisions.c.registered_model == registered_model)
+            .group_by(retraining_decisions.c.decision)
+        )
+        with self.engine().connect() as connection:
+            return {decision: count for decision, count in connection.execute(query)}
+
     def prediction(self, registered_model: str, prediction_id: str) -> dict[str, Any] | None:
         """The newest stored prediction for an id."""
         query = (
@@ -197,9 +221,7 @@ def _bulk_insert(connection: sa.Connection, table: sa.Table, rows: pd.DataFrame,
     fast path (COPY on PostgreSQL, executemany of tuples on SQLite): SQLAlchemy's executemany of row dicts costs
     about five times as much (docs/benchmarks.md)."""
     dialect = connection.dialect
-    for name, value in constants.items():  # as the dialect stores them, e.g. timestamps as text on SQLite
-        processor = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        constants[name] = processor(value) if processor else value
+    constants = {name: _stored(table.c[name], value, dialect) for name, value in constants.items()}
     columns = [*rows.columns, *constants]
     cursor = connection.connection.dbapi_connection.cursor()
     if dialect.name == "postgresql":
@@ -214,6 +236,12 @@ def _bulk_insert(connection: sa.Connection, table: sa.Table, rows: pd.DataFrame,
         cursor.executemany(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})", tuples)
     else:
         connection.execute(table.insert(), rows.assign(**constants).to_dict("records"))
+
+
+def _stored(column: sa.Column, value: Any, dialect: sa.Dialect) -> Any:
+    """`value` as the dialect stores it, e.g. a timestamp as text on SQLite."""
+    processor = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return processor(value) if processor else value
 
 
 @cache

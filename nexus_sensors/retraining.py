@@ -37,8 +37,7 @@ def build_retraining_sensor(config: NexusConfig) -> dg.SensorDefinition:
             champion = registry.aliases(mlflow.client(), name).get(registry.CHAMPION)
         if champion is None:
             return dg.SensorResult(skip_reason=f"{name} has no champion yet")
-        history = app_db.retraining_history(name)
-        last_request = next((d["partition"] for d in history if d["decision"] == retraining.REQUESTED), None)
+        history, last_request = app_db.retraining_history(name, limit=1), app_db.last_retrain_request(name)
         running = context.instance.get_run_ids(
             dg.RunsFilter(statuses=IN_FLIGHT, tags={retraining.TRIGGER_TAG: retraining.TRIGGER})
         )

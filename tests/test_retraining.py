@@ -13,6 +13,7 @@ from nexus_assets.lib.runs import materialize
 from nexus_assets.monitoring import retraining
 from nexus_assets.replay import Replay
 from nexus_assets.training import registry
+from nexus_resources.app_db import AppDatabase
 from nexus_resources.config import RetrainingConfig
 from nexus_resources.settings import build_resources
 from tests.conftest import TRAINING_CHAIN, materialize_window, register_linear_version
@@ -61,6 +62,15 @@ def test_guardrails_hold_a_persistent_signal():
     assert retraining.assess(RULES, flagged, "1", "2026-01-06", []).decision == retraining.REQUESTED
     few_labels = retraining.assess(RULES, _health((True, True), (True, True), labelled=100), "1", None, [])
     assert few_labels.decision == retraining.HELD and "only 200 labelled predictions" in few_labels.reason
+
+
+def test_the_cooldown_counts_from_the_last_request_however_many_holds_followed(tmp_path):
+    app_db = AppDatabase(url=f"sqlite:///{tmp_path / 'app.db'}")
+    app_db.record_retraining(registered_model=NAME, decision="requested", partition="2026-01-10", reason="drift")
+    for day in range(11, 40):
+        app_db.record_retraining(registered_model=NAME, decision="held", partition=f"day {day}", reason="cooling")
+    assert app_db.last_retrain_request(NAME) == "2026-01-10"
+    assert app_db.retraining_counts(NAME) == {"requested": 1, "held": 29}
 
 
 @pytest.fixture

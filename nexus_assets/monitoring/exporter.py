@@ -55,8 +55,7 @@ class MonitoringCollector(Collector):
         decisions = CounterMetricFamily(
             "nexus_retraining_decisions", "Automatic retraining decisions", labels=["registered_model", "decision"]
         )
-        history = pd.DataFrame(self.app_db.retraining_history(name, limit=100_000), columns=["decision"])
-        for decision, count in history["decision"].value_counts().items():
+        for decision, count in self.app_db.retraining_counts(name).items():
             decisions.add_metric([name, decision], float(count))
         yield from (drift, drifted, metric, degraded, stored, labelled, newest, decisions)
 
