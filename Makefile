@@ -7,7 +7,7 @@ NEXUS_HOME ?= $(CURDIR)/.nexus
 DAGSTER_HOME ?= $(NEXUS_HOME)/dagster
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test dev mlflow serve exporter bench lint lock clean
+.PHONY: install system demo test dev mlflow serve exporter stack bench lint lock clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +17,22 @@ $(INSTALLED): pyproject.toml constraints.txt
 
 install: $(INSTALLED)
 
+# Debian packages the full-stack test drives: Prometheus (scrapes the stack) and docker-compose (validates the file).
+DEBIAN_PACKAGES := prometheus docker-compose
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+system:
+	@missing=""; for program in $(DEBIAN_PACKAGES); do command -v $$program >/dev/null || missing="$$missing $$program"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing from Debian:$$missing"; \
+		$(SUDO) apt-get install -y --no-install-recommends $$missing >/dev/null \
+		|| { $(SUDO) apt-get update >/dev/null && $(SUDO) apt-get install -y --no-install-recommends $$missing >/dev/null; }; \
+	fi
+
 demo: install  ## install, then run the platform end to end on the embedded default: train, gate, serve, monitor, retrain
 	$(BIN)/nexus demo
 
-test: install  ## install, then run the test suite
+test: install system  ## install, then run the test suite
 	$(BIN)/pytest
 
 dev: install  ## the Dagster UI on http://127.0.0.1:3000 over the same embedded store as the demo
@@ -36,6 +48,9 @@ serve: install  ## the champion over HTTP on http://127.0.0.1:3001 (POST /predic
 
 exporter: install  ## Prometheus metrics of drift, performance and predictions on http://127.0.0.1:9108/metrics
 	NEXUS_HOME=$(NEXUS_HOME) $(BIN)/nexus exporter --host 127.0.0.1 --port 9108
+
+stack: install system  ## the production stack as local processes (PostgreSQL here, S3, MLflow, Dagster, serving, Prometheus)
+	$(BIN)/nexus stack
 
 bench: install  ## serving benchmark against mlflow models serve and a bare ASGI app (needs wrk and `make demo`)
 	$(BIN)/python benchmarks/serving_bench.py

@@ -16,6 +16,7 @@ import pandas as pd
 
 from nexus_assets.definitions import build_definitions
 from nexus_assets.features.transform import model_inputs
+from nexus_assets.lib import stack as lib_stack
 from nexus_assets.lib.processes import running
 from nexus_assets.lib.runs import dagster_instance, materialize
 from nexus_assets.monitoring.retraining import TRAINING_CHAIN
@@ -47,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     exporter = commands.add_parser("exporter", help="Prometheus metrics of drift, performance and predictions")
     exporter.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
     exporter.add_argument("--port", type=int, default=9108)
+    stack = commands.add_parser("stack", help="the production stack as local processes, until Ctrl-C (no Docker)")
+    stack.add_argument(
+        "--postgres",
+        default="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres",
+        help="an admin URL of the PostgreSQL server to create the stack's databases on",
+    )
     args = parser.parse_args(argv)
     handlers = {
         "demo": _demo,
@@ -55,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         "rollback": control.rollback,
         "trace": control.trace,
         "exporter": control.exporter,
+        "stack": lib_stack.run,
     }
     try:
         config = load_config()

@@ -47,6 +47,12 @@ LATENCY = bentoml.metrics.Histogram(
 SWAPS = bentoml.metrics.Counter(
     name="nexus_model_swaps", documentation="Attempted model swaps by outcome", labelnames=["model_version", "outcome"]
 )
+SERVED = bentoml.metrics.Gauge(
+    name="nexus_served_model_version",
+    documentation="The registered model version the service answers with (the newest swap of any worker)",
+    labelnames=["registered_model"],
+    multiprocess_mode="livemostrecent",
+)
 
 admin = FastAPI()
 
@@ -158,4 +164,5 @@ class NexusModelService:
         self.model = candidate  # one assignment: a request sees the old or the new model, never a mix
         self.last_swap = {"version": wanted, "previous": current, "at": candidate.info["loaded_at"]}
         SWAPS.labels(model_version=wanted, outcome="swapped").inc()
+        SERVED.labels(registered_model=self.name).set(float(wanted))
         log.info("now serving version %s of %s (was %s)", wanted, self.name, current)

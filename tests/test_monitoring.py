@@ -185,7 +185,7 @@ def test_prometheus_metrics_show_the_newest_drift_performance_and_counts(driftin
     dashboard = (REPO / "docker" / "grafana" / "dashboards" / "nexusml.json").read_text()
     exported = {f.name + ("_total" if f.type == "counter" else "") for f in families}
     charted = set(re.findall(r"nexus_\w+", dashboard)) - {"nexus_prometheus"}
-    serving = {n for n in charted if n.startswith("nexus_predict_")}  # from the BentoML service's /metrics
+    serving = {n for n in charted if n.startswith(("nexus_predict_", "nexus_served_"))}  # the service's /metrics
     assert charted - serving <= exported, f"the dashboard charts metrics nobody exports: {charted - serving - exported}"
 
 

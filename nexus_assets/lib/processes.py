@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,18 +22,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
-    """Return once `url` answers 2xx; fail early if the process dies first."""
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(ready: Callable[[], bool], process: subprocess.Popen, what: str, timeout: float = 90) -> None:
+    """Return once `ready()` holds; fail early if the process dies first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before answering {url}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"nothing answered {url} within {timeout} s")
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before {what}")
+        if ready():
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"{process.args[0]}: not {what} within {timeout} s")
 
 
 def stop_process_group(process: subprocess.Popen) -> None:
@@ -50,6 +58,49 @@ def venv_bin(program: str) -> str:
     return str(Path(sys.executable).parent / program)
 
 
+class Server:
+    """A server in its own session (so its workers stop with it), restartable with the same command and port."""
+
+    def __init__(
+        self,
+        command: list[str],
+        ready: Callable[[], bool],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: str | Path | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.command, self.ready, self.cwd, self.log_path = command, ready, cwd, log_path
+        bin_dir = str(Path(sys.executable).parent)
+        self.env = {**os.environ, **(env or {}), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120) -> None:
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        with open(self.log_path or os.devnull, "a") as log:
+            self.process = subprocess.Popen(
+                self.command, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        try:
+            wait_until(self.ready, self.process, "ready", timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process_group(self.process)
+
+    def restart(self, timeout: float = 120) -> None:
+        self.stop()
+        self.start(timeout)
+
+
 @contextmanager
 def running(
     command: list[str],
@@ -61,16 +112,68 @@ def running(
     log_path: Path | None = None,
     timeout: float = 120,
 ) -> Iterator[str]:
-    """Run a server in its own session on 127.0.0.1:`port`; yield its URL once `health_path` answers."""
-    bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, **(env or {}), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    with open(log_path or os.devnull, "w") as log:
-        process = subprocess.Popen(
-            command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_for_http(url + health_path, process, timeout)
-            yield url
-        finally:
-            stop_process_group(process)
+    """Run a server on 127.0.0.1:`port`; yield its URL once `health_path` answers."""
+    url = f"http://127.0.0.1:{port}"
+    server = Server(command, lambda: http_ok(url + health_path), env=env, cwd=cwd, log_path=log_path)
+    server.start(timeout)
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+class Relay:
+    """A TCP relay on loopback in front of a server. Closing it is an outage of that server as its clients see
+    it (connections refused and cut), while the server behind keeps its data, like MinIO restarting on its volume.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port, self.port = target_port, free_port()
+        self._listener: socket.socket | None = None
+        self._connections: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            for connection in self._connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+                connection.close()
+            self._connections.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # closed
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._connections.update((client, upstream))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+        with self._lock:
+            self._connections.discard(source)
+        source.close()

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-from evidently import DataDefinition, Dataset, Report
-from evidently.presets import DataDriftPreset
 from mlflow.tracking import MlflowClient
 
 from nexus_assets.features.transform import FeatureSpec
@@ -59,6 +57,10 @@ def load_reference(client: MlflowClient, name: str, version: str) -> pd.DataFram
 
 def measure(reference: pd.DataFrame, current: pd.DataFrame, spec: FeatureSpec, drift_share: float) -> Drift:
     """Evidently's DataDriftPreset over the features (and the prediction score, when both frames have it)."""
+    # Imported here: Evidently takes ~3 s to import, paid by every Dagster step process and CLI call otherwise.
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
     numeric = [*spec.numeric, *([PREDICTION] if PREDICTION in reference and PREDICTION in current else [])]
     columns = [*numeric, *spec.categorical]
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=list(spec.categorical))

@@ -1,0 +1,236 @@
+"""The production stack of docker/docker-compose.yml as local processes on loopback, for machines without Docker.
+
+PostgreSQL is the machine's own (one fresh database per purpose); an S3 endpoint (moto's server standing in for
+MinIO), `mlflow server` with basic auth, the user-code gRPC server, dagster-webserver, dagster-daemon, the
+BentoML service, the metrics exporter and Prometheus run as child processes, each in its own process group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import boto3
+import sqlalchemy as sa
+import yaml
+
+from nexus_assets.lib.processes import Relay, Server, free_port, http_ok, venv_bin
+from nexus_resources.config import REPO_ROOT, NexusConfig
+from nexus_resources.settings import nexus_home
+
+BUCKETS = ("nexus", "mlflow")
+DATABASES = ("dagster", "mlflow", "app")
+LOCATION = "nexusml"
+
+
+class LocalStack:
+    """Start with `with LocalStack(folder, admin_url) as stack:`; everything stops (and the databases go) on exit."""
+
+    def __init__(
+        self,
+        folder: Path,
+        pg_admin_url: str,
+        config_path: Path | None = None,
+        *,
+        serving_token: str | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.folder, self.admin_url, self.log = folder.resolve(), pg_admin_url, log
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.config_path = config_path or REPO_ROOT / "nexus.yaml"
+        services = ("moto", "mlflow", "user-code", "webserver", "serving", "exporter", "prometheus")
+        self.ports = {name: free_port() for name in services}
+        # Clients reach S3 through a relay, so a test can take the endpoint away and bring it back with its data.
+        self.s3 = Relay(self.ports["moto"])
+        self.ports["s3"] = self.s3.port
+        self.databases = {purpose: f"nexus_stack_{purpose}_{uuid.uuid4().hex[:8]}" for purpose in DATABASES}
+        self.dagster_home = self.folder / "dagster-home"
+        self.mlflow_password = uuid.uuid4().hex
+        self.serving_token = serving_token
+        self.servers: dict[str, Server] = {}
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def database_url(self, purpose: str, driver: str = "postgresql+psycopg2") -> str:
+        url = sa.make_url(self.admin_url).set(drivername=driver, database=self.databases[purpose])
+        return url.render_as_string(hide_password=False)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The production environment every NexusML process of the stack gets (and a client of it needs)."""
+        return {
+            "NEXUS_MODE": "production",
+            "NEXUS_CONFIG": str(self.config_path),
+            "NEXUS_DAGSTER_PG_URL": self.database_url("dagster", "postgresql"),
+            "NEXUS_APP_DB_URL": self.database_url("app"),
+            "NEXUS_S3_BUCKET": "nexus",
+            "NEXUS_S3_ENDPOINT_URL": self.url("s3"),
+            "NEXUS_SERVING_URL": self.url("serving"),
+            "NEXUS_SERVING_TOKEN": self.serving_token or "",
+            "MLFLOW_TRACKING_URI": self.url("mlflow"),
+            "MLFLOW_TRACKING_USERNAME": "nexus-admin",
+            "MLFLOW_TRACKING_PASSWORD": self.mlflow_password,
+            "MLFLOW_S3_ENDPOINT_URL": self.url("s3"),
+            "AWS_ACCESS_KEY_ID": "nexus-stack",
+            "AWS_SECRET_ACCESS_KEY": "nexus-stack",
+            "AWS_REGION": "us-east-1",
+            "DAGSTER_HOME": str(self.dagster_home),
+            "BENTOML_HOME": str(self.folder / "bentoml"),
+            "DO_NOT_TRACK": "1",
+        }
+
+    def __enter__(self) -> LocalStack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Two waves, each started at once: what needs nothing, then what needs the gRPC server or MLflow."""
+        self._create_databases()
+        self.s3.open()
+        self._wave(self._moto(), self._mlflow(), self._user_code(), self._exporter(), self._prometheus())
+        s3 = boto3.client("s3", endpoint_url=self.url("s3"), region_name="us-east-1", **self._s3_keys())
+        for bucket in BUCKETS:
+            s3.create_bucket(Bucket=bucket)
+        self._wave(self._webserver(), self._daemon(), self._serving())
+
+    def stop(self) -> None:
+        for name, server in reversed(list(self.servers.items())):
+            self.log(f"stopping {name}")
+            server.stop()
+        self.servers.clear()
+        self.s3.close()
+        admin = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            for name in self.databases.values():
+                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    def _s3_keys(self) -> dict[str, str]:
+        return {"aws_access_key_id": "nexus-stack", "aws_secret_access_key": "nexus-stack"}
+
+    def _create_databases(self) -> None:
+        admin = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            for name in self.databases.values():
+                connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+
+    def _server(self, name: str, command: list[str], health: str | Callable[[], bool], env: dict | None = None):
+        ready = health if callable(health) else (lambda: http_ok(self.url(name) + health))
+        server = Server(
+            command, ready, env={**self.env, **(env or {})}, cwd=REPO_ROOT, log_path=self.folder / f"{name}.log"
+        )
+        self.servers[name] = server
+        return server
+
+    def _wave(self, *servers: Server) -> None:
+        names = {id(server): name for name, server in self.servers.items()}
+        self.log("starting " + ", ".join(names[id(server)] for server in servers))
+        for server in servers:
+            server.launch()
+        for server in servers:
+            server.wait_ready()
+
+    def _moto(self) -> Server:
+        command = [venv_bin("moto_server"), "-H", "127.0.0.1", "-p", str(self.ports["moto"])]
+        return self._server("moto", command, "/moto-api/")
+
+    def _mlflow(self) -> Server:
+        auth_ini = self.folder / "mlflow-auth.ini"
+        settings = (REPO_ROOT / "docker" / "mlflow" / "basic_auth.ini").read_text()
+        auth_ini.write_text(settings.replace("sqlite:////var/lib/mlflow-auth/", f"sqlite:///{self.folder}/mlflow-"))
+        command = [venv_bin("mlflow"), "server", "--app-name", "basic-auth", "--host", "127.0.0.1"]
+        command += ["--port", str(self.ports["mlflow"]), "--workers", "1"]
+        command += ["--backend-store-uri", self.database_url("mlflow"), "--artifacts-destination", "s3://mlflow/art"]
+        env = {
+            "MLFLOW_AUTH_CONFIG_PATH": str(auth_ini),
+            "MLFLOW_AUTH_ADMIN_USERNAME": self.env["MLFLOW_TRACKING_USERNAME"],
+            "MLFLOW_AUTH_ADMIN_PASSWORD": self.mlflow_password,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex,
+        }
+        return self._server("mlflow", command, "/health", env)
+
+    def _user_code(self) -> Server:
+        self.dagster_home.mkdir(exist_ok=True)
+        shutil.copy(REPO_ROOT / "docker" / "dagster.production.yaml", self.dagster_home / "dagster.yaml")
+        port = str(self.ports["user-code"])
+        command = [venv_bin("dagster"), "code-server", "start", "--host", "127.0.0.1", "--port", port]
+        command += ["--module-name", "nexus_assets.definitions", "--location-name", LOCATION]
+        return self._server(
+            "user-code", command, self._succeeds([venv_bin("dagster"), "api", "grpc-health-check", "-p", port])
+        )
+
+    def _webserver(self) -> Server:
+        command = [venv_bin("dagster-webserver"), "--host", "127.0.0.1", "--port", str(self.ports["webserver"])]
+        return self._server("webserver", [*command, "--workspace", str(self._workspace())], "/server_info")
+
+    def _daemon(self) -> Server:
+        command = [venv_bin("dagster-daemon"), "run", "--workspace", str(self._workspace())]
+        return self._server("daemon", command, self._succeeds([venv_bin("dagster-daemon"), "liveness-check"]))
+
+    def _serving(self) -> Server:
+        command = [venv_bin("bentoml"), "serve", "serving.service:NexusModelService", "--host", "127.0.0.1"]
+        return self._server("serving", [*command, "--port", str(self.ports["serving"])], "/livez")
+
+    def _exporter(self) -> Server:
+        command = [venv_bin("nexus"), "exporter", "--host", "127.0.0.1", "--port", str(self.ports["exporter"])]
+        return self._server("exporter", command, "/metrics")
+
+    def _prometheus(self) -> Server:
+        if shutil.which("prometheus") is None:
+            raise RuntimeError("prometheus is not installed: `apt-get install prometheus` (`make test` does it)")
+        scrape = yaml.safe_load((REPO_ROOT / "docker" / "prometheus.yml").read_text())
+        scrape["global"]["scrape_interval"] = "1s"
+        targets = {"nexus-monitoring": "exporter", "nexus-serving": "serving"}
+        for job in scrape["scrape_configs"]:
+            job["static_configs"] = [{"targets": [f"127.0.0.1:{self.ports[targets[job['job_name']]]}"]}]
+        config = self.folder / "prometheus.yml"
+        config.write_text(yaml.safe_dump(scrape))
+        command = ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={self.folder / 'prometheus'}"]
+        return self._server(
+            "prometheus", [*command, f"--web.listen-address=127.0.0.1:{self.ports['prometheus']}"], "/-/ready"
+        )
+
+    def _workspace(self) -> Path:
+        """The compose file's workspace (docker/workspace.yaml) pointed at the local gRPC server."""
+        workspace = yaml.safe_load((REPO_ROOT / "docker" / "workspace.yaml").read_text())
+        workspace["load_from"][0]["grpc_server"].update(host="127.0.0.1", port=self.ports["user-code"])
+        path = self.folder / "workspace.yaml"
+        path.write_text(yaml.safe_dump(workspace))
+        return path
+
+    def _succeeds(self, command: list[str]) -> Callable[[], bool]:
+        return lambda: subprocess.run(command, capture_output=True, env={**os.environ, **self.env}).returncode == 0
+
+
+def run(config: NexusConfig, args: argparse.Namespace) -> int:
+    """`nexus stack`: the production stack on this machine until Ctrl-C."""
+    folder = nexus_home() / "stack"
+    with LocalStack(folder, args.postgres, config.path) as stack:
+        for name in ("webserver", "mlflow", "serving", "prometheus", "s3"):
+            print(f"{name:10} {stack.url(name)}")
+        print(f"MLflow sign-in: {stack.env['MLFLOW_TRACKING_USERNAME']} / {stack.mlflow_password}")
+        print(f"logs in {folder}; Ctrl-C stops everything and drops the stack's databases")
+        try:
+            while True:
+                for name, server in stack.servers.items():
+                    if server.process.poll() is not None:
+                        print(f"{name} exited with {server.process.returncode}; see {folder / (name + '.log')}")
+                        return 1
+                time.sleep(2)
+        except KeyboardInterrupt:
+            return 0

@@ -1,0 +1,214 @@
+"""The production stack as processes (docker-compose.yml without Docker): the loop runs through dagster-daemon,
+and the stack survives an MLflow restart, an S3 outage and a daemon restart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import dagster as dg
+import pytest
+import yaml
+from dagster_graphql import DagsterGraphQLClient
+
+from nexus_assets.lib.stack import LOCATION, LocalStack
+from nexus_assets.training import registry
+from nexus_resources.settings import build_resources
+from tests.conftest import PG_ADMIN_URL, SMALL_CONFIG, TRAINING_CHAIN, _require_postgres
+from tests.test_serving import ROW
+
+REPO = Path(__file__).resolve().parent.parent
+NAME = SMALL_CONFIG["model"]["registered_name"]
+DAYS = ("2026-01-01", "2026-01-02", "2026-01-03")
+TOKEN = "stack-test-token"
+TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+DEPLOYS = dg.RunsFilter(tags={"nexus/trigger": "champion_alias_sensor"})
+
+
+class Driver:
+    """What a person does through the webserver (GraphQL), and what they read back from the stack."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.graphql = DagsterGraphQLClient("127.0.0.1", port_number=stack.ports["webserver"], timeout=60)
+        self.instance = dg.DagsterInstance.from_config(str(stack.dagster_home))
+
+    def launch(self, selection: list[str], partition: str | None = None, tags: dict | None = None) -> str:
+        tags = {**(tags or {}), **({"dagster/partition": partition} if partition else {})}
+        return self.graphql.submit_job_execution(
+            "__ASSET_JOB",
+            repository_location_name=LOCATION,
+            repository_name="__repository__",
+            asset_selection=selection,
+            tags=tags,
+        )
+
+    def wait(self, run_id: str, timeout: float = 300) -> dg.DagsterRun:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.instance.get_run_by_id(run_id)
+            if run.status in TERMINAL:
+                return run
+            time.sleep(1)
+        raise TimeoutError(f"run {run_id} still {run.status} after {timeout} s")
+
+    def retries_of(self, run_id: str) -> list[dg.DagsterRun]:
+        return list(self.instance.get_runs(filters=dg.RunsFilter(tags={"dagster/root_run_id": run_id})))
+
+    def deploys(self) -> list[dg.DagsterRun]:
+        return list(self.instance.get_runs(filters=DEPLOYS))
+
+    def served(self) -> dict:
+        with urllib.request.urlopen(f"{self.stack.url('serving')}/model", timeout=5) as response:
+            return json.load(response)
+
+    def predict(self, records: list[dict]) -> dict:
+        request = urllib.request.Request(
+            f"{self.stack.url('serving')}/predict",
+            data=json.dumps({"records": records}).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+    def prometheus(self, query: str) -> list[dict]:
+        url = f"{self.stack.url('prometheus')}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.load(response)["data"]["result"]
+
+    def eventually(self, what: str, check, timeout: float = 120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if value := check():
+                return value
+            time.sleep(1)
+        raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory) -> Iterator[Driver]:
+    _require_postgres()
+    folder = tmp_path_factory.mktemp("stack")
+    config = folder / "nexus.yaml"
+    config.write_text(yaml.safe_dump(SMALL_CONFIG, sort_keys=False))
+    with LocalStack(folder, PG_ADMIN_URL, config, serving_token=TOKEN) as stack, pytest.MonkeyPatch.context() as mp:
+        for key, value in stack.env.items():
+            mp.setenv(key, value)
+        driver = Driver(stack)
+        try:
+            yield driver
+        finally:
+            driver.instance.dispose()
+
+
+@pytest.fixture(scope="module")
+def mlflow_client(driver):
+    resource = build_resources()["mlflow"].process_config_and_initialize()
+    resource.activate()
+    return resource.client()
+
+
+def test_the_loop_runs_through_the_daemon_and_the_service_answers_with_the_champion(driver, mlflow_client):
+    ingests = [driver.launch(["raw_data", "features"], day) for day in DAYS]  # queued; the daemon runs them
+    for run in map(driver.wait, ingests):
+        assert run.status == dg.DagsterRunStatus.SUCCESS, f"ingest {run.tags['dagster/partition']} failed"
+    assert driver.wait(driver.launch(TRAINING_CHAIN)).status == dg.DagsterRunStatus.SUCCESS
+    assert registry.aliases(mlflow_client, NAME)["champion"] == "1"
+
+    # champion_alias_sensor, ticking in the daemon, requests the deploy; the service swaps to the new version.
+    deploy = driver.eventually("a deploy run", driver.deploys)[0]
+    assert driver.wait(deploy.run_id).status == dg.DagsterRunStatus.SUCCESS
+    assert deploy.tags["nexus/model_version"] == "1"
+    assert driver.served()["version"] == "1"
+    answer = driver.predict([ROW, ROW])
+    assert answer["model"] == {"name": NAME, "version": "1"} and len(answer["predictions"]) == 2
+
+
+def test_prometheus_scrapes_the_service_and_the_platform_metrics(driver):
+    assert driver.wait(driver.launch(["batch_predictions"], DAYS[-1])).status == dg.DagsterRunStatus.SUCCESS
+    served = driver.eventually(
+        "the service's request counter in Prometheus",
+        lambda: driver.prometheus('nexus_predict_requests_total{model_version="1",outcome="ok"}'),
+    )
+    assert float(served[0]["value"][1]) >= 1
+    champion = driver.prometheus(f'max(nexus_served_model_version{{registered_model="{NAME}"}})')
+    assert float(champion[0]["value"][1]) == 1
+    scored = driver.eventually(
+        "the exporter's prediction count in Prometheus",
+        lambda: driver.prometheus(f'nexus_predictions{{registered_model="{NAME}",model_version="1"}}'),
+    )
+    assert float(scored[0]["value"][1]) == SMALL_CONFIG["dataset"]["source"]["rows_per_day"]
+
+
+def test_a_restarted_daemon_does_not_deploy_the_same_move_twice(driver):
+    assert len(driver.deploys()) == 1
+    restarted = time.time()
+    driver.stack.servers["daemon"].restart()
+    driver.eventually(
+        "a sensor tick after the restart",
+        lambda: any(tick.timestamp > restarted for tick in _sensor_ticks(driver)),
+        timeout=90,
+    )
+    assert len(driver.deploys()) == 1
+
+
+def test_a_training_run_outlives_an_mlflow_restart_without_duplicate_versions(driver, mlflow_client):
+    before = {v.version for v in mlflow_client.search_model_versions(f"name = '{NAME}'")}
+    run_id = driver.launch(TRAINING_CHAIN)
+    driver.eventually(
+        "the training run to start",
+        lambda: driver.instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED,
+    )
+    time.sleep(5)
+    driver.stack.servers["mlflow"].restart()
+    finished = [driver.wait(run_id, timeout=600)] + [driver.wait(r.run_id, 600) for r in driver.retries_of(run_id)]
+    assert finished[-1].status == dg.DagsterRunStatus.SUCCESS, [r.status for r in finished]
+    after = {v.version for v in mlflow_client.search_model_versions(f"name = '{NAME}'")}
+    assert len(after - before) == 1, f"one training chain must register one version, got {sorted(after - before)}"
+
+
+def test_an_s3_outage_fails_the_run_clearly_and_the_retry_succeeds(driver):
+    day = "2026-01-04"
+    driver.stack.s3.close()
+    try:
+        run_id = driver.launch(["raw_data"], day)
+        failed = driver.wait(run_id)
+    finally:
+        driver.stack.s3.open()
+    assert failed.status == dg.DagsterRunStatus.FAILURE
+    failure = next(
+        event
+        for event in driver.instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        if event.step_key == "raw_data"
+    )
+    assert "Could not connect to the endpoint URL" in str(failure.dagster_event.step_failure_data.error)
+    retry = driver.eventually("the daemon's retry", lambda: driver.retries_of(run_id))[0]
+    assert driver.wait(retry.run_id).status == dg.DagsterRunStatus.SUCCESS
+    key = dg.AssetKey("raw_data")
+    materialized = driver.instance.get_materialized_partitions(key)
+    assert day in materialized
+    s3 = boto3.client("s3", endpoint_url=driver.stack.url("s3"), region_name="us-east-1")
+    assert s3.head_object(Bucket="nexus", Key=f"nexus/raw_data/{day}")["ContentLength"] > 0
+
+
+def _sensor_ticks(driver: Driver) -> list:
+    origin = next(
+        state for state in driver.instance.all_instigator_state() if state.instigator_name == "champion_alias_sensor"
+    )
+    return driver.instance.get_ticks(origin.instigator_origin_id, origin.selector_id, limit=5)
+
+
+def test_docker_compose_file_is_valid_with_the_example_env(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text((REPO / "docker" / ".env.example").read_text())
+    compose = ["docker-compose", "--env-file", str(env), "-f", str(REPO / "docker" / "docker-compose.yml")]
+    result = subprocess.run([*compose, "config"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert {"postgres", "minio", "mlflow", "dagster-webserver", "dagster-daemon", "nexus-user-code"} <= set(services)
