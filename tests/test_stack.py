@@ -28,6 +28,7 @@ NAME = SMALL_CONFIG["model"]["registered_name"]
 DAYS = ("2026-01-01", "2026-01-02", "2026-01-03")
 TOKEN = "stack-test-token"
 TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+STARTED_OR_DONE = TERMINAL | {dg.DagsterRunStatus.STARTED}
 DEPLOYS = dg.RunsFilter(tags={"nexus/trigger": "champion_alias_sensor"})
 
 
@@ -57,6 +58,10 @@ class Driver:
                 return run
             time.sleep(1)
         raise TimeoutError(f"run {run_id} still {run.status} after {timeout} s")
+
+    def step_started(self, run_id: str, step: str) -> bool:
+        events = self.instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)
+        return any(event.step_key == step for event in events)
 
     def retries_of(self, run_id: str) -> list[dg.DagsterRun]:
         return list(self.instance.get_runs(filters=dg.RunsFilter(tags={"dagster/root_run_id": run_id})))
@@ -161,11 +166,8 @@ def test_a_restarted_daemon_does_not_deploy_the_same_move_twice(driver):
 def test_a_training_run_outlives_an_mlflow_restart_without_duplicate_versions(driver, mlflow_client):
     before = {v.version for v in mlflow_client.search_model_versions(f"name = '{NAME}'")}
     run_id = driver.launch(TRAINING_CHAIN)
-    driver.eventually(
-        "the training run to start",
-        lambda: driver.instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED,
-    )
-    time.sleep(5)
+    # Restart while candidate_models is logging its runs to MLflow.
+    driver.eventually("candidate_models to start", lambda: driver.step_started(run_id, "candidate_models"), 300)
     driver.stack.servers["mlflow"].restart()
     finished = [driver.wait(run_id, timeout=600)] + [driver.wait(r.run_id, 600) for r in driver.retries_of(run_id)]
     assert finished[-1].status == dg.DagsterRunStatus.SUCCESS, [r.status for r in finished]
@@ -175,24 +177,21 @@ def test_a_training_run_outlives_an_mlflow_restart_without_duplicate_versions(dr
 
 def test_an_s3_outage_fails_the_run_clearly_and_the_retry_succeeds(driver):
     day = "2026-01-04"
+    run_id = driver.launch(["raw_data"], day)
+    driver.eventually("the run to start", lambda: driver.instance.get_run_by_id(run_id).status in STARTED_OR_DONE)
     driver.stack.s3.close()
     try:
-        run_id = driver.launch(["raw_data"], day)
         failed = driver.wait(run_id)
     finally:
         driver.stack.s3.open()
     assert failed.status == dg.DagsterRunStatus.FAILURE
-    failure = next(
-        event
-        for event in driver.instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
-        if event.step_key == "raw_data"
-    )
+    failure = driver.instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)[0]
     assert "Could not connect to the endpoint URL" in str(failure.dagster_event.step_failure_data.error)
+    assert not driver.instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+
     retry = driver.eventually("the daemon's retry", lambda: driver.retries_of(run_id))[0]
     assert driver.wait(retry.run_id).status == dg.DagsterRunStatus.SUCCESS
-    key = dg.AssetKey("raw_data")
-    materialized = driver.instance.get_materialized_partitions(key)
-    assert day in materialized
+    assert day in driver.instance.get_materialized_partitions(dg.AssetKey("raw_data"))
     s3 = boto3.client("s3", endpoint_url=driver.stack.url("s3"), region_name="us-east-1")
     assert s3.head_object(Bucket="nexus", Key=f"nexus/raw_data/{day}")["ContentLength"] > 0
 
