@@ -220,6 +220,7 @@ class LocalStack:
 def run(config: NexusConfig, args: argparse.Namespace) -> int:
     """`nexus stack`: the production stack on this machine until Ctrl-C."""
     folder = nexus_home() / "stack"
+    shutil.rmtree(folder, ignore_errors=True)  # its databases are new each time; so are the logs and the auth store
     with LocalStack(folder, args.postgres, config.path) as stack:
         for name in ("webserver", "mlflow", "serving", "prometheus", "s3"):
             print(f"{name:10} {stack.url(name)}")
