@@ -30,16 +30,16 @@ def http_ok(url: str) -> bool:
         return False
 
 
-def wait_until(ready: Callable[[], bool], process: subprocess.Popen, what: str, timeout: float = 90) -> None:
+def wait_until(ready: Callable[[], bool], process: subprocess.Popen, name: str, timeout: float = 90) -> None:
     """Return once `ready()` holds; fail early if the process dies first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before {what}")
+            raise RuntimeError(f"{name} exited with {process.returncode} before it was ready")
         if ready():
             return
         time.sleep(0.5)
-    raise TimeoutError(f"{process.args[0]}: not {what} within {timeout} s")
+    raise TimeoutError(f"{name} was not ready within {timeout} s")
 
 
 def stop_process_group(process: subprocess.Popen) -> None:
@@ -63,6 +63,7 @@ class Server:
 
     def __init__(
         self,
+        name: str,
         command: list[str],
         ready: Callable[[], bool],
         *,
@@ -70,7 +71,7 @@ class Server:
         cwd: str | Path | None = None,
         log_path: Path | None = None,
     ) -> None:
-        self.command, self.ready, self.cwd, self.log_path = command, ready, cwd, log_path
+        self.name, self.command, self.ready, self.cwd, self.log_path = name, command, ready, cwd, log_path
         bin_dir = str(Path(sys.executable).parent)
         self.env = {**os.environ, **(env or {}), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
         self.process: subprocess.Popen | None = None
@@ -87,7 +88,8 @@ class Server:
 
     def wait_ready(self, timeout: float = 120) -> None:
         try:
-            wait_until(self.ready, self.process, "ready", timeout)
+            where = f" (its output: {self.log_path})" if self.log_path else ""
+            wait_until(self.ready, self.process, self.name + where, timeout)
         except BaseException:
             self.stop()
             raise
@@ -114,7 +116,9 @@ def running(
 ) -> Iterator[str]:
     """Run a server on 127.0.0.1:`port`; yield its URL once `health_path` answers."""
     url = f"http://127.0.0.1:{port}"
-    server = Server(command, lambda: http_ok(url + health_path), env=env, cwd=cwd, log_path=log_path)
+    server = Server(
+        Path(command[0]).name, command, lambda: http_ok(url + health_path), env=env, cwd=cwd, log_path=log_path
+    )
     server.start(timeout)
     try:
         yield url

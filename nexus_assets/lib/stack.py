@@ -132,14 +132,13 @@ class LocalStack:
     def _server(self, name: str, command: list[str], health: str | Callable[[], bool], env: dict | None = None):
         ready = health if callable(health) else (lambda: http_ok(self.url(name) + health))
         server = Server(
-            command, ready, env={**self.env, **(env or {})}, cwd=REPO_ROOT, log_path=self.folder / f"{name}.log"
+            name, command, ready, env={**self.env, **(env or {})}, cwd=REPO_ROOT, log_path=self.folder / f"{name}.log"
         )
         self.servers[name] = server
         return server
 
     def _wave(self, *servers: Server) -> None:
-        names = {id(server): name for name, server in self.servers.items()}
-        self.log("starting " + ", ".join(names[id(server)] for server in servers))
+        self.log("starting " + ", ".join(server.name for server in servers))
         for server in servers:
             server.launch()
         for server in servers:
