@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import itertools
 from collections.abc import Iterable
 from functools import cache
 from typing import Any
@@ -109,8 +108,7 @@ class AppDatabase(dg.ConfigurableResource):
             )
             for chunk in chunks:
                 constants = {"registered_model": registered_model, "partition": partition, "scored_at": scored_at}
-                # in key order, so the primary-key index grows by appending rather than at random places
-                _bulk_insert(connection, predictions, chunk.sort_values("id"), constants)
+                _bulk_insert(connection, predictions, chunk, constants, order_by="id")
                 stored += len(chunk)
         return stored
 
@@ -216,26 +214,34 @@ def _sqlite_wal(dbapi_connection, _record) -> None:
     dbapi_connection.execute("PRAGMA cache_size=-131072")  # 128 MiB: bulk inserts into the id index stay in memory
 
 
-def _bulk_insert(connection: sa.Connection, table: sa.Table, rows: pd.DataFrame, constants: dict[str, Any]) -> None:
-    """Insert a frame of strings and numbers, plus columns that hold one value for every row, through the driver's
-    fast path (COPY on PostgreSQL, executemany of tuples on SQLite): SQLAlchemy's executemany of row dicts costs
-    about five times as much (docs/benchmarks.md)."""
+def _bulk_insert(
+    connection: sa.Connection, table: sa.Table, rows: pd.DataFrame, constants: dict[str, Any], order_by: str
+) -> None:
+    """Insert a frame of strings and numbers, plus columns that hold one value for every row, in `order_by` order
+    (so an index on it grows by appending), through the driver's fast path: COPY on PostgreSQL; on SQLite one
+    statement that reads the rows from a JSON array in C, so the insert runs without holding the GIL (a Python
+    tuple per row would hold it while binding). SQLAlchemy's executemany of row dicts costs about five times as
+    much (docs/benchmarks.md)."""
     dialect = connection.dialect
     constants = {name: _stored(table.c[name], value, dialect) for name, value in constants.items()}
     columns = [*rows.columns, *constants]
     cursor = connection.connection.dbapi_connection.cursor()
     if dialect.name == "postgresql":
         buffer = io.StringIO()
-        rows.assign(**constants).to_csv(buffer, index=False, header=False)
+        rows.sort_values(order_by).assign(**constants).to_csv(buffer, index=False, header=False)
         buffer.seek(0)
         cursor.copy_expert(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)", buffer)
     elif dialect.name == "sqlite":
-        values = [rows[c].tolist() for c in rows.columns]  # SQLite stores a NaN as NULL
-        tuples = zip(*values, *(itertools.repeat(v) for v in constants.values()), strict=False)
-        marks = ", ".join("?" * len(columns))
-        cursor.executemany(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})", tuples)
+        fields = [f"value->>{i}" for i in range(len(rows.columns))]
+        key = f"CAST(value->>{list(rows.columns).index(order_by)} AS TEXT)"  # the column's TEXT order, as indexed
+        cursor.execute(
+            f"INSERT INTO {table.name} ({', '.join(columns)}) "
+            f"SELECT {', '.join(fields + ['?'] * len(constants))} FROM json_each(?) ORDER BY {key}",
+            # NaN becomes null (stored as NULL); floats keep 15 decimal places, pandas' most
+            [*constants.values(), rows.to_json(orient="values", double_precision=15)],
+        )
     else:
-        connection.execute(table.insert(), rows.assign(**constants).to_dict("records"))
+        connection.execute(table.insert(), rows.sort_values(order_by).assign(**constants).to_dict("records"))
 
 
 def _stored(column: sa.Column, value: Any, dialect: sa.Dialect) -> Any:

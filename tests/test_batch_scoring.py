@@ -41,6 +41,15 @@ def test_chunks_written_in_the_background_are_stored_once(app_db):
     ), "timestamps must read back as datetimes"
 
 
+def test_ids_and_labels_of_any_type_are_stored_as_text_in_key_order(app_db):
+    chunk = pd.DataFrame({"prediction": [1, 0, 1], "probability": [0.9, 0.1, 1e-9], "id": [12, 3, 100]})
+    app_db.replace_predictions("m", DAY, [chunk.assign(model_version="1")])
+    stored = app_db.predictions_for("m", DAY)
+    assert list(stored["id"]) == ["100", "12", "3"], "text order, the order of the primary key"
+    assert list(stored["prediction"]) == ["1", "1", "0"]
+    assert stored["probability"].tolist() == pytest.approx([1e-9, 0.9, 0.1], abs=1e-15)
+
+
 def test_a_failure_while_scoring_keeps_the_rows_stored_before(app_db):
     app_db.replace_predictions("m", DAY, [_chunk(0, 50, version="1")])
     writer = Background(lambda chunks: app_db.replace_predictions("m", DAY, chunks))

@@ -50,8 +50,10 @@ def test_predictions_are_stored_once_per_partition_with_their_version(trained, i
     assert set(stored["prediction"]) <= {"0", "1"}
     parquet = pd.read_parquet(embedded_home / "storage" / "batch_predictions" / f"{DAY}.parquet")
     assert list(parquet.columns) == ["prediction", "probability", "id", "model_version"]
+    assert parquet["id"].dtype == trained.data.train["customer_id"].dtype, "Parquet keeps the source's id type"
     assert (
-        parquet.sort_values("id")
+        parquet.assign(id=parquet["id"].astype(str))
+        .sort_values("id")
         .reset_index(drop=True)[["id", "prediction"]]
         .equals(stored.sort_values("id").reset_index(drop=True)[["id", "prediction"]])
     )

@@ -68,4 +68,4 @@ def test_whole_chain_runs_on_the_production_services(
     artifacts = s3.list_objects_v2(Bucket="mlflow")["Contents"]
     assert any(obj["Key"].endswith("model.skops") for obj in artifacts)
     assert audit.decisions(NAME)[0]["decision"] == "promoted"
-    assert len(scored) == 300 and set(audit.predictions_for(NAME, "2026-01-04")["id"]) == set(scored["id"])
+    assert len(scored) == 300 and set(audit.predictions_for(NAME, "2026-01-04")["id"]) == set(scored["id"].astype(str))

@@ -49,7 +49,7 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                 raise dg.Failure(f"{name} has no champion yet; run the training chain before scoring")
             pipeline = registry.load_pipeline(f"models:/{name}/{version}")
         spec, step = feature_spec(config, features), config.monitoring.score_chunk_rows
-        ids = _ids(features, id_column).astype(str).to_numpy()
+        ids = _ids(features, id_column).to_numpy()  # in their source type here and in Parquet; text in the app DB
         parts = []
         # Rows are written to the app database on a thread while the next chunk is scored.
         with Background(lambda chunks: app_db.replace_predictions(name, context.partition_key, chunks)) as store:
