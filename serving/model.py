@@ -72,7 +72,7 @@ def load_version(client: MlflowClient, name: str, version: str) -> ServedModel:
     uri = f"models:/{name}/{version}"
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(uri, dst_path=tmp)
-        pipeline = load_pipeline(local)
+        pipeline = _single_threaded(load_pipeline(local))
         info = Model.load(local)
         example = info.load_input_example(local)
     if info.signature is None:
@@ -89,6 +89,13 @@ def load_version(client: MlflowClient, name: str, version: str) -> ServedModel:
     if len(answers) != len(example):
         raise ValueError(f"{uri} answered {len(answers)} predictions for {len(example)} example rows")
     return model
+
+
+def _single_threaded(pipeline: Pipeline) -> Pipeline:
+    """One thread per predict call: the service already runs a call per core (workers) and batches requests, and
+    joblib's thread dispatch costs a forest tens of milliseconds per call (docs/benchmarks.md)."""
+    threaded = {key: 1 for key, value in pipeline.get_params().items() if key.endswith("n_jobs") and value != 1}
+    return pipeline.set_params(**threaded) if threaded else pipeline
 
 
 def _describe(client: MlflowClient, name: str, version: str) -> dict[str, Any]:
