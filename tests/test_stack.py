@@ -8,7 +8,6 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
 import dagster as dg
@@ -22,7 +21,6 @@ from nexus_resources.settings import build_resources
 from tests.conftest import PG_ADMIN_URL, SMALL_CONFIG, TRAINING_CHAIN, _require_postgres
 from tests.test_serving import ROW
 
-REPO = Path(__file__).resolve().parent.parent
 NAME = SMALL_CONFIG["model"]["registered_name"]
 DAYS = ("2026-01-01", "2026-01-02", "2026-01-03")
 TOKEN = "stack-test-token"
