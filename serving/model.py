@@ -12,6 +12,7 @@ import pandas as pd
 from mlflow.models import Model
 from mlflow.tracking import MlflowClient
 from pydantic import ConfigDict, StrictFloat, StrictStr, TypeAdapter
+from pydantic_core import to_json
 from sklearn.pipeline import Pipeline
 from typing_extensions import TypedDict
 
@@ -32,16 +33,18 @@ class ServedModel:
     spec: FeatureSpec
     info: dict[str, Any] = field(default_factory=dict)
     classes: list | None = None
-    records: TypeAdapter | None = None
+    body: TypeAdapter | None = None
 
     def __post_init__(self) -> None:
-        # A TypedDict validates straight into dicts: no model objects to build and dump per record.
+        # TypedDicts validate straight into dicts: no model objects to build and dump per record.
         fields = {c: StrictFloat | None for c in self.spec.numeric} | {
             c: StrictStr | None for c in self.spec.categorical
         }
         record = TypedDict(f"Record_v{self.version}", fields)
         record.__pydantic_config__ = ConfigDict(extra="forbid", allow_inf_nan=False)
-        self.records = TypeAdapter(list[record])
+        body = TypedDict(f"PredictBody_v{self.version}", {"records": list[record]})  # noqa: UP013 (versioned name)
+        body.__pydantic_config__ = ConfigDict(extra="forbid")
+        self.body = TypeAdapter(body)
         classes = getattr(self.pipeline, "classes_", None)
         self.classes = None if classes is None else [c.item() if hasattr(c, "item") else c for c in classes]
 
@@ -57,9 +60,10 @@ class ServedModel:
             for label, row in zip(labels, probabilities, strict=True)
         ]
 
-    def validate(self, records: list[Any]) -> list[dict[str, Any]]:
-        """Records checked against the signature; a `pydantic.ValidationError` names each bad field."""
-        return self.records.validate_python(records)
+    def parse(self, body: bytes) -> list[dict[str, Any]]:
+        """The records of a `{"records": [...]}` JSON body, parsed and checked against the signature in one pass
+        (pydantic-core, no intermediate Python objects); a `pydantic.ValidationError` names each bad field."""
+        return self.body.validate_json(body)["records"]
 
     def frame(self, records: list[dict[str, Any]]) -> pd.DataFrame:
         """Validated records in the types the pipeline was trained on, built column by column."""
@@ -85,7 +89,9 @@ def load_version(client: MlflowClient, name: str, version: str) -> ServedModel:
     model = ServedModel(name, str(version), pipeline, spec, _describe(client, name, str(version)))
     if example is None:
         raise ValueError(f"{uri} has no input example to check it with")
-    answers = model.predict(model.frame(model.validate(example.to_dict("records"))))
+    answers = model.predict(
+        model.frame(model.parse(to_json({"records": example.to_dict("records")}, inf_nan_mode="null")))
+    )
     if len(answers) != len(example):
         raise ValueError(f"{uri} answered {len(answers)} predictions for {len(example)} example rows")
     return model

@@ -128,27 +128,34 @@ def test_model_route_matches_the_registry(served):
 @pytest.mark.parametrize(
     ("body", "status", "expected"),
     [
-        ({"records": [{k: v for k, v in ROW.items() if k != "age"}]}, 400, '"loc":[0,"age"],"msg":"Field required"'),
-        ({"records": [{**ROW, "shoe_size": 44.0}]}, 400, '"loc":[0,"shoe_size"],"msg":"Extra inputs'),
+        (
+            {"records": [{k: v for k, v in ROW.items() if k != "age"}]},
+            400,
+            '"loc":["records",0,"age"],"msg":"Field required"',
+        ),
+        ({"records": [{**ROW, "shoe_size": 44.0}]}, 400, '"loc":["records",0,"shoe_size"],"msg":"Extra inputs'),
         (
             {"records": [{**ROW, "tenure_months": "long"}]},
             400,
-            '"loc":[0,"tenure_months"],"msg":"Input should be a valid number',
+            '"loc":["records",0,"tenure_months"],"msg":"Input should be a valid number',
         ),
-        ({"records": [{**ROW, "plan": 3}]}, 400, '"loc":[0,"plan"],"msg":"Input should be a valid string'),
+        ({"records": [{**ROW, "plan": 3}]}, 400, '"loc":["records",0,"plan"],"msg":"Input should be a valid string'),
         (
             json.dumps({"records": [{**ROW, "usage_gb": float("nan")}]}).encode(),
             400,
-            '"loc":[0,"usage_gb"],"msg":"Input should be a finite number',
+            '"loc":["records",0,"usage_gb"],"msg":"Input should be a finite number',
         ),
         (
             json.dumps({"records": [{**ROW, "age": float("inf")}]}).encode(),
             400,
-            '"loc":[0,"age"],"msg":"Input should be a finite number',
+            '"loc":["records",0,"age"],"msg":"Input should be a finite number',
         ),
         ({"records": []}, 400, "records: the list is empty"),
         ({"records": [ROW] * 51}, 413, "51 records exceed the maximum of 50"),
         (b"{not json", 400, "Invalid JSON"),
+        (b"", 400, "Invalid JSON"),
+        ([ROW], 400, '"msg":"Input should be an object"'),
+        ({"records": None}, 400, '"loc":["records"],"msg":"Input should be a valid array"'),
         ({"records": {"age": 3}}, 400, '"loc":["records"]'),
         ({"rows": [ROW]}, 400, '"loc":["records"],"msg":"Field required"'),
     ],
@@ -157,6 +164,16 @@ def test_bad_requests_get_a_4xx_naming_the_problem(served, body, status, expecte
     got, answer = call(served.url, "/predict", body)
     assert got == status, answer
     assert expected in json.dumps(answer, separators=(",", ":")), answer
+
+
+def test_openapi_documents_the_request_and_answer_of_predict(served):
+    status, spec = call(served.url, "/docs.json", token=None)
+    operation = spec["paths"]["/predict"]["post"]
+    request = json.dumps(operation["requestBody"])
+    answer = json.dumps(operation["responses"]["200"])
+    assert status == 200
+    assert '"records"' in request
+    assert '"predictions"' in answer and '"model"' in answer
 
 
 def test_token_guards_predict_but_not_health_or_metrics(served):
