@@ -92,7 +92,7 @@ def test_labels_without_predictions_and_deleted_versions_keep_the_stored_rows(tr
     assert materialize(defs, instance, ["raw_data", "features"], DAY).success
     assert _run(defs, instance, ["batch_predictions"], DAY).success
     with app_db.engine().begin() as connection:  # ten rows an older, partial run never stored
-        connection.execute(sa.text("DELETE FROM predictions WHERE id IN (SELECT id FROM predictions LIMIT 10)"))
+        connection.execute(sa.text("DELETE FROM scored_rows WHERE id IN (SELECT id FROM scored_rows LIMIT 10)"))
     trained.mlflow.client().delete_model_version(NAME, "1")
 
     result = _run(defs, instance, ["ground_truth", "model_performance"], DAY)

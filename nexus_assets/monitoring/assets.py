@@ -52,16 +52,20 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         ids = _ids(features, id_column).to_numpy()  # in their source type here and in Parquet; text in the app DB
         parts = []
         # Rows are written to the app database on a thread while the next chunk is scored.
-        with Background(lambda chunks: app_db.replace_predictions(name, context.partition_key, chunks)) as store:
+        with Background(
+            lambda chunks: app_db.replace_predictions(name, context.partition_key, version, chunks)
+        ) as store:
             for start in range(0, len(features), step):
                 chunk = model_inputs(features.iloc[start : start + step], spec)
-                scored = _score(pipeline, chunk).assign(id=ids[start : start + step], model_version=version)
+                scored = _score(pipeline, chunk).assign(id=ids[start : start + step])
                 store.put(scored)
                 parts.append(scored)
                 if len(features) > step:
                     context.log.info(f"scored {start + len(chunk):,} of {len(features):,} rows")
-        columns = ["prediction", "probability", "id", "model_version"]
-        rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+        scored = (
+            pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["prediction", "probability", "id"])
+        )
+        rows = scored.assign(model_version=version)
         app_db.record_health(name, context.partition_key, version, predictions=len(rows))
         counts = rows["prediction"].value_counts().rename_axis("prediction").rename("rows").to_frame()
         return dg.MaterializeResult(
