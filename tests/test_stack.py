@@ -186,7 +186,10 @@ def test_an_s3_outage_fails_the_run_clearly_and_the_retry_succeeds(driver):
     assert "Could not connect to the endpoint URL" in str(failure.dagster_event.step_failure_data.error)
     assert not driver.instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
 
-    retry = driver.eventually("the daemon's retry", lambda: driver.retries_of(run_id))[0]
+    tags = driver.instance.get_run_by_id(run_id).tags
+    retry_tags = {key: value for key, value in tags.items() if "retr" in key}
+    what = f"the daemon's retry (the failed run's retry tags: {retry_tags})"
+    retry = driver.eventually(what, lambda: driver.retries_of(run_id), timeout=180)[0]
     assert driver.wait(retry.run_id).status == dg.DagsterRunStatus.SUCCESS
     assert day in driver.instance.get_materialized_partitions(dg.AssetKey("raw_data"))
     s3 = boto3.client("s3", endpoint_url=driver.stack.url("s3"), region_name="us-east-1")
