@@ -290,7 +290,7 @@ def _engine(url: str) -> sa.Engine:
         metadata.create_all(connection)
         if wide:
             _split_wide_predictions(connection)
-        if wide or "predictions" not in inspector.get_view_names():
+        if "predictions" not in inspector.get_view_names():
             query = _PREDICTIONS.compile(connection, compile_kwargs={"literal_binds": True})
             create = "CREATE VIEW IF NOT EXISTS" if connection.dialect.name == "sqlite" else "CREATE OR REPLACE VIEW"
             connection.execute(sa.text(f"{create} predictions AS {query}"))

@@ -62,10 +62,10 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                 parts.append(scored)
                 if len(features) > step:
                     context.log.info(f"scored {start + len(chunk):,} of {len(features):,} rows")
-        scored = (
+        rows = (
             pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["prediction", "probability", "id"])
         )
-        rows = scored.assign(model_version=version)
+        rows = rows.assign(model_version=version)
         app_db.record_health(name, context.partition_key, version, predictions=len(rows))
         counts = rows["prediction"].value_counts().rename_axis("prediction").rename("rows").to_frame()
         return dg.MaterializeResult(
