@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import sqlite3
 from collections.abc import Iterable
 from functools import cache
 from typing import Any
@@ -247,10 +248,10 @@ def _bulk_insert(
     connection: sa.Connection, table: sa.Table, rows: pd.DataFrame, constants: dict[str, Any], order_by: str
 ) -> None:
     """Insert a frame of strings and numbers, plus columns that hold one value for every row, in `order_by` order
-    (so an index on it grows by appending), through the driver's fast path: COPY on PostgreSQL; on SQLite one
-    statement that reads the rows from a JSON array in C, so the insert runs without holding the GIL (a Python
-    tuple per row would hold it while binding). SQLAlchemy's executemany of row dicts costs about five times as
-    much (docs/benchmarks.md)."""
+    (so an index on it grows by appending), through the driver's fast path: COPY on PostgreSQL; on SQLite
+    statements of many rows each (`VALUES (?, ?, ?), ...`), so the driver binds a statement's values in one call
+    and SQLite inserts all its rows without holding the GIL. SQLAlchemy's executemany of row dicts costs about five
+    times as much, reading the rows from JSON in SQLite twice as much (docs/benchmarks.md)."""
     dialect = connection.dialect
     constants = {name: _stored(table.c[name], value, dialect) for name, value in constants.items()}
     columns = [*rows.columns, *constants]
@@ -261,16 +262,34 @@ def _bulk_insert(
         buffer.seek(0)
         cursor.copy_expert(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)", buffer)
     elif dialect.name == "sqlite":
-        fields = [f"value->>{i}" for i in range(len(rows.columns))]
-        key = f"CAST(value->>{list(rows.columns).index(order_by)} AS TEXT)"  # the column's TEXT order, as indexed
-        cursor.execute(
-            f"INSERT INTO {table.name} ({', '.join(columns)}) "
-            f"SELECT {', '.join(fields + ['?'] * len(constants))} FROM json_each(?) ORDER BY {key}",
-            # NaN becomes null (stored as NULL); floats keep 15 decimal places, pandas' most
-            [*constants.values(), rows.to_json(orient="values", double_precision=15)],
-        )
+        width = len(rows.columns)
+        limit = connection.connection.dbapi_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        step = min(10_000, (limit - len(constants)) // width)
+        key = f"CAST(column{list(rows.columns).index(order_by) + 1} AS TEXT)"  # the column's TEXT order, as indexed
+        # Sorting costs about a fifth of the insert, so rows already in order (e.g. sequential ids) skip it.
+        order = "" if _in_text_order(rows[order_by]) else f" ORDER BY {key}"
+        select = ", ".join([f"column{i + 1}" for i in range(width)] + ["?"] * len(constants))
+        values = rows.to_numpy(dtype=object)  # Python ints, floats and strings, as the driver binds them
+        for start in range(0, len(values), step):
+            part = values[start : start + step]
+            placeholders = ", ".join([f"({', '.join('?' * width)})"] * len(part))
+            cursor.execute(
+                f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {select} FROM (VALUES {placeholders}){order}",
+                [*constants.values(), *part.ravel().tolist()],  # NaN is stored as NULL
+            )
     else:
         connection.execute(table.insert(), rows.sort_values(order_by).assign(**constants).to_dict("records"))
+
+
+def _in_text_order(values: pd.Series) -> bool:
+    """Whether `values` already come in the order of their text: strings in order, or non-negative integers in
+    order that all have as many digits (e.g. sequential ids)."""
+    if values.empty:
+        return True
+    if pd.api.types.is_integer_dtype(values):
+        first, last = values.iloc[0], values.iloc[-1]
+        return bool(first >= 0 and len(str(first)) == len(str(last)) and values.is_monotonic_increasing)
+    return pd.api.types.infer_dtype(values, skipna=False) == "string" and values.is_monotonic_increasing
 
 
 def _stored(column: sa.Column, value: Any, dialect: sa.Dialect) -> Any:

@@ -50,6 +50,17 @@ def test_ids_and_labels_of_any_type_are_stored_as_text_in_key_order(app_db):
     assert stored["probability"].tolist() == pytest.approx([1e-9, 0.9, 0.1], abs=1e-15)
 
 
+def test_ids_already_in_order_are_stored_and_found_across_chunks(app_db):
+    # each chunk arrives in order; across them the digits change, so '100' sorts before '98'
+    chunks = [
+        pd.DataFrame({"prediction": "1", "probability": 0.5, "id": range(start, start + 3)}) for start in (97, 100)
+    ]
+    app_db.replace_predictions("m", DAY, "1", chunks)
+    stored = app_db.predictions_for("m", DAY)
+    assert list(stored["id"]) == ["100", "101", "102", "97", "98", "99"]
+    assert app_db.prediction("m", "98")["partition"] == DAY
+
+
 def test_a_failure_while_scoring_keeps_the_rows_stored_before(app_db):
     app_db.replace_predictions("m", DAY, "1", [_chunk(0, 50)])
     writer = Background(lambda chunks: app_db.replace_predictions("m", DAY, "2", chunks))

@@ -8,6 +8,7 @@ import pandas as pd
 from nexus_assets.data.synthetic import generate_day
 from nexus_assets.definitions import build_definitions
 from nexus_assets.features.split import TrainingDataset
+from nexus_assets.features.transform import build_preprocessor, feature_spec, model_inputs
 from nexus_assets.lib.runs import materialize
 from nexus_resources.config import SyntheticSource
 
@@ -35,6 +36,10 @@ def test_data_assets_materialize_per_partition_with_metadata(write_config, insta
     features = defs.load_asset_value("features", partition_key=DAYS[0], instance=instance)
     assert features["age"].dtype == "float64" and features["plan"].dtype == object
     assert list(features.columns[:2]) == ["customer_id", "event_time"] and features.columns[-1] == "churned"
+    stored = _metadata(instance, "features")["parquet"].value
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(stored), defs.load_asset_value("features", partition_key=DAYS[2], instance=instance)
+    )
 
 
 def test_training_dataset_splits_the_latest_window_by_time(write_config, instance):
@@ -62,6 +67,21 @@ def test_holdout_hash_is_reproducible(write_config, instance):
     again = defs.load_asset_value("training_dataset", instance=instance).manifest
     assert first["holdout"]["content_hash"] == again["holdout"]["content_hash"]
     assert first == again
+
+
+def test_missing_categories_stored_as_parquet_are_imputed(tmp_path, write_config, instance):
+    frame = generate_day(SyntheticSource(kind="synthetic", rows_per_day=200), dt.date(2026, 1, 1))
+    frame.loc[::10, "plan"] = None
+    frame.to_csv(tmp_path / "table.csv", index=False)
+    config = write_config(
+        {"dataset": {"timestamp": None, "start_date": None}}, source={"kind": "file", "path": "table.csv"}
+    )
+    defs = build_definitions(config)
+    assert materialize(defs, instance, ["raw_data", "features"]).success
+    features = defs.load_asset_value("features", instance=instance)
+    spec = feature_spec(config, features)
+    encoded = build_preprocessor(spec).set_output(transform="pandas").fit_transform(model_inputs(features, spec))
+    assert encoded["plan_missing"].sum() == 20
 
 
 def test_unpartitioned_source_splits_rows_with_a_seed(tmp_path, write_config, instance):

@@ -46,7 +46,7 @@ def test_whole_chain_runs_on_the_production_services(
     stored = {o["Key"] for o in s3.list_objects_v2(Bucket="nexus-assets")["Contents"]}
     assert {
         "nexus/raw_data/2026-01-02",
-        "nexus/features/2026-01-03",
+        "nexus/features/2026-01-03.parquet",
         "nexus/training_dataset",
         "nexus/batch_predictions/2026-01-04.parquet",
     } <= stored

@@ -18,9 +18,10 @@ def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         group_name="data",
-        kinds={"pandas", "scikit-learn"},
-        code_version="1",
+        kinds={"pandas", "scikit-learn", "parquet"},
+        code_version="2",
         partitions_def=daily_partitions(config),
+        io_manager_key="parquet_io_manager",
     )
     def features(raw_data: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
         """Validated rows of one day in the model's canonical types: ids, timestamp, features and target."""
