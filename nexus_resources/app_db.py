@@ -11,6 +11,8 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
@@ -248,7 +250,7 @@ def _bulk_insert(
     connection: sa.Connection, table: sa.Table, rows: pd.DataFrame, constants: dict[str, Any], order_by: str
 ) -> None:
     """Insert a frame of strings and numbers, plus columns that hold one value for every row, in `order_by` order
-    (so an index on it grows by appending), through the driver's fast path: COPY on PostgreSQL; on SQLite
+    (so an index on it grows by appending), through the driver's fast path: COPY of CSV on PostgreSQL; on SQLite
     statements of many rows each (`VALUES (?, ?, ?), ...`), so the driver binds a statement's values in one call
     and SQLite inserts all its rows without holding the GIL. SQLAlchemy's executemany of row dicts costs about five
     times as much, reading the rows from JSON in SQLite twice as much (docs/benchmarks.md)."""
@@ -257,8 +259,11 @@ def _bulk_insert(
     columns = [*rows.columns, *constants]
     cursor = connection.connection.dbapi_connection.cursor()
     if dialect.name == "postgresql":
-        buffer = io.StringIO()
-        rows.sort_values(order_by).assign(**constants).to_csv(buffer, index=False, header=False)
+        ordered = rows if _in_text_order(rows[order_by]) else rows.sort_values(order_by)
+        # pyarrow writes the CSV in C++ without the GIL, five times as fast as pandas' `to_csv`; NaN becomes NULL
+        buffer = io.BytesIO()
+        frame = pa.Table.from_pandas(ordered.assign(**constants), preserve_index=False)
+        pacsv.write_csv(frame, buffer, pacsv.WriteOptions(include_header=False))
         buffer.seek(0)
         cursor.copy_expert(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)", buffer)
     elif dialect.name == "sqlite":

@@ -23,9 +23,12 @@ def _chunk(start: int, rows: int) -> pd.DataFrame:
     )
 
 
-@pytest.fixture
-def app_db(tmp_path) -> AppDatabase:
-    return AppDatabase(url=f"sqlite:///{tmp_path / 'app.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def app_db(request, tmp_path) -> AppDatabase:
+    """Each database's own bulk path: multi-row VALUES on SQLite, COPY on PostgreSQL."""
+    if request.param == "sqlite":
+        return AppDatabase(url=f"sqlite:///{tmp_path / 'app.db'}")
+    return AppDatabase(url=request.getfixturevalue("postgres_database")("app"))
 
 
 def test_chunks_written_in_the_background_are_stored_once(app_db):
