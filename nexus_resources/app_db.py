@@ -257,22 +257,22 @@ def _bulk_insert(
     dialect = connection.dialect
     constants = {name: _stored(table.c[name], value, dialect) for name, value in constants.items()}
     columns = [*rows.columns, *constants]
+    # Sorting costs about a fifth of the insert, so rows already in order (e.g. sequential ids) skip it.
+    in_order = _in_text_order(rows[order_by])
     cursor = connection.connection.dbapi_connection.cursor()
     if dialect.name == "postgresql":
-        ordered = rows if _in_text_order(rows[order_by]) else rows.sort_values(order_by)
         # pyarrow writes the CSV in C++ without the GIL, five times as fast as pandas' `to_csv`; NaN becomes NULL
         buffer = io.BytesIO()
-        frame = pa.Table.from_pandas(ordered.assign(**constants), preserve_index=False)
-        pacsv.write_csv(frame, buffer, pacsv.WriteOptions(include_header=False))
+        ordered = rows if in_order else rows.sort_values(order_by)
+        arrow = pa.Table.from_pandas(ordered.assign(**constants), preserve_index=False)
+        pacsv.write_csv(arrow, buffer, pacsv.WriteOptions(include_header=False))
         buffer.seek(0)
         cursor.copy_expert(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)", buffer)
     elif dialect.name == "sqlite":
         width = len(rows.columns)
-        limit = connection.connection.dbapi_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        step = min(10_000, (limit - len(constants)) // width)
-        key = f"CAST(column{list(rows.columns).index(order_by) + 1} AS TEXT)"  # the column's TEXT order, as indexed
-        # Sorting costs about a fifth of the insert, so rows already in order (e.g. sequential ids) skip it.
-        order = "" if _in_text_order(rows[order_by]) else f" ORDER BY {key}"
+        step = min(10_000, (cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) - len(constants)) // width)
+        key = list(rows.columns).index(order_by) + 1
+        order = "" if in_order else f" ORDER BY CAST(column{key} AS TEXT)"  # the column's TEXT order, as indexed
         select = ", ".join([f"column{i + 1}" for i in range(width)] + ["?"] * len(constants))
         values = rows.to_numpy(dtype=object)  # Python ints, floats and strings, as the driver binds them
         for start in range(0, len(values), step):
