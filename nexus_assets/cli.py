@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import os
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -20,10 +20,12 @@ from nexus_assets.lib import stack as lib_stack
 from nexus_assets.lib.processes import running
 from nexus_assets.lib.runs import dagster_instance, materialize
 from nexus_assets.monitoring.retraining import TRAINING_CHAIN
+from nexus_assets.partitions import FILES_PARTITIONS, partitioning
 from nexus_assets.replay import DayOutcome, Replay
 from nexus_assets.training import control
-from nexus_resources.config import REPO_ROOT, ConfigError, NexusConfig, load_config
+from nexus_resources.config import REPO_ROOT, ConfigError, NexusConfig, config_path, load_config
 from nexus_resources.settings import nexus_home
+from nexus_sensors.files import new_files
 from serving import serve_command
 
 
@@ -31,9 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nexus", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="materialize the asset graph over the demo window")
-    demo.add_argument("--days", type=int, help="how many daily partitions to train on (default: the training window)")
     demo.add_argument(
-        "--monitor-days", type=int, default=14, help="days to monitor after training, sensors acting (default 14)"
+        "--days",
+        type=int,
+        help="how many partitions to train on (default: training.window_partitions, else the first 70%% of the range)",
+    )
+    demo.add_argument(
+        "--monitor-days",
+        type=int,
+        default=14,
+        help="partitions to monitor after training, sensors acting (default 14)",
     )
     commands.add_parser("status", help="champion, challenger and previous champion, and recent decisions")
     promote = commands.add_parser("promote", help="move the champion alias to a version by hand")
@@ -80,25 +89,45 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # the demo prints its own progress
     defs = build_definitions(config)
     instance = dagster_instance()
-    days = _demo_days(config, args.days or config.training.window_days)
-    print(f"NexusML demo: dataset {config.dataset.name!r}, {len(days)} daily partitions, storage in {nexus_home()}")
+    partitions = partitioning(config)
+    keys = partitions.keys()
+    trained_on = keys[: _training_count(config, keys, args.days)]
+    print(f"NexusML demo: dataset {config.dataset.name!r} from {config.path}, storage in {nexus_home()}")
+    print(f"partitions: {partitions.note}; training on {len(trained_on)} of {len(keys)}")
     started = time.monotonic()
-    for number, day in enumerate(days, 1):
-        result = materialize(defs, instance, ["raw_data", "features"], day)
-        if not _report(result, f"[{number}/{len(days)}] {day} raw_data, features"):
+    if partitions.cadence == "files":  # what source_files_sensor does under the daemon
+        instance.add_dynamic_partitions(FILES_PARTITIONS, new_files(config, instance))
+    for number, key in enumerate(trained_on, 1):
+        result = materialize(defs, instance, ["raw_data", "features"], key)
+        if not _report(result, f"[{number}/{len(trained_on)}] {key or 'the table'}: raw_data, features"):
             return 1
     trained = materialize(defs, instance, TRAINING_CHAIN)
     if not _report(trained, ", ".join(TRAINING_CHAIN)):
         return 1
+    gate = trained.output_for_node("champion_model")
+    print(f"gate: {'PROMOTED' if gate['promoted'] else 'not promoted'}: {gate['reason']}")
+    if gate["version"] is None:
+        print(
+            "\nNo candidate beat the baseline on the holdout: nothing to serve. The comparison is in the Dagster UI "
+            "(make dev, asset champion_model) and every candidate's run in MLflow (make mlflow)."
+        )
+        return 0
     replay = Replay(defs, instance)
     # the champion alias sensor sees the first champion and deploys it
     if not _show(replay.act()):
         return 1
     control.status(config, args)
-    if config.partitioned and not _monitor(config, replay, days, args.monitor_days):
+    if not partitions.partitioned:
+        print(f"\nNot monitoring: {partitions.note}.")
+    elif not _monitor(replay, keys[len(trained_on) : len(trained_on) + args.monitor_days]):
         return 1
     data = trained.output_for_node("training_dataset")
-    _serve_once(model_inputs(data.holdout.head(1), data.spec).astype(object).iloc[0].to_dict())
+    row = data.holdout.loc[[data.holdout[data.spec.columns].isna().sum(axis=1).idxmin()]]  # the most complete
+    record = model_inputs(row, data.spec).astype(object).iloc[0].to_dict()
+    if config.dataset.id_column:
+        record = {config.dataset.id_column: row[config.dataset.id_column].iloc[0], **record}
+    if not _serve_once(record):
+        return 1
     print(
         f"\nDone in {time.monotonic() - started:.0f} s. Where to look:\n"
         "  make dev     Dagster UI on http://127.0.0.1:3000: lineage, checks, drift, the gate, the retrain's reasons\n"
@@ -109,15 +138,23 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def _monitor(config: NexusConfig, replay: Replay, trained: list[str], count: int) -> bool:
-    """Monitor the days after the training window, with the sensors acting after each day as the daemon would."""
-    days = _demo_days(config, len(trained) + count)[len(trained) :]
-    if config.dataset.end_date:
-        days = [day for day in days if dt.date.fromisoformat(day) < config.dataset.end_date]
-    print(f"\nMonitoring {len(days)} more days with the champion; the sensors act after each day:")
-    for number, day in enumerate(days, 1):
-        outcome = replay.monitor(day)
-        if not _report(outcome.monitoring, f"[{number}/{len(days)}] {day} monitored"):
+def _training_count(config: NexusConfig, keys: list, requested: int | None) -> int:
+    """The first partitions train; the rest are monitored as if they arrived later."""
+    if requested or config.training.window_partitions:
+        return min(len(keys), requested or config.training.window_partitions)
+    return min(len(keys), max(3, round(len(keys) * 0.7)))
+
+
+def _monitor(replay: Replay, keys: list[str]) -> bool:
+    """Monitor the partitions after the training window, with the sensors acting after each one as the daemon
+    would."""
+    if not keys:
+        print("\nNothing left to monitor: every partition of the range was used for training.")
+        return True
+    print(f"\nMonitoring {len(keys)} more partitions with the champion; the sensors act after each one:")
+    for number, key in enumerate(keys, 1):
+        outcome = replay.monitor(key)
+        if not _report(outcome.monitoring, f"[{number}/{len(keys)}] {key} monitored"):
             return False
         for asset, check in (("drift_report", "drift_share"), ("model_performance", "no_degradation")):
             evaluation = outcome.check(asset, check)
@@ -140,38 +177,60 @@ def _show(outcome: DayOutcome) -> bool:
     return True
 
 
-def _serve_once(record: dict) -> None:
+def _serve_once(record: dict) -> bool:
     """Start the service, ask it for one prediction, show the curl that does the same, and stop it."""
     port = int(os.environ.get("NEXUS_SERVING_PORT", "3001"))
     command = serve_command(port)
-    body = json.dumps({"records": [{k: None if pd.isna(v) else v for k, v in record.items()}]})
-    with running(command, port, "/readyz", cwd=REPO_ROOT) as url:
-        headers = {"Content-Type": "application/json"}
-        request = urllib.request.Request(f"{url}/predict", data=body.encode(), headers=headers)
-        with urllib.request.urlopen(request, timeout=30) as response:
-            print(f"\nThe champion answers on POST {url}/predict:\n{response.read().decode()}")
+    values = {k: None if pd.isna(v) else v.item() if hasattr(v, "item") else v for k, v in record.items()}
+    body = json.dumps({"records": [values]})
+    log = _log_path("serve")
+    try:
+        with running(command, port, "/readyz", cwd=REPO_ROOT, log_path=log) as url:
+            headers = {"Content-Type": "application/json"}
+            request = urllib.request.Request(f"{url}/predict", data=body.encode(), headers=headers)
+            with urllib.request.urlopen(request, timeout=30) as response:
+                print(f"\nThe champion answers on POST {url}/predict:\n{response.read().decode()}")
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        print(f"error: the service did not answer ({exc}); its log: {log}", file=sys.stderr)
+        return False
     print(
         f"\nServe it yourself with `make serve`, then:\n  curl -s -X POST {url}/predict "
         f"-H 'Content-Type: application/json' -d '{body}'"
     )
+    return True
 
 
-def _demo_days(config: NexusConfig, count: int) -> list[str | None]:
-    if not config.partitioned:
-        return [None]
-    start = config.dataset.start_date
-    return [(start + dt.timedelta(days=i)).isoformat() for i in range(count)]
+def _log_path(name: str) -> Path:
+    folder = nexus_home() / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{name}.log"
 
 
 def _report(result: dg.ExecuteInProcessResult, what: str) -> bool:
+    """One line per run; a failure's checks and reasons in one line each, the stack traces in the demo's log."""
     if result.success:
         print(f"{what}: ok")
         return True
     print(f"{what}: FAILED", file=sys.stderr)
     for evaluation in result.get_asset_check_evaluations():
-        if not evaluation.passed:
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
             print(f"  check {evaluation.check_name}: {evaluation.description}", file=sys.stderr)
-    for event in result.get_step_failure_events():
-        print(f"  step {event.step_key}: {event.step_failure_data.error.message.strip()}", file=sys.stderr)
-    print("The data stays stored for inspection; fix the source or nexus.yaml and run again.", file=sys.stderr)
+    log = _log_path("demo")
+    with log.open("a") as handle:
+        for event in result.get_step_failure_events():
+            error = event.step_failure_data.error
+            print(f"  {event.step_key}: {_reason(error)}", file=sys.stderr)
+            handle.write(f"run {result.run_id} step {event.step_key}:\n{error.to_string()}\n")
+    print(
+        f"The data stays stored for inspection; fix the source or {config_path()} and run again. "
+        f"Details: {log} and run {result.run_id} in the Dagster UI (make dev).",
+        file=sys.stderr,
+    )
     return False
+
+
+def _reason(error) -> str:
+    """The user-facing message of a step's error: a Failure's description, else the innermost cause's message."""
+    while error.cause is not None and "Failure" not in error.cls_name:
+        error = error.cause
+    return error.message.strip().removeprefix("dagster._core.definitions.events.Failure: ")

@@ -7,11 +7,13 @@ import dagster as dg
 from nexus_assets.data.assets import build_raw_data
 from nexus_assets.features.assets import build_feature_assets
 from nexus_assets.monitoring.assets import build_monitoring_assets
+from nexus_assets.partitions import partitioning
 from nexus_assets.serving.assets import build_serving_assets
 from nexus_assets.training.assets import build_training_assets
 from nexus_resources.config import NexusConfig, load_config
 from nexus_resources.settings import build_resources
 from nexus_sensors.champion import build_champion_alias_sensor
+from nexus_sensors.files import build_source_files_sensor
 from nexus_sensors.retraining import build_retraining_sensor
 
 
@@ -25,7 +27,11 @@ def build_definitions(config: NexusConfig | None = None) -> dg.Definitions:
             *build_serving_assets(config),
             *build_monitoring_assets(config),
         ],
-        sensors=[build_champion_alias_sensor(config), build_retraining_sensor(config)],
+        sensors=[
+            build_champion_alias_sensor(config),
+            build_retraining_sensor(config),
+            *([build_source_files_sensor(config)] if partitioning(config).cadence == "files" else []),
+        ],
         resources=build_resources(),
     )
 

@@ -45,7 +45,7 @@ scoring_batches = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("registered_model", sa.String(256), nullable=False),
-    sa.Column("partition", sa.String(32), nullable=False),
+    sa.Column("partition", sa.String(256), nullable=False),
     sa.Column("model_version", sa.String(32), nullable=False),
     sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("registered_model", "partition"),
@@ -78,7 +78,7 @@ partition_health = sa.Table(
     "partition_health",
     metadata,
     sa.Column("registered_model", sa.String(256), nullable=False),
-    sa.Column("partition", sa.String(32), nullable=False),
+    sa.Column("partition", sa.String(256), nullable=False),
     sa.Column("model_version", sa.String(32), nullable=False),  # the version whose predictions were judged
     sa.Column("predictions", sa.Integer),
     sa.Column("drift_share", sa.Float),
@@ -99,9 +99,22 @@ retraining_decisions = sa.Table(
     sa.Column("registered_model", sa.String(256), nullable=False),
     sa.Column("decision", sa.String(32), nullable=False),  # requested | held
     sa.Column("champion_version", sa.String(32)),
-    sa.Column("partition", sa.String(32)),  # the newest flagged partition
+    sa.Column("partition", sa.String(256)),  # the newest flagged partition
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("run_key", sa.String(256)),
+)
+
+# The data contract of each dataset: the role and type of every column, fixed by the first partition that passed
+# its checks; a new version only when the config declares different roles.
+data_contracts = sa.Table(
+    "data_contracts",
+    metadata,
+    sa.Column("dataset", sa.String(256), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("columns", sa.JSON, nullable=False),  # name -> {"role": ..., "type": ...}
+    sa.Column("fixed_by", sa.String(64)),  # the partition whose load fixed it
+    sa.Column("fixed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("dataset", "version"),
 )
 
 HEALTH_FIELDS = ("drift_share", "drifted", "metric", "metric_value", "degraded", "labelled_rows")
@@ -143,6 +156,41 @@ class AppDatabase(dg.ConfigurableResource):
                 _bulk_insert(connection, scored_rows, chunk, {"batch_id": batch}, order_by="id")
                 stored += len(chunk)
         return stored
+
+    def contract(self, dataset: str) -> dict[str, Any] | None:
+        """The newest data contract of `dataset` (version, columns, fixed_by, fixed_at), or None before the first."""
+        query = (
+            sa.select(data_contracts)
+            .where(data_contracts.c.dataset == dataset)
+            .order_by(data_contracts.c.version.desc())
+            .limit(1)
+        )
+        with self.engine().connect() as connection:
+            row = connection.execute(query).first()
+        return dict(row._mapping) if row else None
+
+    def record_contract(self, dataset: str, columns: dict[str, dict[str, str]], fixed_by: str | None) -> int:
+        """Store `columns` as the next version of the contract unless it is the newest already; returns its version."""
+        with self.engine().begin() as connection:
+            newest = connection.execute(
+                sa.select(data_contracts.c.version, data_contracts.c.columns)
+                .where(data_contracts.c.dataset == dataset)
+                .order_by(data_contracts.c.version.desc())
+                .limit(1)
+            ).first()
+            if newest is not None and newest.columns == columns:
+                return newest.version
+            version = (newest.version if newest else 0) + 1
+            connection.execute(
+                data_contracts.insert().values(
+                    dataset=dataset,
+                    version=version,
+                    columns=columns,
+                    fixed_by=fixed_by,
+                    fixed_at=dt.datetime.now(dt.UTC),
+                )
+            )
+            return version
 
     def record_health(self, registered_model: str, partition: str, model_version: str, **fields: Any) -> None:
         """Update one partition's monitoring signals; a new model version starts the partition afresh."""

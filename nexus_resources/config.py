@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from nexus_resources.files import header, source_files
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = REPO_ROOT / "nexus.yaml"
 
 Task = Literal["binary_classification", "multiclass_classification", "regression"]
+Cadence = Literal["daily", "weekly", "monthly", "files", "none"]
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class ConfigError(ValueError):
@@ -46,6 +51,7 @@ class FileSource(_Strict):
     kind: Literal["file"]
     path: str = Field(description="A CSV or Parquet file, or a glob of them; relative to the config file.")
     format: Literal["csv", "parquet"] | None = None
+    encoding: str = Field("utf-8", description="The text encoding of CSV files.")
 
 
 class SqlSource(_Strict):
@@ -71,20 +77,36 @@ class DatasetConfig(_Strict):
     target: str
     task: Task
     id_column: str | None = None
-    timestamp: str | None = Field(None, description="Drives daily partitions and the time split.")
-    start_date: dt.date | None = None
+    timestamp: str | None = Field(None, description="Drives the partitions and the time split.")
+    partitions: Cadence | None = Field(
+        None,
+        description="daily, weekly, monthly, files (one per file of a glob) or none; inferred when left out: from "
+        "the timestamp's cadence, else files for a glob, else none.",
+    )
+    start_date: dt.date | None = Field(None, description="Inferred from the data for file sources.")
     end_date: dt.date | None = None
     classes: list[str | int] | None = None
     columns: ColumnRoles = ColumnRoles()
 
     @model_validator(mode="after")
     def _partitioning_is_complete(self) -> DatasetConfig:
-        if self.timestamp and not self.start_date:
-            raise ValueError("start_date is required when a timestamp column drives daily partitions")
+        if self.partitions == "files" and self.source.kind != "file":
+            raise ValueError("partitions: files needs a file source whose path is a glob, e.g. data/*.csv")
+        if self.partitions not in (None, "none", "files") and not self.timestamp:
+            raise ValueError(f"partitions: {self.partitions} needs a timestamp column; set dataset.timestamp")
+        if (
+            self.timestamp
+            and self.partitions not in ("none", "files")
+            and not self.start_date
+            and self.source.kind != "file"
+        ):
+            raise ValueError(
+                f"start_date is required when a timestamp column drives the partitions of a {self.source.kind} source"
+            )
         if self.end_date and self.start_date and self.end_date <= self.start_date:
             raise ValueError("end_date must be after start_date")
-        if isinstance(self.source, SyntheticSource) and not self.timestamp:
-            raise ValueError("the synthetic source is daily: set timestamp (e.g. event_time)")
+        if isinstance(self.source, SyntheticSource) and (not self.timestamp or self.partitions not in (None, "daily")):
+            raise ValueError("the synthetic source is daily: set timestamp (e.g. event_time) and daily partitions")
         return self
 
 
@@ -97,13 +119,19 @@ class ChecksConfig(_Strict):
     max_null_rate: float = Field(0.5, ge=0, le=1)
     null_rate: dict[str, float] = {}
     ranges: dict[str, Range] = {}
+    allow_empty_partitions: bool = Field(
+        False, description="Empty periods are normal for this data: an empty partition warns instead of blocking."
+    )
 
 
 class TrainingConfig(_Strict):
-    window_days: int = Field(28, gt=0)
+    window_partitions: int | None = Field(
+        None, gt=0, description="The newest partitions to train on; default all materialized, up to max_rows."
+    )
+    max_rows: int = Field(2_000_000, gt=0, description="The window stops growing (newest first) at this many rows.")
     validation_fraction: float = Field(0.15, gt=0, lt=0.5)
     holdout_fraction: float = Field(0.15, gt=0, lt=0.5)
-    min_rows: int = Field(500, gt=0)
+    min_rows: int = Field(50, gt=0, description="Fewer training rows than this is refused.")
     seed: int = 7
 
 
@@ -113,7 +141,26 @@ REGRESSION_METRICS = ("rmse", "mae", "r2")
 
 
 class GateConfig(_Strict):
-    margin: float = Field(0.002, ge=0, description="How much the challenger must gain on the selection metric.")
+    margin: float | None = Field(
+        None,
+        ge=0,
+        description="How much the challenger must gain: default 0.002 absolute for classification metrics, "
+        "0.01 (1% of the reference's error) relative for regression.",
+    )
+    margin_mode: Literal["absolute", "relative"] | None = Field(
+        None, description="relative: margin is a share of the reference's score. Default by task, as above."
+    )
+    confidence: float = Field(
+        0.95,
+        gt=0,
+        lt=1,
+        description="Promote only when the lower end of this confidence interval of the gain (a paired bootstrap "
+        "on the holdout) clears the margin.",
+    )
+    max_holdout_drop: float = Field(
+        0.25, ge=0, description="A holdout score this share worse than the validation score is unstable."
+    )
+    refuse_unstable: bool = Field(False, description="Refuse (not only warn about) an unstable challenger.")
     slice_column: str | None = Field(None, description="A categorical column; no slice may regress too much.")
     slice_tolerance: float = Field(0.02, ge=0)
     min_slice_rows: int = Field(50, gt=0)
@@ -121,7 +168,9 @@ class GateConfig(_Strict):
 
 class ModelConfig(_Strict):
     registered_name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    selection_metric: str | None = Field(None, description="Default: roc_auc, or rmse for regression.")
+    selection_metric: str | None = Field(
+        None, description="Default: roc_auc for binary, accuracy for multiclass, rmse for regression."
+    )
     candidates: list[Family] = ["linear", "random_forest", "hist_gradient_boosting"]
     seed: int = 7
     gate: GateConfig = GateConfig()
@@ -133,16 +182,19 @@ class RetrainingConfig(_Strict):
     enabled: bool = True
     consecutive_partitions: int = Field(2, gt=0, description="Flagged partitions in a row before retraining.")
     min_labelled_rows: int = Field(
-        1000, ge=0, description="Labelled predictions the champion must have made before it is retrained."
+        200, ge=0, description="Labelled predictions the champion must have made before it is retrained."
     )
-    cooldown_days: int = Field(7, ge=0, description="Partitions (days) after a requested retrain before another.")
+    cooldown_partitions: int = Field(
+        7, ge=0, description="Monitored partitions after a requested retrain before another may be requested."
+    )
     approval_required: bool = Field(False, description="A promoting gate waits for `nexus promote` instead.")
 
 
 class MonitoringConfig(_Strict):
     drift_share_threshold: float = Field(0.25, gt=0, le=1, description="Share of drifted columns that warns.")
     degradation_tolerance: float = Field(0.05, ge=0, description="How far below its holdout score a day may fall.")
-    min_labelled_rows: int = Field(100, gt=0, description="Fewer labelled predictions than this are not judged.")
+    min_labelled_rows: int = Field(30, gt=0, description="Fewer labelled predictions than this are not judged.")
+    min_drift_rows: int = Field(30, gt=0, description="A partition with fewer rows than this is not judged for drift.")
     score_chunk_rows: int = Field(200_000, gt=0, description="Rows scored per predict call in batch_predictions.")
     retraining: RetrainingConfig = RetrainingConfig()
 
@@ -168,33 +220,101 @@ class NexusConfig(_Strict):
     @property
     def metric(self) -> str:
         """The selection metric, with the task's default filled in."""
-        default = "rmse" if self.dataset.task == "regression" else "roc_auc"
+        default = {"regression": "rmse", "multiclass_classification": "accuracy"}.get(self.dataset.task, "roc_auc")
         return self.model.selection_metric or default
 
     @property
-    def partitioned(self) -> bool:
-        return self.dataset.timestamp is not None
+    def gate_margin(self) -> tuple[float, bool]:
+        """(margin, relative): the gate's margin with the task's defaults filled in."""
+        regression = self.dataset.task == "regression"
+        relative = (self.model.gate.margin_mode or ("relative" if regression else "absolute")) == "relative"
+        default = 0.01 if relative else 0.002
+        return (default if self.model.gate.margin is None else self.model.gate.margin), relative
 
     def resolve_path(self, relative: str) -> str:
         """A path from the config file, taken relative to the file's folder."""
         return relative if os.path.isabs(relative) else str(self.path.parent / relative)
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML without implicit timestamps: dates reach pydantic as text, so a bad one is reported with its key."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def config_path(path: str | Path | None = None) -> Path:
+    """The config file in use: `path`, `$NEXUS_CONFIG`, or `nexus.yaml` at the repo root."""
+    return Path(path or os.environ.get("NEXUS_CONFIG") or DEFAULT_CONFIG_PATH).resolve()
+
+
 def load_config(path: str | Path | None = None) -> NexusConfig:
     """Load and validate the config at `path`, `$NEXUS_CONFIG`, or `nexus.yaml` at the repo root."""
-    path = Path(path or os.environ.get("NEXUS_CONFIG") or DEFAULT_CONFIG_PATH).resolve()
+    path = config_path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_Loader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file (set NEXUS_CONFIG or create nexus.yaml)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with 'dataset' and 'model' at the top")
+    unset = [
+        f"  - {key}: environment variable {name} is not set" for key, name in _variables(raw) if name not in os.environ
+    ]
+    if unset:
+        raise ConfigError("\n".join([f"{path}: {len(unset)} problem(s) in the configuration:", *unset]))
     try:
-        return NexusConfig.model_validate({**raw, "path": path})
+        config = NexusConfig.model_validate({**raw, "path": path})
     except ValidationError as exc:
         raise ConfigError(_describe(path, exc)) from None
+    problems = _source_problems(config)
+    if problems:
+        lines = [f"{path}: {len(problems)} problem(s) in the configuration:", *(f"  - {p}" for p in problems)]
+        raise ConfigError("\n".join(lines))
+    return config
+
+
+def _variables(raw: object, key: str = "") -> list[tuple[str, str]]:
+    """(key, variable) for every `${VAR}` in the file's strings."""
+    if isinstance(raw, dict):
+        return [found for k, v in raw.items() for found in _variables(v, f"{key}.{k}" if key else str(k))]
+    if isinstance(raw, list):
+        return [found for i, v in enumerate(raw) for found in _variables(v, f"{key}[{i}]")]
+    return [(key, name) for name in _VARIABLE.findall(raw)] if isinstance(raw, str) else []
+
+
+def _source_problems(config: NexusConfig) -> list[str]:
+    """For file sources: the files exist and their header holds every column the config names."""
+    source, dataset = config.dataset.source, config.dataset
+    if not isinstance(source, FileSource):
+        return []
+    paths = source_files(config.resolve_path(source.path))
+    if not paths:
+        return [f"dataset.source.path: {source.path!r} matches no file (looked for {config.resolve_path(source.path)})"]
+    try:
+        columns = header(paths[0], source.format, source.encoding)
+    except ValueError as exc:
+        return [f"dataset.source.path: {exc}"]
+    named = {
+        "dataset.target": [dataset.target],
+        "dataset.id_column": [dataset.id_column],
+        "dataset.timestamp": [dataset.timestamp],
+        "dataset.columns.numeric": dataset.columns.numeric or [],
+        "dataset.columns.categorical": dataset.columns.categorical or [],
+        "dataset.columns.drop": dataset.columns.drop,
+        "checks.ranges": list(config.checks.ranges),
+        "checks.null_rate": list(config.checks.null_rate),
+    }
+    return [
+        f"{key}: column {column!r} is not in the header of {paths[0]} (columns: {', '.join(columns)})"
+        for key, names in named.items()
+        for column in names
+        if column and column not in columns
+    ]
 
 
 def _describe(path: Path, exc: ValidationError) -> str:

@@ -26,8 +26,8 @@ def build_retraining_sensor(config: NexusConfig) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING if rules.enabled else dg.DefaultSensorStatus.STOPPED,
         description=(
             f"Retrains {name} when {rules.consecutive_partitions} monitored partitions in a row show drift or "
-            f"degradation, with a {rules.cooldown_days}-day cooldown, at least {rules.min_labelled_rows} labelled "
-            "predictions and one retrain in flight at a time."
+            f"degradation, with a cooldown of {rules.cooldown_partitions} partitions, at least "
+            f"{rules.min_labelled_rows} labelled predictions and one retrain in flight at a time."
         ),
     )
     def retraining_sensor(

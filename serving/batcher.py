@@ -52,8 +52,7 @@ class MicroBatcher:
 
 
 def _predict(model: ServedModel, requests: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
-    frame = model.frame([record for records in requests for record in records])
-    predictions = model.predict(frame)
+    predictions = model.answer([record for records in requests for record in records])
     out, start = [], 0
     for records in requests:
         out.append(predictions[start : start + len(records)])

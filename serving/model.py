@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NotRequired
 
 import mlflow
 import pandas as pd
 from mlflow.models import Model
 from mlflow.tracking import MlflowClient
-from pydantic import ConfigDict, StrictFloat, StrictStr, TypeAdapter
+from pydantic import ConfigDict, StrictFloat, StrictInt, StrictStr, TypeAdapter
 from pydantic_core import to_json
 from sklearn.pipeline import Pipeline
 from typing_extensions import TypedDict
@@ -34,12 +34,15 @@ class ServedModel:
     info: dict[str, Any] = field(default_factory=dict)
     classes: list | None = None
     body: TypeAdapter | None = None
+    id_column: str | None = None  # the dataset's id column: a record may carry it, and its answer echoes it
 
     def __post_init__(self) -> None:
         # TypedDicts validate straight into dicts: no model objects to build and dump per record.
         fields = {c: StrictFloat | None for c in self.spec.numeric} | {
             c: StrictStr | None for c in self.spec.categorical
         }
+        if self.id_column and self.id_column not in fields:
+            fields[self.id_column] = NotRequired[StrictInt | StrictStr | None]
         record = TypedDict(f"Record_v{self.version}", fields)
         record.__pydantic_config__ = ConfigDict(extra="forbid", allow_inf_nan=False)
         body = TypedDict(f"PredictBody_v{self.version}", {"records": list[record]})  # noqa: UP013 (versioned name)
@@ -47,6 +50,15 @@ class ServedModel:
         self.body = TypeAdapter(body)
         classes = getattr(self.pipeline, "classes_", None)
         self.classes = None if classes is None else [c.item() if hasattr(c, "item") else c for c in classes]
+
+    def answer(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A prediction per validated record, with the record's id when it carries one."""
+        predictions = self.predict(self.frame(records))
+        if self.id_column:
+            for record, prediction in zip(records, predictions, strict=True):
+                if self.id_column in record:
+                    prediction["id"] = record[self.id_column]
+        return predictions
 
     def predict(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
         """A prediction per row (with class probabilities for classifiers), in JSON-ready types."""
@@ -71,7 +83,7 @@ class ServedModel:
         return model_inputs(pd.DataFrame(columns, columns=self.spec.columns), self.spec)
 
 
-def load_version(client: MlflowClient, name: str, version: str) -> ServedModel:
+def load_version(client: MlflowClient, name: str, version: str, id_column: str | None = None) -> ServedModel:
     """Load `version`, build its request schema, and check it answers its own input example."""
     uri = f"models:/{name}/{version}"
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,7 +98,7 @@ def load_version(client: MlflowClient, name: str, version: str) -> ServedModel:
         numeric=tuple(c["name"] for c in inputs if c["type"] in _NUMBER_TYPES),
         categorical=tuple(c["name"] for c in inputs if c["type"] not in _NUMBER_TYPES),
     )
-    model = ServedModel(name, str(version), pipeline, spec, _describe(client, name, str(version)))
+    model = ServedModel(name, str(version), pipeline, spec, _describe(client, name, str(version)), id_column=id_column)
     if example is None:
         raise ValueError(f"{uri} has no input example to check it with")
     answers = model.predict(

@@ -16,7 +16,7 @@ from http import HTTPStatus
 from typing import Any
 
 import bentoml
-from bentoml.exceptions import BentoMLException, InvalidArgument, ServiceUnavailable
+from bentoml.exceptions import BentoMLException, InvalidArgument
 from fastapi import FastAPI
 from pydantic import BaseModel
 from pydantic_core import to_json
@@ -80,6 +80,7 @@ class ModelRef(BaseModel):
 
 
 class Prediction(BaseModel):
+    id: int | str | None = None  # the record's id (the dataset's id column), when it sent one
     prediction: int | float | str
     probabilities: dict[str, float] | None = None
 
@@ -109,12 +110,14 @@ class NexusModelService:
     def __init__(self) -> None:
         config = load_config()
         self.name = os.environ.get("NEXUS_SERVING_MODEL", config.model.registered_name)
+        self.id_column = config.dataset.id_column
         self.token = os.environ.get("NEXUS_SERVING_TOKEN") or None
         mlflow = build_resources()["mlflow"].process_config_and_initialize()
         mlflow.activate()
         self.client = mlflow.client()
         self.model: ServedModel | None = None
         self.last_swap: dict[str, Any] = {}
+        self.waiting = "the registry has not been read yet"  # why no version is served, while none is
         self.batcher = MicroBatcher(lambda: self.model)
         self._poll()  # not ready (503) until a version loads; the watcher keeps trying
         # Long-lived objects (the model, the libraries) out of the collector's way: fewer long GC pauses.
@@ -130,7 +133,10 @@ class NexusModelService:
         self._authorize(ctx)
         model = self.model
         if model is None:
-            raise ServiceUnavailable(f"no {CHAMPION} version of {self.name} is loaded yet")
+            # Answered here: BentoML replaces the message of any 5xx it renders with "An unexpected error".
+            error = {"error": f"no {CHAMPION} version of {self.name} is loaded yet: {self.waiting}"}
+            ctx.response.status_code = HTTPStatus.SERVICE_UNAVAILABLE  # BentoML sets the answer's status from here
+            return Response(to_json(error), media_type="application/json")
         rows = model.parse(records)  # `records` arrives as the raw body (PredictRequest)
         if not rows:
             raise InvalidArgument("records: the list is empty; send at least one record")
@@ -151,7 +157,7 @@ class NexusModelService:
     def model_info(self) -> dict[str, Any]:
         """The served version: name, version, alias, promotion time, training window and holdout metrics."""
         if self.model is None:
-            return {"name": self.name, "version": None, "last_swap": self.last_swap}
+            return {"name": self.name, "version": None, "waiting": self.waiting, "last_swap": self.last_swap}
         return {**self.model.info, "last_swap": self.last_swap}
 
     def _authorize(self, ctx: bentoml.Context) -> None:
@@ -166,19 +172,24 @@ class NexusModelService:
     def _poll(self) -> None:
         try:
             self._refresh()
-        except Exception:  # the service must outlive a registry outage
+        except Exception as exc:  # the service must outlive a registry outage
+            self.waiting = f"the registry is unreachable ({type(exc).__name__}); retrying"
             log.exception("could not read the %s alias of %s", CHAMPION, self.name)
 
     def _refresh(self) -> None:
         """Swap to the registry's champion if it moved and the new version passes its check."""
         wanted = aliases(self.client, self.name).get(CHAMPION)
         current = self.model.version if self.model else None
-        if wanted is None or wanted == current or self.last_swap.get("refused") == wanted:
+        if wanted is None:
+            self.waiting = "no version holds the alias: the promotion gate has not promoted one (see champion_model)"
+            return
+        if wanted == current or self.last_swap.get("refused") == wanted:
             return
         try:
-            candidate = load_version(self.client, self.name, wanted)
+            candidate = load_version(self.client, self.name, wanted, self.id_column)
         except Exception as exc:
             self.last_swap = {"refused": wanted, "serving": current, "reason": f"{type(exc).__name__}: {exc}"}
+            self.waiting = f"version {wanted} was refused ({self.last_swap['reason']})"
             SWAPS.labels(model_version=wanted, outcome="refused").inc()
             log.error("refused version %s of %s, still serving %s: %s", wanted, self.name, current, exc)
             return

@@ -38,7 +38,7 @@ SMALL_CONFIG = {
         },
     },
     "checks": {"max_null_rate": 0.2, "ranges": {"age": {"min": 18, "max": 120}}},
-    "training": {"window_days": 6, "min_rows": 100},
+    "training": {"window_partitions": 6, "min_rows": 100},
     "model": {"registered_name": "nexus-churn-test"},
 }
 

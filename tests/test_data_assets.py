@@ -43,7 +43,7 @@ def test_data_assets_materialize_per_partition_with_metadata(write_config, insta
 
 
 def test_training_dataset_splits_the_latest_window_by_time(write_config, instance):
-    defs = build_definitions(write_config({"training": {"window_days": 6}}))
+    defs = build_definitions(write_config({"training": {"window_partitions": 6}}))
     _materialize_days(defs, instance, DAYS)
     assert materialize(defs, instance, ["training_dataset"]).success
     data: TrainingDataset = defs.load_asset_value("training_dataset", instance=instance)

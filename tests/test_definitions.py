@@ -29,16 +29,30 @@ def test_definitions_hold_the_data_assets_and_their_blocking_checks():
         "model_performance",
         "drift_report",
     }
-    checks = {key.name for key in graph.asset_check_keys if key.asset_key == dg.AssetKey("raw_data")}
-    assert checks == {"non_empty", "schema", "target_valid", "null_rates", "value_ranges", "unique_ids"}
+    checks = {
+        key.name: graph.get_check_spec(key).blocking
+        for key in graph.asset_check_keys
+        if key.asset_key == dg.AssetKey("raw_data")
+    }
+    assert checks == {
+        **dict.fromkeys(
+            ["readable", "non_empty", "schema", "target_present", "target_valid", "null_rates", "value_ranges"], True
+        ),
+        "unique_ids": True,
+        "in_range": False,  # rows that fall in no partition cannot block any one of them
+    }
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.group_name and node.description and node.kinds, key
         assert node.code_version or not node.is_executable, key
 
 
-def test_unpartitioned_dataset_builds_unpartitioned_assets(write_config):
-    config = write_config({"dataset": {"timestamp": None}}, source={"kind": "file", "path": "x.csv"})
+def test_unpartitioned_dataset_builds_unpartitioned_assets(write_config, tmp_path):
+    (tmp_path / "x.csv").write_text("customer_id,churned,age\n1,0,30\n")
+    config = write_config(
+        {"dataset": {"timestamp": None, "columns": None}, "checks": {"ranges": None}},
+        source={"kind": "file", "path": "x.csv"},
+    )
     graph = build_definitions(config).resolve_asset_graph()
     assert graph.get(dg.AssetKey("raw_data")).partitions_def is None
 

@@ -12,9 +12,9 @@ from nexus_assets.lib.processes import free_port
 from nexus_assets.lib.runs import materialize
 from nexus_assets.training import registry
 from nexus_assets.training.candidates import TRUSTED_TYPES, check_trainable
-from nexus_assets.training.gate import decide
+from nexus_assets.training.gate import Rule, decide
 from nexus_assets.training.metrics import CLASSIFICATION, REGRESSION
-from nexus_resources.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, GateConfig
+from nexus_resources.config import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from nexus_resources.mlflow import MlflowResource
 from nexus_resources.settings import build_resources
 from tests.conftest import TRAINING_CHAIN, materialize_window, register_linear_version
@@ -129,10 +129,13 @@ def test_slice_regression_blocks_promotion():
             "champion v1": [0.85, 0.78],
         }
     )
-    gate = GateConfig(margin=0.01, slice_column="plan", slice_tolerance=0.05)
-    verdict = decide(metric, gate, 0.86, 0.83, "champion v1", slices)
+    rule = Rule(margin=0.01, relative=False, slice_tolerance=0.05, max_holdout_drop=0.25, refuse_unstable=False)
+    verdict = decide(metric, rule, 0.86, 0.83, "champion v1", slices, (0.015, 0.045))
     assert not verdict.promoted and "plan=premium (-0.0800)" in verdict.reason
-    assert decide(metric, gate, 0.86, 0.83, "champion v1", slices.iloc[:1]).promoted
+    assert decide(metric, rule, 0.86, 0.83, "champion v1", slices.iloc[:1], (0.015, 0.045)).promoted
+    # the same gain, but an interval that reaches below the margin: not conclusive
+    unsure = decide(metric, rule, 0.86, 0.83, "champion v1", slices.iloc[:1], (-0.01, 0.07))
+    assert not unsure.promoted and "95% interval -0.0100 to +0.0700 does not clear the margin" in unsure.reason
 
 
 def test_metric_names_agree_with_the_config():

@@ -77,7 +77,9 @@ def test_performance_is_judged_per_version_and_unlabelled_days_are_not(trained, 
     early = _run(defs, instance, chain, DAY, as_of=DAY)
     assert early.success
     [check] = early.get_asset_check_evaluations()
-    assert check.passed and check.description.startswith("not judged: 0 labelled predictions")
+    assert check.passed and check.description.startswith(
+        "not judged: 0 labelled prediction(s) < monitoring.min_labelled_rows"
+    )
 
     result = _run(defs, instance, chain, DAY)
     [check] = result.get_asset_check_evaluations()

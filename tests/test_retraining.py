@@ -20,7 +20,7 @@ from tests.conftest import TRAINING_CHAIN, materialize_window, register_linear_v
 
 NAME = "nexus-churn-test"
 DRIFT_DAY = dt.date(2026, 1, 9)
-RULES = RetrainingConfig(consecutive_partitions=2, min_labelled_rows=500, cooldown_days=3)
+RULES = RetrainingConfig(consecutive_partitions=2, min_labelled_rows=500, cooldown_partitions=3)
 
 
 def _health(*flags: tuple[bool, bool | None], labelled: int = 300) -> pd.DataFrame:
@@ -58,7 +58,7 @@ def test_guardrails_hold_a_persistent_signal():
     in_flight = retraining.assess(RULES, flagged, "1", None, ["run-a"])
     assert in_flight.decision == retraining.HELD and "retrain run run-a is still in flight" in in_flight.reason
     cooling = retraining.assess(RULES, flagged, "1", "2026-01-07", [])
-    assert cooling.decision == retraining.HELD and "cooling down until 2026-01-10" in cooling.reason
+    assert cooling.decision == retraining.HELD and "cooling down for 1 more partition(s)" in cooling.reason
     assert retraining.assess(RULES, flagged, "1", "2026-01-06", []).decision == retraining.REQUESTED
     few_labels = retraining.assess(RULES, _health((True, True), (True, True), labelled=100), "1", None, [])
     assert few_labels.decision == retraining.HELD and "only 200 labelled predictions" in few_labels.reason
@@ -80,7 +80,7 @@ def drifting(write_config, instance, monkeypatch):
     config = write_config(
         {
             "dataset": {"source": {"drift": drift}},
-            "monitoring": {"retraining": {"min_labelled_rows": 1800, "cooldown_days": 7}},
+            "monitoring": {"retraining": {"min_labelled_rows": 1800, "cooldown_partitions": 7}},
         }
     )
     monkeypatch.setenv("NEXUS_CONFIG", str(config.path))

@@ -113,6 +113,12 @@ def test_predict_answers_with_the_champion_and_its_version(served):
         assert abs(sum(prediction["probabilities"].values()) - 1) < 1e-9
 
 
+def test_a_record_may_carry_its_id_and_the_answer_echoes_it(served):
+    status, body = call(served.url, "/predict", {"records": [{"customer_id": 20260107000012, **ROW}, ROW]})
+    assert status == 200, body
+    assert body["predictions"][0]["id"] == 20260107000012 and "id" not in body["predictions"][1]
+
+
 def test_model_route_matches_the_registry(served):
     status, info = call(served.url, "/model", token=None)
     client = served.mlflow.client()
@@ -134,6 +140,7 @@ def test_model_route_matches_the_registry(served):
             '"loc":["records",0,"age"],"msg":"Field required"',
         ),
         ({"records": [{**ROW, "shoe_size": 44.0}]}, 400, '"loc":["records",0,"shoe_size"],"msg":"Extra inputs'),
+        ({"records": [{**ROW, "customer_id": [1]}]}, 400, '"loc":["records",0,"customer_id","int"]'),
         (
             {"records": [{**ROW, "tenure_months": "long"}]},
             400,

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from nexus_assets.data.sources import read_partition
+from nexus_assets.data.sources import coverage, read_partition
 from nexus_assets.data.synthetic import generate_day
 from nexus_assets.definitions import build_definitions
 from nexus_assets.lib.runs import materialize
@@ -32,11 +32,15 @@ def _expected(synthetic: pd.DataFrame, day: dt.date) -> pd.DataFrame:
     return synthetic[synthetic["event_time"].dt.date == day]
 
 
+def _day(day: dt.date) -> tuple[pd.Timestamp, pd.Timestamp]:
+    return pd.Timestamp(day), pd.Timestamp(day) + pd.Timedelta(days=1)
+
+
 def test_csv_file_gives_the_synthetic_rows(tmp_path, write_config, synthetic, instance):
     synthetic.to_csv(tmp_path / "events.csv", index=False)
     config = write_config(source={"kind": "file", "path": "events.csv"})
     for day in DAYS:
-        _same_rows(read_partition(config, day), _expected(synthetic, day))
+        _same_rows(read_partition(config, _day(day)), _expected(synthetic, day))
     defs = build_definitions(config)
     assert materialize(defs, instance, ["raw_data", "features"], "2026-01-02").success
     _same_rows(
@@ -49,16 +53,27 @@ def test_parquet_glob_gives_the_synthetic_rows(tmp_path, write_config, synthetic
     for day in DAYS:
         _expected(synthetic, day).to_parquet(tmp_path / "lake" / f"{day}.parquet")
     config = write_config(source={"kind": "file", "path": "lake/*.parquet"})
-    _same_rows(read_partition(config, DAYS[2]), _expected(synthetic, DAYS[2]))
+    _same_rows(read_partition(config, _day(DAYS[2])), _expected(synthetic, DAYS[2]))
 
 
-def test_unparseable_timestamps_stop_the_read_with_the_rows(tmp_path, write_config, synthetic):
+def test_unparseable_timestamps_leave_the_partition_and_are_counted(tmp_path, write_config, synthetic):
     broken = synthetic.astype({"event_time": object})
     broken.loc[5, "event_time"] = "yesterday-ish"
     broken.to_csv(tmp_path / "events.csv", index=False)
     config = write_config(source={"kind": "file", "path": "events.csv"})
-    with pytest.raises(ValueError, match=r"'event_time': 1 value\(s\) are not timestamps.*rows \[5\]"):
-        read_partition(config, DAYS[0])
+    _same_rows(read_partition(config, _day(DAYS[0])), _expected(synthetic, DAYS[0]).drop(index=5))
+    found = coverage(config, DAYS[0], DAYS[-1] + dt.timedelta(days=1))
+    assert (found.unparseable, found.before, found.after) == (1, 0, 0)
+    assert found.examples == [f"{tmp_path / 'events.csv'} line 7: 'yesterday-ish' (not a timestamp)"]
+
+
+def test_csv_is_read_in_chunks_keeping_only_the_partition(tmp_path, write_config, synthetic, monkeypatch):
+    from nexus_assets.data import sources
+
+    monkeypatch.setattr(sources, "_CSV_CHUNK_ROWS", 250)  # several chunks per day
+    synthetic.to_csv(tmp_path / "events.csv", index=False)
+    config = write_config(source={"kind": "file", "path": "events.csv"})
+    _same_rows(read_partition(config, _day(DAYS[1])), _expected(synthetic, DAYS[1]))
 
 
 def test_sqlite_query_gives_the_synthetic_rows(tmp_path, write_config, synthetic, instance):
@@ -66,7 +81,7 @@ def test_sqlite_query_gives_the_synthetic_rows(tmp_path, write_config, synthetic
     synthetic.to_sql("events", sa.create_engine(url), index=False)
     config = write_config(source={"kind": "sql", "url": url, "query": SQL_QUERY})
     for day in DAYS:
-        _same_rows(read_partition(config, day), _expected(synthetic, day))
+        _same_rows(read_partition(config, _day(day)), _expected(synthetic, day))
     defs = build_definitions(config)
     assert materialize(defs, instance, ["raw_data", "features"], "2026-01-03").success
 
@@ -77,4 +92,4 @@ def test_postgres_query_gives_the_synthetic_rows(postgres_database, write_config
     monkeypatch.setenv("WAREHOUSE_URL", url)
     config = write_config(source={"kind": "sql", "url": "${WAREHOUSE_URL}", "query": SQL_QUERY})
     for day in DAYS:
-        _same_rows(read_partition(config, day), _expected(synthetic, day))
+        _same_rows(read_partition(config, _day(day)), _expected(synthetic, day))

@@ -1,42 +1,69 @@
-"""Blocking checks on `raw_data`: each says which column or rows failed and why."""
+"""Checks on `raw_data`: each says which column or rows failed and why. All block what is downstream, except
+`in_range`, which counts the source's rows that belong to no partition (they cannot block any one of them)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from nexus_assets.features.transform import FeatureSpec, feature_spec
+from nexus_assets.data.contract import Columns, feature_spec_of, violations
+from nexus_assets.data.sources import Coverage
 from nexus_resources.config import NexusConfig
 
 RAW_DATA_CHECKS = {
-    "non_empty": "The partition has at least one row.",
-    "schema": "Every expected column is there, numeric columns hold numbers.",
-    "target_valid": "The target column has no missing and no invalid values.",
+    "readable": "The source could be read for this partition.",
+    "non_empty": "The partition has at least one row (a warning when checks.allow_empty_partitions is set).",
+    "schema": "Every column of the data contract is there and holds values of the contract's type.",
+    "target_present": "Every row has a target value.",
+    "target_valid": "The target's values fit the task (classes, a single pair for binary, finite numbers).",
     "null_rates": "No feature column has more missing values than allowed.",
     "value_ranges": "Configured columns stay within their limits.",
     "unique_ids": "No id appears twice.",
+    "in_range": "Every row of the source falls in some partition (a warning: such rows are in none to block).",
 }
+_NOT_BLOCKING = {"in_range"}
+
+
+@dataclass
+class Inputs:
+    """What the checks look at for one partition."""
+
+    frame: pd.DataFrame
+    columns: Columns  # the data contract the partition must keep
+    contract_version: int | None
+    coverage: Coverage
+    read_error: str | None = None
 
 
 def raw_data_check_specs(asset_key: str) -> list[dg.AssetCheckSpec]:
     return [
-        dg.AssetCheckSpec(name, asset=asset_key, description=text, blocking=True)
+        dg.AssetCheckSpec(name, asset=asset_key, description=text, blocking=name not in _NOT_BLOCKING)
         for name, text in RAW_DATA_CHECKS.items()
     ]
 
 
-def check_raw_data(frame: pd.DataFrame, config: NexusConfig, asset_key: str) -> list[dg.AssetCheckResult]:
+def check_raw_data(inputs: Inputs, config: NexusConfig, asset_key: str) -> list[dg.AssetCheckResult]:
     """Run every raw-data check on one partition."""
-    spec = feature_spec(config, frame)
+    frame = inputs.frame
+    skip = inputs.read_error or (frame.empty and config.checks.allow_empty_partitions)
     results = {
-        "non_empty": _non_empty(frame),
-        "schema": _schema(frame, config, spec),
-        "target_valid": _target_valid(frame, config),
-        "null_rates": _null_rates(frame, config, spec),
-        "value_ranges": _value_ranges(frame, config),
-        "unique_ids": _unique_ids(frame, config),
+        "readable": ([inputs.read_error] if inputs.read_error else [], {}),
+        "non_empty": _non_empty(frame, inputs.read_error),
+        "in_range": _in_range(inputs.coverage),
     }
+    if not skip:
+        results |= {
+            "schema": _schema(inputs),
+            "target_present": _target_present(frame, config),
+            "target_valid": _target_valid(frame, config, inputs.columns),
+            "null_rates": _null_rates(frame, config, inputs.columns),
+            "value_ranges": _value_ranges(frame, config),
+            "unique_ids": _unique_ids(frame, config),
+        }
+    why_skipped = "not checked: the source could not be read" if inputs.read_error else "no rows to check"
     return [
         dg.AssetCheckResult(
             asset_key=asset_key,
@@ -44,46 +71,82 @@ def check_raw_data(frame: pd.DataFrame, config: NexusConfig, asset_key: str) -> 
             passed=not problems,
             description="; ".join(problems) or "ok",
             metadata=metadata,
+            severity=_severity(name, config),
         )
-        for name, (problems, metadata) in results.items()
+        if name in results
+        else dg.AssetCheckResult(asset_key=asset_key, check_name=name, passed=True, description=why_skipped)
+        for name in RAW_DATA_CHECKS
+        for problems, metadata in [results.get(name, ([], {}))]
     ]
+
+
+def blocking_failures(results: list[dg.AssetCheckResult]) -> list[dg.AssetCheckResult]:
+    return [r for r in results if not r.passed and r.severity == dg.AssetCheckSeverity.ERROR]
+
+
+def _severity(name: str, config: NexusConfig) -> dg.AssetCheckSeverity:
+    warn = name in _NOT_BLOCKING or (name == "non_empty" and config.checks.allow_empty_partitions)
+    return dg.AssetCheckSeverity.WARN if warn else dg.AssetCheckSeverity.ERROR
 
 
 Outcome = tuple[list[str], dict]
 
 
-def _non_empty(frame: pd.DataFrame) -> Outcome:
-    return ([] if len(frame) else ["the partition has no rows"]), {"rows": len(frame)}
+def _non_empty(frame: pd.DataFrame, read_error: str | None) -> Outcome:
+    if len(frame) or read_error:
+        return [], {"rows": len(frame)}
+    return [
+        "the partition has no rows; if empty periods are normal for this data, set checks.allow_empty_partitions: "
+        "true, or choose longer dataset.partitions (weekly, monthly)"
+    ], {"rows": 0}
 
 
-def _schema(frame: pd.DataFrame, config: NexusConfig, spec: FeatureSpec) -> Outcome:
-    dataset = config.dataset
-    expected = [dataset.target, dataset.id_column, dataset.timestamp, *spec.columns]
-    problems = [f"column {c!r} is missing" for c in dict.fromkeys(expected) if c and c not in frame.columns]
-    for column in spec.numeric:
-        if column in frame.columns and not pd.api.types.is_numeric_dtype(frame[column]):
-            values = frame[column]
-            bad = values.notna() & pd.to_numeric(values, errors="coerce").isna()
-            problems.append(
-                f"column {column!r} should be numeric but holds {values.dtype} values: "
-                f"{int(bad.sum())} row(s) are not numbers, e.g. {_examples(values[bad])}"
-            )
-    return problems, {"columns": dg.MetadataValue.json({c: str(t) for c, t in frame.dtypes.items()})}
+def _in_range(coverage: Coverage) -> Outcome:
+    if not coverage.outside:
+        return [], {"rows_outside": 0}
+    parts = [
+        f"{count} {what}"
+        for count, what in (
+            (coverage.unparseable, "with no readable timestamp"),
+            (coverage.before, "before the first partition"),
+            (coverage.after, "after the last partition"),
+        )
+        if count
+    ]
+    return [
+        f"{coverage.outside} row(s) of the source are in no partition: {', '.join(parts)}; e.g. "
+        + "; ".join(coverage.examples[:5])
+        + ". Fix the timestamps, or widen dataset.start_date / end_date"
+    ], {"rows_outside": coverage.outside}
 
 
-def _target_valid(frame: pd.DataFrame, config: NexusConfig) -> Outcome:
+def _schema(inputs: Inputs) -> Outcome:
+    described = dg.MetadataValue.json(inputs.columns)
+    return violations(inputs.columns, inputs.frame), {
+        "contract": described,
+        "contract_version": inputs.contract_version,
+    }
+
+
+def _target_present(frame: pd.DataFrame, config: NexusConfig) -> Outcome:
+    name = config.dataset.target
+    if name not in frame.columns:
+        return [f"target column {name!r} is missing"], {}
+    missing = frame[name].isna()
+    if not missing.any():
+        return [], {}
+    return [
+        f"target {name!r} is missing in {int(missing.sum())} of {len(frame)} row(s), e.g. rows "
+        f"{frame.index[missing][:5].tolist()}; label them at the source or leave those rows out"
+    ], {"missing_targets": int(missing.sum())}
+
+
+def _target_valid(frame: pd.DataFrame, config: NexusConfig, columns: Columns) -> Outcome:
     dataset = config.dataset
     if dataset.target not in frame.columns:
         return [f"target column {dataset.target!r} is missing"], {}
-    target = frame[dataset.target]
+    present = frame[dataset.target].dropna()
     problems = []
-    missing = target.isna()
-    if missing.any():
-        problems.append(
-            f"target {dataset.target!r} is missing in {int(missing.sum())} row(s), e.g. rows "
-            f"{list(frame.index[missing][:5])}"
-        )
-    present = target[~missing]
     if dataset.task == "regression":
         numbers = pd.to_numeric(present, errors="coerce")
         bad = numbers.isna() | ~np.isfinite(numbers.fillna(0))
@@ -93,30 +156,41 @@ def _target_valid(frame: pd.DataFrame, config: NexusConfig) -> Outcome:
                 f"e.g. {_examples(present[bad])}"
             )
     else:
+        labels = label_text(present)
         if dataset.classes is not None:
-            unknown = ~present.astype(str).isin([str(c) for c in dataset.classes])
+            unknown = ~labels.isin([str(c) for c in dataset.classes])
             if unknown.any():
                 problems.append(
                     f"target {dataset.target!r} has {int(unknown.sum())} value(s) outside classes "
                     f"{dataset.classes}, e.g. {_examples(present[unknown])}"
                 )
-        if dataset.task == "binary_classification" and present.nunique() > 2:
+        if dataset.task == "binary_classification" and labels.nunique() > 2:
             problems.append(
-                f"target {dataset.target!r} has {present.nunique()} distinct values; binary needs at most 2"
+                f"target {dataset.target!r} has {labels.nunique()} distinct values "
+                f"({', '.join(sorted(labels.unique())[:10])}); binary needs at most 2: "
+                "set dataset.task: multiclass_classification"
             )
     counts = present.value_counts().head(20)
     return problems, {"values": dg.MetadataValue.json({str(k): int(v) for k, v in counts.items()})}
 
 
-def _null_rates(frame: pd.DataFrame, config: NexusConfig, spec: FeatureSpec) -> Outcome:
+def label_text(values: pd.Series) -> pd.Series:
+    """Labels as text the way people write them: 1.0 in a column that nulls made float reads as 1."""
+    if pd.api.types.is_float_dtype(values) and (values.dropna() % 1 == 0).all():
+        return values.astype("Int64").astype(str)
+    return values.astype(str)
+
+
+def _null_rates(frame: pd.DataFrame, config: NexusConfig, columns: Columns) -> Outcome:
     limits = config.checks
-    rates = frame[[c for c in spec.columns if c in frame.columns]].isna().mean() if len(frame) else pd.Series()
+    features = [c for c in feature_spec_of(columns).columns if c in frame.columns]
+    rates = frame[features].isna().mean() if len(frame) else pd.Series()
     problems = []
     for column, rate in rates.items():
         limit = limits.null_rate.get(column, limits.max_null_rate)
         if rate > limit:
             what = "is entirely null" if rate == 1 else f"is {rate:.1%} null"
-            problems.append(f"column {column!r} {what} (limit {limit:.0%})")
+            problems.append(f"column {column!r} {what} (limit {limit:.0%}, checks.max_null_rate)")
     return problems, {"null_rates": dg.MetadataValue.json({c: round(float(r), 4) for c, r in rates.items()})}
 
 

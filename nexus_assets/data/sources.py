@@ -1,57 +1,195 @@
-"""Reads the configured source, one daily partition (or the whole table) at a time."""
+"""Reads the configured source one partition (or the whole table) at a time.
+
+A file source is read for the partition's rows only: Parquet through a pyarrow dataset filter (row groups outside
+the window are skipped), CSV in chunks of which only the window's rows are kept, so a bad value elsewhere never
+reaches this partition and memory holds one partition, not the file.
+"""
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import glob
 import os
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
 import sqlalchemy as sa
 
 from nexus_assets.data.synthetic import generate_day
 from nexus_resources.config import FileSource, NexusConfig, SqlSource, SyntheticSource
+from nexus_resources.files import file_format, source_files
+
+Window = tuple[pd.Timestamp, pd.Timestamp] | None
+Part = Window | str  # a time window, or the key of one file
+_CSV_CHUNK_ROWS = 200_000
 
 
-def read_partition(config: NexusConfig, day: dt.date | None) -> pd.DataFrame:
-    """Rows of the source for `day` (all rows when the dataset is not partitioned), as stored."""
-    source = config.dataset.source
+class SourceReadError(ValueError):
+    """A source that cannot be read; the message names the file, and the row or byte where known."""
+
+
+@dataclass
+class Coverage:
+    """Rows of a file source that no partition holds: unparseable timestamps, or before or after the range."""
+
+    unparseable: int = 0
+    before: int = 0
+    after: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def outside(self) -> int:
+        return self.unparseable + self.before + self.after
+
+
+def read_partition(config: NexusConfig, part: Part) -> pd.DataFrame:
+    """Rows of the source in `part` as stored: a time window [start, end), one file's key, or None for all rows."""
+    source, timestamp = config.dataset.source, config.dataset.timestamp
+    if isinstance(part, str):
+        path = _file_of(config, part)
+        return _read_file(path, source, timestamp, None)
+    window = part
     if isinstance(source, SyntheticSource):
-        assert day is not None, "the synthetic source is always partitioned"
-        return generate_day(source, day)
-    if isinstance(source, FileSource):
-        frame = _read_files(config, source)
-    elif isinstance(source, SqlSource):
-        frame = _read_sql(source, day)
-    else:  # pragma: no cover - the config model admits no other kind
-        raise TypeError(f"unknown source {source!r}")
-    return _only_day(frame, config.dataset.timestamp, day)
-
-
-def _read_files(config: NexusConfig, source: FileSource) -> pd.DataFrame:
-    pattern = config.resolve_path(source.path)
-    paths = sorted(glob.glob(pattern))
-    if not paths:
-        raise FileNotFoundError(f"source.path {source.path!r} matches no file (looked for {pattern})")
-    frames = []
-    for path in paths:
-        kind = source.format or Path(path).suffix.lstrip(".").lower()
-        if kind == "csv":
-            frames.append(pd.read_csv(path))
-        elif kind in ("parquet", "pq"):
-            frames.append(pd.read_parquet(path))
-        else:
-            raise ValueError(f"{path}: cannot tell CSV from Parquet; set source.format")
+        assert window is not None, "the synthetic source is always partitioned"
+        days = pd.date_range(window[0], window[1], inclusive="left")
+        return pd.concat([generate_day(source, day.date()) for day in days], ignore_index=True)
+    if isinstance(source, SqlSource):
+        frame = _read_sql(source, window)
+        return _parsed(frame, timestamp, window) if timestamp in frame else frame
+    frames = [_read_file(path, source, timestamp, window) for path in _files(config, source)]
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
-def _read_sql(source: SqlSource, day: dt.date | None) -> pd.DataFrame:
+def source_fingerprint(config: NexusConfig) -> tuple:
+    """What identifies the source's current content cheaply: each file's path, size and modification time."""
+    source = config.dataset.source
+    if not isinstance(source, FileSource):
+        return ()
+    return tuple((path, os.path.getsize(path), os.path.getmtime(path)) for path in _files(config, source))
+
+
+def file_keys(config: NexusConfig) -> list[str]:
+    """The partition key of each file of a file source: its path below the folder of the glob."""
+    base = _base(config)
+    return [os.path.relpath(path, base) for path in _files(config, config.dataset.source)]
+
+
+def _file_of(config: NexusConfig, key: str) -> str:
+    path = os.path.join(_base(config), key)
+    if not os.path.isfile(path):
+        raise SourceReadError(f"{path}: the file of partition {key!r} is gone")
+    return path
+
+
+def _base(config: NexusConfig) -> str:
+    pattern = config.resolve_path(config.dataset.source.path)
+    fixed = []
+    for part in pattern.split(os.sep):
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    return os.sep.join(fixed) if len(fixed) < len(pattern.split(os.sep)) else os.path.dirname(pattern)
+
+
+def timestamps(config: NexusConfig) -> pd.Series:
+    """The timestamp column of every file of a file source, parsed (unparseable values dropped)."""
+    source, column = config.dataset.source, config.dataset.timestamp
+    values = pd.concat([_timestamp_column(path, source, column) for path in _files(config, source)])
+    return pd.to_datetime(values, errors="coerce").dropna().reset_index(drop=True)
+
+
+def coverage(config: NexusConfig, start: dt.date | None, end: dt.date | None) -> Coverage:
+    """How many rows of a file source fall outside [start, end) or have no readable timestamp, with examples."""
+    source, column = config.dataset.source, config.dataset.timestamp
+    found = Coverage()
+    if not isinstance(source, FileSource) or column is None:
+        return found
+    for path in _files(config, source):
+        raw = _timestamp_column(path, source, column).reset_index(drop=True)
+        parsed = pd.to_datetime(raw, errors="coerce")
+        bad = parsed.isna() & raw.notna()
+        early = parsed < pd.Timestamp(start) if start else pd.Series(False, index=raw.index)
+        late = parsed >= pd.Timestamp(end) if end else pd.Series(False, index=raw.index)
+        found.unparseable += int(bad.sum())
+        found.before += int(early.sum())
+        found.after += int(late.sum())
+        for what, mask in (("not a timestamp", bad), (f"before {start}", early), (f"on or after {end}", late)):
+            # Row numbers as a person counts them in the file: the header is line 1.
+            found.examples += [f"{path} line {i + 2}: {raw[i]!r} ({what})" for i in raw.index[mask][:3]]
+    return found
+
+
+def _files(config: NexusConfig, source: FileSource) -> list[str]:
+    paths = source_files(config.resolve_path(source.path))
+    if not paths:
+        raise SourceReadError(f"dataset.source.path {source.path!r} matches no file any more")
+    return paths
+
+
+def _timestamp_column(path: str, source: FileSource, column: str) -> pd.Series:
+    if file_format(path, source.format) == "parquet":
+        return pads.dataset(path, format="parquet").to_table(columns=[column]).column(column).to_pandas()
+    return _csv(path, source, usecols=[column])[column]
+
+
+def _read_file(path: str, source: FileSource, timestamp: str | None, window: Window) -> pd.DataFrame:
+    if file_format(path, source.format) == "parquet":
+        dataset = pads.dataset(path, format="parquet")
+        kept = None
+        if window is not None and _is_timestamp(dataset, timestamp):
+            column = pads.field(timestamp)
+            kept = (column >= window[0].to_pydatetime()) & (column < window[1].to_pydatetime())
+        frame = dataset.to_table(filter=kept).to_pandas()
+        return _parsed(frame, timestamp, window)
+    if window is None or timestamp is None:
+        return _parsed(_csv(path, source), timestamp, window)
+    parts = [_parsed(chunk, timestamp, window) for chunk in _csv(path, source, chunksize=_CSV_CHUNK_ROWS)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _is_timestamp(dataset: pads.Dataset, column: str | None) -> bool:
+    return column in dataset.schema.names and pa.types.is_timestamp(dataset.schema.field(column).type)
+
+
+def _csv(path: str, source: FileSource, **options):
+    """pandas' CSV reader, with its failures turned into errors that name the file and the row or byte."""
+    try:
+        result = pd.read_csv(path, encoding=source.encoding, **options)
+        return list(result) if options.get("chunksize") else result
+    except pd.errors.EmptyDataError:
+        raise SourceReadError(f"{path}: the file is empty (no header, no rows)") from None
+    except UnicodeDecodeError:
+        raise SourceReadError(_encoding_problem(path, source.encoding)) from None
+    except pd.errors.ParserError as exc:
+        raise SourceReadError(f"{path}: not readable as CSV: {str(exc).strip()}") from None
+
+
+def _encoding_problem(path: str, encoding: str) -> str:
+    """Where the first byte that is not `encoding` text is, by byte offset and line."""
+    decoder, offset, line = codecs.getincrementaldecoder(encoding)(), 0, 1
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 16):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                position = offset + exc.start
+                line += block[: exc.start].count(b"\n")
+                return (
+                    f"{path}: byte {position} (line {line}) is not {encoding} text "
+                    f"({block[exc.start : exc.start + 1]!r}); convert the file or set dataset.source.encoding"
+                )
+            offset, line = offset + len(block), line + block.count(b"\n")
+    return f"{path}: not {encoding} text; set dataset.source.encoding"
+
+
+def _read_sql(source: SqlSource, window: Window) -> pd.DataFrame:
     engine = sa.create_engine(os.path.expandvars(source.url))
     params = {}
-    if day is not None:
-        start = pd.Timestamp(day)
-        params = {"start": start.isoformat(sep=" "), "end": (start + pd.Timedelta(days=1)).isoformat(sep=" ")}
+    if window is not None:
+        params = {"start": window[0].isoformat(sep=" "), "end": window[1].isoformat(sep=" ")}
     try:
         with engine.connect() as connection:
             return pd.read_sql_query(sa.text(source.query), connection, params=params)
@@ -59,21 +197,15 @@ def _read_sql(source: SqlSource, day: dt.date | None) -> pd.DataFrame:
         engine.dispose()
 
 
-def _only_day(frame: pd.DataFrame, timestamp: str | None, day: dt.date | None) -> pd.DataFrame:
-    """Keep the day's rows; the timestamp column becomes datetime, every other column stays as read."""
+def _parsed(frame: pd.DataFrame, timestamp: str | None, window: Window) -> pd.DataFrame:
+    """The window's rows; the timestamp column becomes datetime, every other column stays as read. Rows whose
+    timestamp cannot be read belong to no window (they are counted by `coverage`)."""
     if timestamp is None or timestamp not in frame.columns:
         return frame.reset_index(drop=True)
     parsed = pd.to_datetime(frame[timestamp], errors="coerce")
-    unparsed = parsed.isna() & frame[timestamp].notna()
-    if unparsed.any():
-        rows = list(frame.index[unparsed][:5])
-        raise ValueError(
-            f"timestamp column {timestamp!r}: {int(unparsed.sum())} value(s) are not timestamps, so no partition "
-            f"can hold them (rows {rows}: {list(frame.loc[rows, timestamp])}); fix them at the source"
-        )
+    if parsed.dt.tz is not None:
+        parsed = parsed.dt.tz_convert(None)
     frame = frame.assign(**{timestamp: parsed})
-    if day is None:
+    if window is None:
         return frame.reset_index(drop=True)
-    start = pd.Timestamp(day)
-    in_day = (frame[timestamp] >= start) & (frame[timestamp] < start + pd.Timedelta(days=1))
-    return frame.loc[in_day].reset_index(drop=True)
+    return frame.loc[(parsed >= window[0]) & (parsed < window[1])].reset_index(drop=True)

@@ -5,10 +5,12 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from nexus_assets.features.split import TrainingDataset, split_by_day, split_by_row
+from nexus_assets.data import contract
+from nexus_assets.features.split import TrainingDataset, split_by_partition, split_by_row
 from nexus_assets.features.transform import feature_spec, model_inputs
 from nexus_assets.lib.metadata import frame_metadata
-from nexus_assets.partitions import daily_partitions
+from nexus_assets.partitions import partitions_def
+from nexus_resources.app_db import AppDatabase
 from nexus_resources.config import NexusConfig
 
 
@@ -19,13 +21,14 @@ def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
     @dg.asset(
         group_name="data",
         kinds={"pandas", "scikit-learn", "parquet"},
-        code_version="2",
-        partitions_def=daily_partitions(config),
+        code_version="3",
+        partitions_def=partitions_def(config),
         io_manager_key="parquet_io_manager",
     )
-    def features(raw_data: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
-        """Validated rows of one day in the model's canonical types: ids, timestamp, features and target."""
-        spec = feature_spec(config, raw_data)
+    def features(raw_data: pd.DataFrame, app_db: AppDatabase) -> dg.MaterializeResult[pd.DataFrame]:
+        """Validated rows of one partition in the model's canonical types: ids, timestamp, features and target."""
+        stored = app_db.contract(dataset.name)
+        spec = contract.feature_spec_of(contract.propose(config, raw_data, stored["columns"] if stored else None))
         frame = pd.concat([raw_data[keep], model_inputs(raw_data, spec), raw_data[[dataset.target]]], axis=1)
         return dg.MaterializeResult(
             value=frame,
@@ -44,12 +47,12 @@ def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
     )
     def training_dataset(features: Any) -> dg.MaterializeResult[TrainingDataset]:
         """The latest training window, split by time into train, validation and a frozen holdout."""
-        # Partitioned features arrive as {day: frame}; an unpartitioned dataset as one frame.
+        # Partitioned features arrive as {partition: frame}; an unpartitioned dataset as one frame.
         if isinstance(features, dict):
             if not features:
-                raise ValueError("no partition of features is materialized yet; materialize raw_data and features")
+                raise dg.Failure("no partition of features is materialized yet; materialize raw_data and features")
             spec = feature_spec(config, next(iter(features.values())))
-            data = split_by_day(features, config, spec)
+            data = split_by_partition(features, config, spec)
         else:
             data = split_by_row(features, config, feature_spec(config, features))
         return dg.MaterializeResult(value=data, metadata=_split_metadata(data))

@@ -35,20 +35,31 @@ def content_hash(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def split_by_day(partitions: dict[str, pd.DataFrame], config: NexusConfig, spec: FeatureSpec) -> TrainingDataset:
-    """Oldest days train, the next validate, the newest are the frozen holdout."""
-    days = sorted(partitions)[-config.training.window_days :]
-    if len(days) < 3:
-        raise ValueError(
-            f"training needs at least 3 materialized partitions of features, found {len(days)}; "
-            "materialize raw_data and features for more days first"
-        )
-    n_holdout = max(1, round(len(days) * config.training.holdout_fraction))
-    n_validation = max(1, round(len(days) * config.training.validation_fraction))
+def split_by_partition(partitions: dict[str, pd.DataFrame], config: NexusConfig, spec: FeatureSpec) -> TrainingDataset:
+    """Oldest partitions train, the next validate, the newest are the frozen holdout. The window is the newest
+    `training.window_partitions` (default all), newest first until `training.max_rows`."""
+    keys = (
+        sorted(partitions)[-config.training.window_partitions :]
+        if config.training.window_partitions
+        else sorted(partitions)
+    )
+    window, rows = [], 0
+    for key in reversed(keys):
+        if window and rows + len(partitions[key]) > config.training.max_rows:
+            break
+        window.insert(0, key)
+        rows += len(partitions[key])
+    filled = [key for key in window if len(partitions[key])]
+    if len(filled) < 3:
+        # Too few partitions to split by: split the rows by time instead.
+        frame = pd.concat([partitions[key] for key in window], ignore_index=True)
+        return split_by_row(frame, config, spec)
+    n_holdout = max(1, round(len(filled) * config.training.holdout_fraction))
+    n_validation = max(1, round(len(filled) * config.training.validation_fraction))
     groups = {
-        "train": days[: len(days) - n_holdout - n_validation],
-        "validation": days[len(days) - n_holdout - n_validation : len(days) - n_holdout],
-        "holdout": days[len(days) - n_holdout :],
+        "train": filled[: len(filled) - n_holdout - n_validation],
+        "validation": filled[len(filled) - n_holdout - n_validation : len(filled) - n_holdout],
+        "holdout": filled[len(filled) - n_holdout :],
     }
     frames = {name: pd.concat([partitions[d] for d in keys], ignore_index=True) for name, keys in groups.items()}
     ranges = {name: [keys[0], keys[-1]] for name, keys in groups.items()}
@@ -56,8 +67,12 @@ def split_by_day(partitions: dict[str, pd.DataFrame], config: NexusConfig, spec:
 
 
 def split_by_row(frame: pd.DataFrame, config: NexusConfig, spec: FeatureSpec) -> TrainingDataset:
-    """For data without a timestamp: a seeded shuffle, then the same proportions."""
-    order = np.random.default_rng(config.training.seed).permutation(len(frame))
+    """By time when there is a timestamp (oldest rows train, newest are the holdout), else a seeded shuffle."""
+    timestamp = config.dataset.timestamp
+    if timestamp and timestamp in frame:
+        order = np.argsort(frame[timestamp].to_numpy(), kind="stable")
+    else:
+        order = np.random.default_rng(config.training.seed).permutation(len(frame))
     n_holdout = round(len(frame) * config.training.holdout_fraction)
     n_validation = round(len(frame) * config.training.validation_fraction)
     cuts = [len(frame) - n_holdout - n_validation, len(frame) - n_holdout]

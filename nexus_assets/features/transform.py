@@ -46,9 +46,16 @@ def feature_spec(config: NexusConfig, frame: pd.DataFrame) -> FeatureSpec:
 
 def model_inputs(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """The feature columns in canonical types: numbers as float64, categories as strings (NaN when missing)."""
-    numeric = {c: frame[c].astype("float64") for c in spec.numeric}
+    numeric = {c: _numbers(frame[c]) for c in spec.numeric}
     categorical = {c: _strings(frame[c]) for c in spec.categorical}
     return pd.DataFrame({**numeric, **categorical}, index=frame.index)[spec.columns]
+
+
+def _numbers(column: pd.Series) -> pd.Series:
+    # Text that the data contract's check found readable as numbers (e.g. a CSV column with a stray word elsewhere).
+    return (
+        column.astype("float64") if pd.api.types.is_numeric_dtype(column) else pd.to_numeric(column).astype("float64")
+    )
 
 
 def _strings(column: pd.Series) -> pd.Series:

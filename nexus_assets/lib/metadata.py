@@ -6,14 +6,23 @@ import dagster as dg
 import pandas as pd
 
 
-def frame_metadata(frame: pd.DataFrame, preview_rows: int = 10) -> dict[str, dg.MetadataValue]:
-    """Row count, column schema, null rates and a preview table."""
+def frame_metadata(
+    frame: pd.DataFrame, contract: dict[str, dict[str, str]] | None = None, preview_rows: int = 10
+) -> dict[str, dg.MetadataValue]:
+    """Row count, column schema (with the data contract's roles and types when given), null rates, a preview."""
     null_rates = frame.isna().mean() if len(frame) else pd.Series(0.0, index=frame.columns)
+    if contract:
+        schema = [
+            dg.TableColumn(name, column["type"], description=f"{column['role']} (read as {frame[name].dtype})")
+            if name in frame.columns
+            else dg.TableColumn(name, column["type"], description=f"{column['role']} (missing)")
+            for name, column in contract.items()
+        ]
+    else:
+        schema = [dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()]
     return {
         "dagster/row_count": dg.MetadataValue.int(len(frame)),
-        "dagster/column_schema": dg.MetadataValue.table_schema(
-            dg.TableSchema(columns=[dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()])
-        ),
+        "dagster/column_schema": dg.MetadataValue.table_schema(dg.TableSchema(columns=schema)),
         "null_rates": dg.MetadataValue.md(
             null_rates[null_rates > 0].rename("null rate").to_frame().to_markdown(floatfmt=".2%")
             if (null_rates > 0).any()

@@ -11,7 +11,8 @@ import dagster as dg
 from nexus_resources.config import REPO_ROOT
 from nexus_resources.settings import nexus_home
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+# Failures are read from the run's result (and stay in the instance's event log), not from the console.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def dagster_instance() -> dg.DagsterInstance:

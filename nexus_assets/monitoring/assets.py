@@ -12,7 +12,7 @@ from nexus_assets.data.synthetic import delayed_labels
 from nexus_assets.features.transform import feature_spec, model_inputs
 from nexus_assets.lib.background import Background
 from nexus_assets.monitoring import drift
-from nexus_assets.partitions import daily_partitions
+from nexus_assets.partitions import partitions_def
 from nexus_assets.training import registry
 from nexus_assets.training.metrics import metrics_for, predict
 from nexus_resources.app_db import AppDatabase
@@ -27,7 +27,7 @@ class LabelsConfig(dg.Config):
 
 def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
     dataset, name = config.dataset, config.model.registered_name
-    partitions = daily_partitions(config)
+    partitions = partitions_def(config)
     metric = metrics_for(dataset.task)[config.metric]
     id_column = dataset.id_column or "row"
 
@@ -81,15 +81,15 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
     def ground_truth(
         context: dg.AssetExecutionContext, config: LabelsConfig, features: pd.DataFrame
     ) -> dg.MaterializeResult[pd.DataFrame]:
-        """The labels of a day's rows that are known so far (they arrive after the predictions)."""
-        day = dt.date.fromisoformat(context.partition_key)
+        """The labels of a partition's rows that are known so far (they arrive after the predictions)."""
+        key = context.partition_key
         as_of = dt.date.fromisoformat(config.as_of) if config.as_of else dt.date.today()
         if isinstance(dataset.source, SyntheticSource):
-            labels = delayed_labels(dataset.source, day, as_of)
+            labels = delayed_labels(dataset.source, dt.date.fromisoformat(key), as_of)
         else:  # sources whose rows carry their label when they land
             labels = features.assign(**{id_column: _ids(features, id_column)})[[id_column, dataset.target]]
         labels = labels.rename(columns={dataset.target: "label"})
-        note = f"{len(labels)} labels known as of {as_of}" if len(labels) else f"no labels for {day} yet as of {as_of}"
+        note = f"{len(labels)} labels known as of {as_of}" if len(labels) else f"no labels for {key} yet as of {as_of}"
         context.log.info(note)
         return dg.MaterializeResult(
             value=labels, metadata={"dagster/row_count": dg.MetadataValue.int(len(labels)), "labels": note}
@@ -133,7 +133,8 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         degraded = judged[judged["gap"] < -config.monitoring.degradation_tolerance]
         if judged.empty:
             description = (
-                f"not judged: {len(joined)} labelled predictions, fewer than {config.monitoring.min_labelled_rows}"
+                f"not judged: {len(joined)} labelled prediction(s) < monitoring.min_labelled_rows="
+                f"{config.monitoring.min_labelled_rows}"
             )
         elif degraded.empty:
             description = "every version within tolerance of its holdout score"
@@ -203,6 +204,28 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         app_db: AppDatabase,
     ):
         """Evidently drift of a day's features and prediction scores against the champion's training sample."""
+        threshold, minimum = config.monitoring.drift_share_threshold, config.monitoring.min_drift_rows
+        if len(features) < minimum:
+            description = (
+                f"not judged: {len(features)} row(s) < monitoring.min_drift_rows={minimum}; longer partitions "
+                "(dataset.partitions) give each one more rows"
+            )
+            context.log.info(f"drift of {context.partition_key} {description}")
+            return dg.MaterializeResult(
+                metadata={
+                    "rows_compared": dg.MetadataValue.int(len(features)),
+                    "model_version": _version(batch_predictions),
+                },
+                check_results=[
+                    dg.AssetCheckResult(
+                        check_name="drift_share",
+                        passed=True,
+                        description=description,
+                        severity=dg.AssetCheckSeverity.WARN,
+                        metadata={"judged": False},
+                    )
+                ],
+            )
         client = mlflow.client()
         version = str(batch_predictions["model_version"].iloc[0]) if len(batch_predictions) else None
         if version is None:
@@ -221,7 +244,6 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         current = model_inputs(features, spec).assign(
             **{drift.PREDICTION: _prediction_score(batch_predictions).to_numpy()}
         )
-        threshold = config.monitoring.drift_share_threshold
         result = drift.measure(reference, current, spec, threshold)
         where = reports.save(f"drift/{context.partition_key}.html", result.html)
         passed = result.share <= threshold
@@ -250,6 +272,10 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         )
 
     return [batch_predictions, ground_truth, model_performance, drift_report]
+
+
+def _version(scored: pd.DataFrame) -> str:
+    return str(scored["model_version"].iloc[0]) if len(scored) else ""
 
 
 def _ids(frame: pd.DataFrame, id_column: str) -> pd.Series:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 import pandas as pd
@@ -45,12 +44,13 @@ def assess(
     if running:
         return Assessment(HELD, f"{persistent}, but retrain run {running[0]} is still in flight", newest)
     if last_request is not None:
-        ready = dt.date.fromisoformat(last_request) + dt.timedelta(days=rules.cooldown_days)
-        if dt.date.fromisoformat(newest) < ready:
+        since = int((health["partition"].astype(str) > last_request).sum())
+        if since < rules.cooldown_partitions:
             return Assessment(
                 HELD,
-                f"{persistent}, but the last retrain was requested at {last_request}; "
-                f"cooling down until {ready} ({rules.cooldown_days} days)",
+                f"{persistent}, but the last retrain was requested at {last_request}; cooling down for "
+                f"{rules.cooldown_partitions - since} more partition(s) "
+                f"(cooldown_partitions {rules.cooldown_partitions})",
                 newest,
             )
     labelled = int(health["labelled_rows"].fillna(0).sum())

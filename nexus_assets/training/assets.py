@@ -3,6 +3,7 @@
 from dataclasses import replace
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 from mlflow import log_metrics, log_params
 from mlflow import sklearn as mlflow_sklearn
@@ -24,8 +25,8 @@ from nexus_assets.training.candidates import (
     pipeline,
     target,
 )
-from nexus_assets.training.gate import GateDecision, decide, slice_scores
-from nexus_assets.training.metrics import evaluate, metrics_for
+from nexus_assets.training.gate import GateDecision, Rule, decide, slice_scores
+from nexus_assets.training.metrics import evaluate, metrics_for, paired_gain_interval, predict, unscorable
 from nexus_resources.app_db import AppDatabase
 from nexus_resources.config import NexusConfig
 from nexus_resources.mlflow import MlflowResource
@@ -34,6 +35,9 @@ from nexus_resources.mlflow import MlflowResource
 def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
     task, name = config.dataset.task, config.model.registered_name
     metric = metrics_for(task)[config.metric]
+    margin, relative = config.gate_margin
+    gate = config.model.gate
+    rule = Rule(margin, relative, gate.slice_tolerance, gate.max_holdout_drop, gate.refuse_unstable, gate.confidence)
 
     @dg.asset(group_name="training", kinds={"scikit-learn", "mlflow"}, code_version="1")
     def candidate_models(
@@ -57,8 +61,8 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                 validation, holdout = evaluate(task, model, X_val, y_val), evaluate(task, model, X_hold, y_hold)
                 log_params({k: v for k, v in model.named_steps["model"].get_params().items() if _simple(v)})
                 log_metrics(
-                    {f"validation_{k}": v for k, v in validation.items()}
-                    | {f"holdout_{k}": v for k, v in holdout.items()}
+                    {f"validation_{k}": v for k, v in validation.items() if not np.isnan(v)}
+                    | {f"holdout_{k}": v for k, v in holdout.items() if not np.isnan(v)}
                 )
                 info = mlflow_sklearn.log_model(
                     model,
@@ -74,6 +78,10 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                 Candidate(
                     family, run.info.run_id, info.model_uri, validation, holdout, {**lineage, "nexus.family": family}
                 )
+            )
+        if all(np.isnan(c.validation[config.metric]) for c in candidates):
+            raise dg.Failure(
+                description=f"cannot choose a challenger: {unscorable(config.metric, y_val, 'validation')}"
             )
         table = pd.DataFrame(
             [
@@ -97,7 +105,8 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
     @dg.asset(group_name="training", kinds={"mlflow"}, code_version="1")
     def challenger_model(candidate_models: list[Candidate], mlflow: MlflowResource) -> dg.MaterializeResult[dict]:
         """The best candidate by the selection metric, registered as a new version with the `challenger` alias."""
-        best = max(candidate_models, key=lambda c: c.validation[config.metric] * (1 if metric.higher_is_better else -1))
+        scored = [c for c in candidate_models if not np.isnan(c.validation[config.metric])]
+        best = max(scored, key=lambda c: c.validation[config.metric] * (1 if metric.higher_is_better else -1))
         client = mlflow.client()
         with mlflow.reporting_failures(f"register {name}"):
             version = registry.register(
@@ -136,6 +145,8 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult[dict]:
         """The promotion gate: `champion` moves to the challenger only if it beats the champion on the same holdout."""
         data, version = training_dataset, str(challenger_model["version"])
+        # NaN for a challenger registered outside the chain: nothing to compare the holdout with
+        validation_score = challenger_model.get("validation", {}).get(config.metric, np.nan)
         X, y = model_inputs(data.holdout, data.spec), target(config, data.holdout)
         client = mlflow.client()
         with mlflow.reporting_failures("read the registry"):
@@ -149,6 +160,8 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                 reference = registry.load_pipeline(f"models:/{name}@{registry.CHAMPION}")
         models = {"challenger": challenger, reference_name: reference}
         scores = {label: evaluate(task, model, X, y) for label, model in models.items()}
+        outputs = tuple((*predict(model, X), getattr(model, "classes_", None)) for model in models.values())
+        interval = paired_gain_interval(metric, y, outputs, gate.confidence, seed=config.model.seed)
         slices = (
             slice_scores(
                 task, metric, models, data.holdout, y, config.model.gate.slice_column, config.model.gate.min_slice_rows
@@ -164,15 +177,18 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                 scores["challenger"][config.metric],
                 scores[reference_name][config.metric],
                 slices,
+                interval,
             )
         else:
             verdict = decide(
                 metric,
-                config.model.gate,
+                rule,
                 scores["challenger"][config.metric],
                 scores[reference_name][config.metric],
                 reference_name,
                 slices,
+                interval,
+                validation_score=validation_score,
             )
         if (
             verdict.promoted
@@ -199,11 +215,14 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
             metric=config.metric,
             challenger_score=verdict.challenger_score,
             champion_score=verdict.reference_score,
-            margin=config.model.gate.margin,
+            margin=rule.required_gain(verdict.reference_score) if not np.isnan(verdict.reference_score) else None,
             reason=verdict.reason,
             dagster_run_id=context.run.run_id,
             details={
                 "reference": reference_name,
+                "validation_score": validation_score,
+                "gain_interval": list(verdict.interval),
+                "confidence": gate.confidence,
                 "holdout_hash": data.manifest["holdout"]["content_hash"],
                 "scores": scores,
             },
@@ -215,7 +234,8 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
             "reason": verdict.reason,
         }
         return dg.MaterializeResult(
-            value=champion, metadata=_gate_metadata(config, verdict, scores, models, X, y, data, champion)
+            value=champion,
+            metadata=_gate_metadata(config, verdict, scores, models, X, y, data, champion, validation_score),
         )
 
     return [candidate_models, challenger_model, champion_model]
@@ -245,7 +265,9 @@ def _tag_decision(client, name: str, version: str, verdict: GateDecision, data: 
         client.set_model_version_tag(name, version, key, value)
 
 
-def _gate_metadata(config, verdict, scores, models, X, y, data, champion) -> dict[str, dg.MetadataValue]:
+def _gate_metadata(
+    config, verdict, scores, models, X, y, data, champion, validation_score
+) -> dict[str, dg.MetadataValue]:
     table = pd.DataFrame(scores).rename_axis("metric")
     plot = (plots.residuals if config.dataset.task == "regression" else plots.confusion_matrices)(
         y, {label: model.predict(X) for label, model in models.items()}
@@ -254,6 +276,8 @@ def _gate_metadata(config, verdict, scores, models, X, y, data, champion) -> dic
         f"**{verdict.label.replace('_', ' ').capitalize()}**: {verdict.reason}",
         "",
         f"Holdout: {len(X)} rows, content hash `{data.manifest['holdout']['content_hash'][:16]}`",
+        "",
+        f"Challenger {config.metric}: validation {validation_score:.4f}, holdout {verdict.challenger_score:.4f}",
         "",
         table.to_markdown(floatfmt=".4f"),
     ]

@@ -88,8 +88,8 @@ def check_trainable(config: NexusConfig, data: TrainingDataset) -> None:
     rows = len(data.train)
     if rows < config.training.min_rows:
         raise ValueError(
-            f"only {rows} training rows, fewer than training.min_rows={config.training.min_rows}; "
-            "materialize more partitions or lower training.min_rows"
+            f"only {rows} training rows, fewer than training.min_rows={config.training.min_rows}; bring more rows "
+            f"(or materialize more partitions of raw_data and features), or lower training.min_rows in {config.path}"
         )
     if y.isna().any():
         raise ValueError(f"target {name!r} is missing in {int(y.isna().sum())} training rows")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pandas as pd
 
 from nexus_assets.training.metrics import Metric, evaluate
-from nexus_resources.config import GateConfig
 
 
 @dataclass
@@ -18,6 +18,7 @@ class GateDecision:
     challenger_score: float
     reference_score: float
     slices: pd.DataFrame
+    interval: tuple[float, float] = (math.nan, math.nan)  # of the gain, at the rule's confidence
     awaiting_approval: bool = False  # would promote, but an automatic retrain waits for `nexus promote`
 
     @property
@@ -34,50 +35,113 @@ def slice_scores(
         if len(index) < min_rows:
             continue
         scores = {
-            name: evaluate(task, model, X.loc[index], y.loc[index]).get(metric.name) for name, model in models.items()
+            name: evaluate(task, model, X.loc[index], y.loc[index])[metric.name] for name, model in models.items()
         }
-        if None not in scores.values():
+        if not any(math.isnan(score) for score in scores.values()):
             rows.append({"slice": f"{column}={value}", "rows": len(index), **scores})
     return pd.DataFrame(rows, columns=["slice", "rows", *models])
 
 
+@dataclass(frozen=True)
+class Rule:
+    """The gate's settings with the task's defaults filled in."""
+
+    margin: float
+    relative: bool  # margin as a share of the reference's score
+    slice_tolerance: float
+    max_holdout_drop: float
+    refuse_unstable: bool
+    confidence: float = 0.95
+
+    def required_gain(self, reference_score: float) -> float:
+        return self.margin * abs(reference_score) if self.relative else self.margin
+
+    def describe_margin(self, reference_score: float) -> str:
+        if self.relative:
+            return f"{self.required_gain(reference_score):.4g} ({self.margin:.2%} of the reference's score)"
+        return f"{self.margin}"
+
+
+def instability(metric: Metric, validation_score: float, holdout_score: float, rule: Rule) -> str | None:
+    """A warning when the challenger's holdout score falls far below its validation score."""
+    if math.isnan(validation_score) or math.isnan(holdout_score) or validation_score == 0:
+        return None
+    drop = -metric.gain(holdout_score, validation_score) / abs(validation_score)
+    if drop <= rule.max_holdout_drop:
+        return None
+    return (
+        f"unstable: holdout {metric.name} {holdout_score:.4f} is {drop:.0%} worse than validation "
+        f"{validation_score:.4f} (model.gate.max_holdout_drop {rule.max_holdout_drop:.0%}); the newest data may "
+        "differ from the training window"
+    )
+
+
 def decide(
     metric: Metric,
-    gate: GateConfig,
+    rule: Rule,
     challenger_score: float,
     reference_score: float,
     reference: str,
     slices: pd.DataFrame,
+    interval: tuple[float, float],
+    validation_score: float = math.nan,
 ) -> GateDecision:
-    """Promote only when the challenger gains at least the margin overall and loses no more than the tolerance
-    on any slice."""
-    gain = metric.gain(challenger_score, reference_score)
+    """Promote only when the challenger's gain clears the margin with the rule's confidence (the lower end of the
+    gain's interval), it loses no more than the tolerance on any slice, and (when configured) it holds its
+    validation score on the holdout."""
     verdict = dict(
-        reference=reference, challenger_score=challenger_score, reference_score=reference_score, slices=slices
+        reference=reference,
+        challenger_score=challenger_score,
+        reference_score=reference_score,
+        slices=slices,
+        interval=interval,
     )
-    if not metric.better(challenger_score, reference_score, gate.margin):
-        what = "a tie within" if abs(gain) < gate.margin else "worse than"
+    if math.isnan(challenger_score) or math.isnan(reference_score):
+        return GateDecision(
+            False,
+            f"holdout {metric.name} cannot be computed (challenger {challenger_score}, {reference} "
+            f"{reference_score}): the holdout lacks what the metric needs; choose another model.selection_metric",
+            **verdict,
+        )
+    gain, required = metric.gain(challenger_score, reference_score), rule.required_gain(reference_score)
+    warning = instability(metric, validation_score, challenger_score, rule)
+    spread = f"{rule.confidence:.0%} interval {interval[0]:+.4f} to {interval[1]:+.4f}"
+    if not metric.better(challenger_score, reference_score, required):
+        what = "a tie within" if abs(gain) < required else "worse than"
         return GateDecision(
             False,
             f"{metric.name} {challenger_score:.4f} vs {reference} {reference_score:.4f}: "
-            f"gain {gain:+.4f} is {what} the margin {gate.margin}",
+            f"gain {gain:+.4f} ({spread}) is {what} the margin {rule.describe_margin(reference_score)}"
+            + (f"; {warning}" if warning else ""),
             **verdict,
         )
+    if math.isnan(interval[0]) or interval[0] < required:
+        return GateDecision(
+            False,
+            f"{metric.name} {challenger_score:.4f} vs {reference} {reference_score:.4f}: gain {gain:+.4f}, but its "
+            f"{spread} does not clear the margin {rule.describe_margin(reference_score)}: the holdout "
+            f"({'too small' if math.isnan(interval[0]) else 'not conclusive'}) cannot tell the models apart"
+            + (f"; {warning}" if warning else ""),
+            **verdict,
+        )
+    if warning and rule.refuse_unstable:
+        return GateDecision(False, f"{warning}; refused (model.gate.refuse_unstable)", **verdict)
     if not slices.empty and reference in slices:
         losses = slices.assign(
             gain=[metric.gain(c, r) for c, r in zip(slices["challenger"], slices[reference], strict=True)]
         )
-        regressed = losses[losses["gain"] < -gate.slice_tolerance]
+        regressed = losses[losses["gain"] < -rule.slice_tolerance]
         if not regressed.empty:
             listed = ", ".join(f"{r.slice} ({r.gain:+.4f})" for r in regressed.itertuples())
             return GateDecision(
                 False,
-                f"{metric.name} gains {gain:+.4f} overall but regresses beyond {gate.slice_tolerance} on {listed}",
+                f"{metric.name} gains {gain:+.4f} overall but regresses beyond {rule.slice_tolerance} on {listed}",
                 **verdict,
             )
     return GateDecision(
         True,
         f"{metric.name} {challenger_score:.4f} beats {reference} {reference_score:.4f} "
-        f"by {gain:+.4f} (margin {gate.margin})",
+        f"by {gain:+.4f} ({spread}; margin {rule.describe_margin(reference_score)})"
+        + (f"; WARNING {warning}" if warning else ""),
         **verdict,
     )

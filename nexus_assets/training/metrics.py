@@ -30,10 +30,18 @@ def _rmse(y, p) -> float:
     return float(np.sqrt(metrics.mean_squared_error(y, p)))
 
 
-def _auc(y, scores) -> float:
-    if scores.ndim == 2 and scores.shape[1] == 2:
-        scores = scores[:, 1]
-    return float(metrics.roc_auc_score(y, scores, multi_class="ovr"))
+def _auc(y, scores, classes=None) -> float:
+    """Binary AUC; for several classes the mean one-vs-rest AUC over the classes the rows hold (a split that lacks
+    some classes still scores the others). NaN when fewer than two classes are present."""
+    y = np.asarray(y)
+    if scores.ndim == 1 or scores.shape[1] == 2:
+        scores = scores if scores.ndim == 1 else scores[:, 1]
+        return float(metrics.roc_auc_score(y, scores)) if len(np.unique(y)) == 2 else np.nan
+    classes = list(range(scores.shape[1])) if classes is None else list(classes)
+    present = [c for c in classes if 0 < (y == c).sum() < len(y)]
+    if not present:
+        return np.nan
+    return float(np.mean([metrics.roc_auc_score(y == c, scores[:, classes.index(c)]) for c in present]))
 
 
 CLASSIFICATION = {
@@ -67,13 +75,57 @@ def predict(model, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
     return model.classes_[probabilities.argmax(axis=1)], probabilities
 
 
+def score_rows(metric: Metric, y: np.ndarray, output: tuple[np.ndarray, np.ndarray | None], classes) -> float:
+    """`metric` of one model's (predictions, scores) against `y`, NaN when it cannot be computed."""
+    predictions, scores = output
+    if len(y) == 0:
+        return np.nan
+    if metric.name == "roc_auc":
+        return _auc(y, scores, classes)
+    return metric.fn(y, scores if metric.needs_scores else predictions)
+
+
+def paired_gain_interval(
+    metric: Metric,
+    y: pd.Series,
+    outputs: tuple[tuple, tuple],
+    confidence: float,
+    draws: int = 400,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """The `confidence` interval of the challenger's gain over the reference (outputs in that order) by a paired
+    bootstrap: both models are scored on the same resampled holdout rows, so only the difference varies. Each
+    output is (predictions, scores, classes) as `predict` gives them."""
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    gains = []
+    for _ in range(draws):
+        rows = rng.integers(0, len(y), len(y))
+        new, old = (
+            score_rows(metric, y[rows], (p[rows], None if s is None else s[rows]), classes) for p, s, classes in outputs
+        )
+        gain = metric.gain(new, old)
+        if not np.isnan(gain):
+            gains.append(gain)
+    if len(gains) < draws // 2:
+        return np.nan, np.nan
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(gains, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def evaluate(task: str, model, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
-    """Every metric of the task for `model` on (X, y); a metric that cannot be computed is left out."""
-    predictions, scores = predict(model, X)
-    out = {}
-    for metric in metrics_for(task).values():
-        try:
-            out[metric.name] = metric.fn(y, scores if metric.needs_scores else predictions)
-        except ValueError:  # e.g. AUC on a slice that holds one class
-            continue
-    return out
+    """Every metric of the task for `model` on (X, y); NaN for one that cannot be computed on these rows
+    (`unscorable` says why)."""
+    output, classes = predict(model, X), getattr(model, "classes_", None)
+    return {metric.name: score_rows(metric, np.asarray(y), output, classes) for metric in metrics_for(task).values()}
+
+
+def unscorable(metric: str, y: pd.Series, part: str) -> str:
+    """Why `metric` cannot be computed on `part`'s labels, and what to do."""
+    if len(y) == 0:
+        return f"{metric} cannot be computed: the {part} split has no rows; add data or lower the split fractions"
+    return (
+        f"{metric} cannot be computed on the {part} split: it holds {y.nunique()} class(es) "
+        f"({', '.join(map(str, y.unique()[:5]))}); choose model.selection_metric: accuracy, or train on a wider window"
+    )

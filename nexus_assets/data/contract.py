@@ -1,0 +1,125 @@
+"""The data contract: each column's role and type, fixed by the first load that passes its checks.
+
+Roles come from the config where it declares them, from the stored contract otherwise, and are inferred only for
+columns neither knows. A column is numeric when nearly all its values read as numbers, so one stray word in a
+numeric column breaks the contract (and its partition's check) instead of turning the column categorical.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from nexus_assets.features.transform import FeatureSpec
+from nexus_resources.config import NexusConfig
+
+Columns = dict[str, dict[str, str]]  # name -> {"role": ..., "type": ...}
+_NUMERIC_SHARE = 0.95  # of non-null values that must read as numbers for an undeclared column to be numeric
+
+
+def propose(config: NexusConfig, frame: pd.DataFrame, stored: Columns | None) -> Columns:
+    """The contract for `frame`'s dataset: declared roles first, then the stored contract's, then inferred ones."""
+    known = _declared(config)
+    stored = stored or {}
+    names = list(dict.fromkeys([*stored, *frame.columns, *known]))
+    columns = {}
+    for name in names:
+        role = known.get(name) or stored.get(name, {}).get("role")
+        if role is None:
+            if name not in frame.columns:
+                continue
+            role = _free_role(config, frame[name])
+        kind = stored.get(name, {}).get("type") if stored.get(name, {}).get("role") == role else None
+        if kind is None and role == "target" and config.dataset.task == "regression":
+            kind = "number"
+        if kind is None:
+            kind = _type(role, frame[name]) if name in frame.columns else _ROLE_TYPES.get(role, "string")
+        columns[name] = {"role": role, "type": kind}
+    return columns
+
+
+def feature_spec_of(columns: Columns) -> FeatureSpec:
+    return FeatureSpec(
+        tuple(n for n, c in columns.items() if c["role"] == "numeric"),
+        tuple(n for n, c in columns.items() if c["role"] == "categorical"),
+    )
+
+
+def violations(columns: Columns, frame: pd.DataFrame) -> list[str]:
+    """Each column of the contract that is missing, or holds values of another type, with rows and values."""
+    problems = []
+    for name, column in columns.items():
+        if column["role"] in ("unused", "dropped"):
+            continue
+        if name not in frame.columns:
+            problems.append(f"column {name!r} ({column['role']}) is missing")
+            continue
+        bad = _not_of_type(frame[name], column["type"])
+        if bad.any():
+            rows = frame.index[bad][:5].tolist()
+            examples = ", ".join(f"row {r}: {frame.at[r, name]!r}" for r in rows)
+            problems.append(
+                f"column {name!r} should hold {column['type']} values ({column['role']}) but "
+                f"{int(bad.sum())} row(s) do not, e.g. {examples}"
+            )
+    return problems
+
+
+def _declared(config: NexusConfig) -> dict[str, str]:
+    dataset, roles = config.dataset, {}
+    for name in dataset.columns.drop:
+        roles[name] = "dropped"
+    for name in dataset.columns.numeric or []:
+        roles[name] = "numeric"
+    for name in dataset.columns.categorical or []:
+        roles[name] = "categorical"
+    for role, name in (("timestamp", dataset.timestamp), ("id", dataset.id_column), ("target", dataset.target)):
+        if name:
+            roles[name] = role
+    return roles
+
+
+def _free_role(config: NexusConfig, values: pd.Series) -> str:
+    declared = config.dataset.columns
+    if declared.numeric is not None and declared.categorical is not None:
+        return "unused"  # both lists given: only they feed the model
+    if declared.numeric is not None:
+        return "categorical"
+    return "numeric" if _reads_as_numbers(values) else "categorical"
+
+
+_ROLE_TYPES = {"numeric": "number", "categorical": "string", "timestamp": "datetime"}
+
+
+def _type(role: str, values: pd.Series) -> str:
+    if role in _ROLE_TYPES:
+        return _ROLE_TYPES[role]
+    present = values.dropna()
+    if pd.api.types.is_bool_dtype(values):
+        return "boolean"
+    numbers = pd.to_numeric(present, errors="coerce")
+    if len(present) and numbers.notna().all():
+        return "integer" if (numbers % 1 == 0).all() else "number"
+    return "string"
+
+
+def _reads_as_numbers(values: pd.Series) -> bool:
+    if pd.api.types.is_bool_dtype(values):
+        return False
+    if pd.api.types.is_numeric_dtype(values):
+        return True
+    present = values.dropna()
+    return bool(len(present)) and pd.to_numeric(present, errors="coerce").notna().mean() >= _NUMERIC_SHARE
+
+
+def _not_of_type(values: pd.Series, kind: str) -> pd.Series:
+    """True where a present value cannot be read as `kind`."""
+    present = values.notna()
+    if kind in ("number", "integer") and not pd.api.types.is_bool_dtype(values):
+        numbers = pd.to_numeric(values, errors="coerce") if not pd.api.types.is_numeric_dtype(values) else values
+        bad = present & numbers.isna()
+        if kind == "integer":
+            bad |= present & numbers.notna() & (numbers % 1 != 0)
+        return bad
+    if kind == "datetime":
+        return present & pd.to_datetime(values, errors="coerce").isna()
+    return pd.Series(False, index=values.index)

@@ -1,0 +1,34 @@
+"""`source_files_sensor`: each new file of a globbed source becomes a partition, ingested as it arrives."""
+
+import dagster as dg
+
+from nexus_assets.data.sources import file_keys
+from nexus_assets.partitions import FILES_PARTITIONS
+from nexus_resources.config import NexusConfig
+
+
+def new_files(config: NexusConfig, instance: dg.DagsterInstance) -> list[str]:
+    """Files of the source that are not a partition yet, in name order."""
+    known = set(instance.get_dynamic_partitions(FILES_PARTITIONS))
+    return [key for key in file_keys(config) if key not in known]
+
+
+def build_source_files_sensor(config: NexusConfig) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="source_files_sensor",
+        asset_selection=["raw_data", "features"],
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Watches {config.dataset.source.path}: each new file becomes a partition and is ingested.",
+    )
+    def source_files_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        new = new_files(config, context.instance)
+        if not new:
+            return dg.SensorResult(skip_reason=f"no new file matches {config.dataset.source.path}")
+        context.log.info(f"{len(new)} new file(s): {', '.join(new[:5])}")
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(run_key=f"file:{key}", partition_key=key) for key in new],
+            dynamic_partitions_requests=[dg.DynamicPartitionsDefinition(name=FILES_PARTITIONS).build_add_request(new)],
+        )
+
+    return source_files_sensor

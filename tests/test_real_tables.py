@@ -1,0 +1,179 @@
+"""Real public tables of different shapes, shipped inside packages, go through the documented path: a config file
+and `nexus demo` (the code behind `NEXUS_CONFIG=my.yaml make demo`), ending with a champion that serves a real
+row, or, for a target nothing can predict, with no champion and exit 0."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from nexus_assets.cli import main as nexus
+from nexus_assets.definitions import build_definitions
+from nexus_assets.lib.processes import free_port, running
+from nexus_resources.config import load_config
+from serving import serve_command
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _penguins() -> pd.DataFrame:
+    """344 penguins, 3 species as text labels, missing measurements, no timestamp."""
+    import palmerpenguins
+
+    frame = palmerpenguins.load_penguins()
+    return frame.assign(penguin_id=np.arange(1, len(frame) + 1))
+
+
+def _seattle() -> pd.DataFrame:
+    """Seattle's daily weather 2012-2015: one row per day for four years."""
+    from vega_datasets import local_data
+
+    return local_data.seattle_weather()
+
+
+def _cancer(noise: bool) -> pd.DataFrame:
+    """569 tumours, 30 numeric measurements; with `noise`, the target is a coin flip nothing can predict."""
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    target = frame.pop("target")
+    return frame.assign(label=np.random.default_rng(0).integers(0, 2, len(frame)) if noise else 1 - target)
+
+
+TABLES = {
+    "penguins": (
+        _penguins,
+        {"target": "species", "task": "multiclass_classification", "id_column": "penguin_id"},
+    ),
+    "seattle": (_seattle, {"target": "temp_max", "task": "regression", "timestamp": "date"}),
+    "cancer": (lambda: _cancer(noise=False), {"target": "label", "task": "binary_classification"}),  # batch files
+    "noise": (lambda: _cancer(noise=True), {"target": "label", "task": "binary_classification"}),
+}
+
+
+@pytest.fixture
+def demo(tmp_path, monkeypatch, capsys):
+    """Write a table as a user's CSV and a config as the README teaches, run `nexus demo`, return its output."""
+
+    def run(name: str, batches: int = 0) -> tuple[int, str, str, Path]:
+        load, dataset = TABLES[name]
+        source = f"{name}.csv"
+        if batches:  # the table arrives as files, one batch after another
+            (tmp_path / name).mkdir()
+            table = load()
+            for number, rows in enumerate(np.array_split(np.arange(len(table)), batches), 1):
+                table.iloc[rows].to_csv(tmp_path / name / f"batch-{number:02d}.csv", index=False)
+            source = f"{name}/*.csv"
+        else:
+            load().to_csv(tmp_path / source, index=False)
+        config = {
+            "dataset": {"name": name, "source": {"kind": "file", "path": source}, **dataset},
+            "model": {"registered_name": f"{name}-model"},
+        }
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        monkeypatch.setenv("NEXUS_CONFIG", str(path))
+        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "nexus-home" / "dagster"))
+        monkeypatch.setenv("NEXUS_SERVING_PORT", str(free_port()))
+        code = nexus(["demo", "--monitor-days", "4"])
+        out, err = capsys.readouterr()
+        return code, out, err, path
+
+    return run
+
+
+def _answer(out: str) -> dict:
+    line = out.split("The champion answers on POST ")[1].splitlines()[1]
+    return json.loads(line)
+
+
+def test_a_few_hundred_rows_with_text_labels_and_no_timestamp(demo):
+    code, out, err, _ = demo("penguins")
+    assert code == 0, err
+    assert "partitions: none: one table without a timestamp column" in out and "training on 1 of 1" in out
+    assert "gate: PROMOTED: accuracy" in out
+    assert "Not monitoring: none: one table without a timestamp column; monitoring needs data that arrives" in out
+    answer = _answer(out)
+    (prediction,) = answer["predictions"]
+    assert prediction["prediction"] in {"Adelie", "Chinstrap", "Gentoo"}
+    assert set(prediction["probabilities"]) == {"Adelie", "Chinstrap", "Gentoo"}
+    assert isinstance(prediction["id"], int), "the record's id comes back so callers can join"
+
+
+def test_years_of_daily_rows_get_monthly_partitions_a_time_split_and_monitoring(demo):
+    code, out, err, _ = demo("seattle")
+    assert code == 0, err
+    assert "partitions: monthly (inferred: 30 rows per period on average" in out
+    assert "2012-01-01 to 2016-01-01; training on 34 of 48" in out
+    assert "gate: PROMOTED: rmse" in out and "% of the reference's score" in out  # a relative margin
+    assert out.count(" monitored: ok") == 4
+    # February has 28 or 29 days: below the drift minimum, it says so instead of giving a verdict
+    assert "drift_report: not judged: 28 row(s) < monitoring.min_drift_rows=30" in out
+    assert isinstance(_answer(out)["predictions"][0]["prediction"], float)
+
+
+def test_batch_files_without_timestamp_are_a_partition_each_and_new_files_are_picked_up(demo, tmp_path):
+    code, out, err, path = demo("cancer", batches=6)
+    assert code == 0, err
+    assert "partitions: files (inferred: the source is a glob of files): one partition per file, 6 now" in out
+    assert "[4/4] batch-04.csv: raw_data, features: ok" in out and "[2/2] batch-06.csv monitored: ok" in out
+    assert "gate: PROMOTED: roc_auc" in out and "95% interval" in out
+    (prediction,) = _answer(out)["predictions"]
+    assert prediction["prediction"] in (0, 1) and set(prediction["probabilities"]) == {"0", "1"}
+    # a new batch lands: the sensor adds its partition and requests its ingestion, once
+    _cancer(noise=False).head(50).to_csv(tmp_path / "cancer" / "batch-07.csv", index=False)
+    defs = build_definitions(load_config(path))
+    sensor = defs.resolve_sensor_def("source_files_sensor")
+    with dg.DagsterInstance.get() as instance:
+        result = sensor(dg.build_sensor_context(instance=instance))
+        assert [r.partition_key for r in result.run_requests] == ["batch-07.csv"]
+        instance.add_dynamic_partitions("source_files", ["batch-07.csv"])
+        assert sensor(dg.build_sensor_context(instance=instance)).run_requests == []
+
+
+def test_a_target_nothing_can_predict_ends_with_no_champion_and_exit_0(demo, tmp_path):
+    code, out, err, path = demo("noise")
+    assert code == 0, err
+    assert "gate: not promoted: roc_auc" in out and "does not clear the margin" in out
+    assert "No candidate beat the baseline on the holdout: nothing to serve." in out
+    assert "Traceback" not in out + err
+    # the service says why it has nothing to answer with
+    port = free_port()
+    env = {"NEXUS_CONFIG": str(path), "NEXUS_HOME": os.environ["NEXUS_HOME"]}
+    with running(serve_command(port), port, "/livez", env=env, cwd=REPO, log_path=tmp_path / "serve.log") as url:
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(
+            f"{url}/predict", data=b'{"records": []}', headers={"Content-Type": "application/json"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(request, timeout=30)
+        assert answer.value.code == 503
+        assert json.loads(answer.value.read()) == {
+            "error": "no champion version of noise-model is loaded yet: no version holds the alias: the promotion "
+            "gate has not promoted one (see champion_model)"
+        }
+
+
+def test_too_few_rows_is_one_line_naming_the_file_and_the_key(demo, tmp_path):
+    code, out, err, path = demo_small(demo, tmp_path)
+    assert code == 1
+    assert "fewer than training.min_rows=50; bring more rows" in err
+    assert f"or lower training.min_rows in {path}" in err
+    assert "Traceback" not in out + err and "logs/demo.log" in err
+
+
+def demo_small(demo, tmp_path):
+    TABLES["tiny"] = (lambda: _penguins().head(60), TABLES["penguins"][1])
+    try:
+        return demo("tiny")
+    finally:
+        del TABLES["tiny"]
