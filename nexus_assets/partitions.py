@@ -105,7 +105,8 @@ def _decide(config: NexusConfig, timestamps, file_keys) -> Partitioning:
             "none: one table without a timestamp column; monitoring needs data that arrives over time: a "
             "timestamp column (dataset.timestamp) or new files matching a glob (dataset.source.path: data/*.csv)",
         )
-    if dataset.source.kind != "file":
+    if dataset.source.kind != "file" or (dataset.partitions and dataset.start_date and dataset.end_date):
+        # Nothing to infer (a large file's timestamps are not read at every definitions load)
         cadence = dataset.partitions or "daily"
         how = "dataset.partitions" if dataset.partitions else f"the default for a {dataset.source.kind} source"
         return Partitioning(cadence, _align(cadence, dataset.start_date), dataset.end_date, f"{cadence} ({how})")

@@ -159,25 +159,21 @@ class AppDatabase(dg.ConfigurableResource):
 
     def contract(self, dataset: str) -> dict[str, Any] | None:
         """The newest data contract of `dataset` (version, columns, fixed_by, fixed_at), or None before the first."""
-        query = (
-            sa.select(data_contracts)
-            .where(data_contracts.c.dataset == dataset)
-            .order_by(data_contracts.c.version.desc())
-            .limit(1)
-        )
         with self.engine().connect() as connection:
-            row = connection.execute(query).first()
+            row = connection.execute(_newest_contract(dataset)).first()
         return dict(row._mapping) if row else None
 
     def record_contract(self, dataset: str, columns: dict[str, dict[str, str]], fixed_by: str | None) -> int:
-        """Store `columns` as the next version of the contract unless it is the newest already; returns its version."""
+        """Store `columns` as the next version of the contract unless it is the newest already; returns its version.
+        Two partitions that load at once may both try: the second finds the first's version."""
+        try:
+            return self._record_contract(dataset, columns, fixed_by)
+        except sa.exc.IntegrityError:
+            return self._record_contract(dataset, columns, fixed_by)
+
+    def _record_contract(self, dataset: str, columns: dict[str, dict[str, str]], fixed_by: str | None) -> int:
         with self.engine().begin() as connection:
-            newest = connection.execute(
-                sa.select(data_contracts.c.version, data_contracts.c.columns)
-                .where(data_contracts.c.dataset == dataset)
-                .order_by(data_contracts.c.version.desc())
-                .limit(1)
-            ).first()
+            newest = connection.execute(_newest_contract(dataset)).first()
             if newest is not None and newest.columns == columns:
                 return newest.version
             version = (newest.version if newest else 0) + 1
@@ -285,6 +281,15 @@ class AppDatabase(dg.ConfigurableResource):
         query = sa.select(table).where(table.c.registered_model == registered_model).order_by(table.c.id.desc())
         with self.engine().connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query.limit(limit))]
+
+
+def _newest_contract(dataset: str) -> sa.Select:
+    return (
+        sa.select(data_contracts)
+        .where(data_contracts.c.dataset == dataset)
+        .order_by(data_contracts.c.version.desc())
+        .limit(1)
+    )
 
 
 def _sqlite_wal(dbapi_connection, _record) -> None:

@@ -225,3 +225,57 @@ def test_unreachable_mlflow_fails_clearly_and_a_retry_registers_once(write_confi
     resources = build_resources()
     resources["mlflow"].activate()
     assert len(resources["mlflow"].client().search_model_versions(f"name = '{NAME}'")) == 1
+
+
+def test_multiclass_auc_scores_the_classes_a_split_holds():
+    y = np.array(["rain", "rain", "sun", "sun"])  # "snow" is a known class this split lacks
+    scores = np.array([[0.8, 0.1, 0.1], [0.7, 0.2, 0.1], [0.1, 0.2, 0.7], [0.3, 0.3, 0.4]])
+    assert CLASSIFICATION["roc_auc"].fn(y, scores, ["rain", "snow", "sun"]) == 1.0
+    assert np.isnan(CLASSIFICATION["roc_auc"].fn(np.array(["sun", "sun"]), scores[:2], ["rain", "snow", "sun"]))
+
+
+def test_a_metric_that_cannot_be_computed_is_a_refusal_naming_it():
+    rule = Rule(margin=0.002, relative=False, slice_tolerance=0.02, max_holdout_drop=0.25, refuse_unstable=False)
+    verdict = decide(CLASSIFICATION["roc_auc"], rule, np.nan, 0.5, "baseline", pd.DataFrame(), (np.nan, np.nan))
+    assert not verdict.promoted and "holdout roc_auc cannot be computed" in verdict.reason
+    assert "model.selection_metric" in verdict.reason
+
+
+def test_a_challenger_far_worse_on_the_holdout_than_on_validation_is_flagged_or_refused():
+    accuracy = CLASSIFICATION["accuracy"]
+    warn = Rule(margin=0.002, relative=False, slice_tolerance=0.02, max_holdout_drop=0.25, refuse_unstable=False)
+    flagged = decide(accuracy, warn, 0.16, 0.01, "baseline", pd.DataFrame(), (0.10, 0.20), validation_score=0.67)
+    assert flagged.promoted and "WARNING unstable: holdout accuracy 0.1600 is 76% worse than validation" in (
+        flagged.reason
+    )
+    refuse = Rule(margin=0.002, relative=False, slice_tolerance=0.02, max_holdout_drop=0.25, refuse_unstable=True)
+    refused = decide(accuracy, refuse, 0.16, 0.01, "baseline", pd.DataFrame(), (0.10, 0.20), validation_score=0.67)
+    assert not refused.promoted and "refused (model.gate.refuse_unstable)" in refused.reason
+
+
+def test_regression_margins_are_relative_to_the_reference_by_default(write_config):
+    config = write_config({"dataset": {"task": "regression", "classes": None}, "model": {"selection_metric": "rmse"}})
+    assert config.gate_margin == (0.01, True)
+    rule = Rule(*config.gate_margin, slice_tolerance=0.02, max_holdout_drop=0.25, refuse_unstable=False)
+    # a price error of 100 dollars: a 0.5-dollar gain is a tie, a 5-dollar gain with confidence is not
+    rmse = REGRESSION["rmse"]
+    assert "a tie within the margin 1 (1.00% of the reference's score)" in (
+        decide(rmse, rule, 99.5, 100.0, "champion v1", pd.DataFrame(), (0.2, 0.8)).reason
+    )
+    assert decide(rmse, rule, 95.0, 100.0, "champion v1", pd.DataFrame(), (3.0, 7.0)).promoted
+
+
+def test_the_rescaled_bootstrap_agrees_with_the_full_one():
+    from nexus_assets.training.metrics import paired_gain_interval
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 8_000)
+    outputs = []
+    for signal in (0.30, 0.25):
+        score = np.clip(y * signal + rng.random(len(y)) * (1 - signal), 0, 1)
+        outputs.append(((score > 0.5).astype(int), np.c_[1 - score, score], np.array([0, 1])))
+    metric = CLASSIFICATION["roc_auc"]
+    full = paired_gain_interval(metric, y, tuple(outputs), 0.95, draws=300)
+    rescaled = paired_gain_interval(metric, y, tuple(outputs), 0.95, draws=300, max_rows=2_000)
+    assert full[0] > 0 and rescaled[0] > 0
+    assert abs(full[0] - rescaled[0]) < 0.01 and abs(full[1] - rescaled[1]) < 0.01

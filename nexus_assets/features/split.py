@@ -61,8 +61,8 @@ def split_by_partition(partitions: dict[str, pd.DataFrame], config: NexusConfig,
         "validation": filled[len(filled) - n_holdout - n_validation : len(filled) - n_holdout],
         "holdout": filled[len(filled) - n_holdout :],
     }
-    frames = {name: pd.concat([partitions[d] for d in keys], ignore_index=True) for name, keys in groups.items()}
-    ranges = {name: [keys[0], keys[-1]] for name, keys in groups.items()}
+    frames = {name: pd.concat([partitions[k] for k in part], ignore_index=True) for name, part in groups.items()}
+    ranges = {name: [part[0], part[-1]] for name, part in groups.items()}
     return _dataset(frames, spec, ranges)
 
 

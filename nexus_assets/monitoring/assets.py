@@ -211,21 +211,8 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                 "(dataset.partitions) give each one more rows"
             )
             context.log.info(f"drift of {context.partition_key} {description}")
-            return dg.MaterializeResult(
-                metadata={
-                    "rows_compared": dg.MetadataValue.int(len(features)),
-                    "model_version": _version(batch_predictions),
-                },
-                check_results=[
-                    dg.AssetCheckResult(
-                        check_name="drift_share",
-                        passed=True,
-                        description=description,
-                        severity=dg.AssetCheckSeverity.WARN,
-                        metadata={"judged": False},
-                    )
-                ],
-            )
+            rows = {"rows_compared": dg.MetadataValue.int(len(features)), "model_version": _version(batch_predictions)}
+            return _drift_result(True, description, rows, {"judged": False})
         client = mlflow.client()
         version = str(batch_predictions["model_version"].iloc[0]) if len(batch_predictions) else None
         if version is None:
@@ -251,27 +238,28 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         description = f"{result.share:.0%} of columns drifted (threshold {threshold:.0%})" + (
             f": {', '.join(result.drifted)}" if result.drifted else ""
         )
-        return dg.MaterializeResult(
-            metadata={
-                "drift_share": result.share,
-                "drifted_columns": dg.MetadataValue.json(result.drifted),
-                "columns": dg.MetadataValue.md(result.columns.to_markdown(index=False, floatfmt=".4f")),
-                "report": dg.MetadataValue.url(where) if where.startswith("s3://") else dg.MetadataValue.path(where),
-                "model_version": version,
-                "rows_compared": dg.MetadataValue.int(min(len(current), drift.CURRENT_ROWS)),
-            },
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name="drift_share",
-                    passed=passed,
-                    description=description,
-                    severity=dg.AssetCheckSeverity.WARN,
-                    metadata={"drift_share": result.share},
-                )
-            ],
-        )
+        metadata = {
+            "drift_share": result.share,
+            "drifted_columns": dg.MetadataValue.json(result.drifted),
+            "columns": dg.MetadataValue.md(result.columns.to_markdown(index=False, floatfmt=".4f")),
+            "report": dg.MetadataValue.url(where) if where.startswith("s3://") else dg.MetadataValue.path(where),
+            "model_version": version,
+            "rows_compared": dg.MetadataValue.int(min(len(current), drift.CURRENT_ROWS)),
+        }
+        return _drift_result(passed, description, metadata, {"drift_share": result.share})
 
     return [batch_predictions, ground_truth, model_performance, drift_report]
+
+
+def _drift_result(passed: bool, description: str, metadata: dict, check_metadata: dict) -> dg.MaterializeResult:
+    check = dg.AssetCheckResult(
+        check_name="drift_share",
+        passed=passed,
+        description=description,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=check_metadata,
+    )
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 
 def _version(scored: pd.DataFrame) -> str:
