@@ -11,6 +11,8 @@ import codecs
 import datetime as dt
 import glob
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -146,7 +148,7 @@ def _read_file(path: str, source: FileSource, timestamp: str | None, window: Win
         return _parsed(frame, timestamp, window)
     if window is None or timestamp is None:
         return _parsed(_csv(path, source), timestamp, window)
-    parts = [_parsed(chunk, timestamp, window) for chunk in _csv(path, source, chunksize=_CSV_CHUNK_ROWS)]
+    parts = [_parsed(chunk, timestamp, window) for chunk in _csv_chunks(path, source)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
@@ -154,11 +156,25 @@ def _is_timestamp(dataset: pads.Dataset, column: str | None) -> bool:
     return column in dataset.schema.names and pa.types.is_timestamp(dataset.schema.field(column).type)
 
 
-def _csv(path: str, source: FileSource, **options):
+def _csv(path: str, source: FileSource, **options) -> pd.DataFrame:
     """pandas' CSV reader, with its failures turned into errors that name the file and the row or byte."""
+    with _naming_failures(path, source):
+        return pd.read_csv(path, encoding=source.encoding, **options)
+
+
+def _csv_chunks(path: str, source: FileSource) -> Iterator[pd.DataFrame]:
+    """The file in chunks of `_CSV_CHUNK_ROWS` rows, one at a time in memory."""
+    with (
+        _naming_failures(path, source),
+        pd.read_csv(path, encoding=source.encoding, chunksize=_CSV_CHUNK_ROWS) as reader,
+    ):
+        yield from reader
+
+
+@contextmanager
+def _naming_failures(path: str, source: FileSource) -> Iterator[None]:
     try:
-        result = pd.read_csv(path, encoding=source.encoding, **options)
-        return list(result) if options.get("chunksize") else result
+        yield
     except pd.errors.EmptyDataError:
         raise SourceReadError(f"{path}: the file is empty (no header, no rows)") from None
     except UnicodeDecodeError:
