@@ -111,9 +111,9 @@ def _environment(home: Path, args: argparse.Namespace) -> dict[str, str]:
 
 def _setup() -> dict:
     from nexus_assets.definitions import build_definitions
-    from nexus_assets.lib.runs import dagster_instance, materialize
-    from nexus_assets.monitoring.retraining import TRAINING_CHAIN
-    from nexus_resources.config import load_config
+    from nexus_cli.runs import dagster_instance, materialize
+    from nexus_core.config import load_config
+    from nexus_core.names import TRAINING_CHAIN
 
     home = Path(os.environ["NEXUS_HOME"])
     small, big = build_definitions(load_config(home / "nexus.yaml")), build_definitions(load_config(home / "big.yaml"))
@@ -134,11 +134,11 @@ def _child(method: str, env: dict[str, str]) -> dict:
 
 def _measure(method: str) -> dict:
     from nexus_assets.definitions import build_definitions
-    from nexus_assets.features.transform import feature_spec, model_inputs
-    from nexus_assets.lib.runs import dagster_instance, materialize
-    from nexus_assets.training import registry
-    from nexus_assets.training.metrics import predict
-    from nexus_resources.config import load_config
+    from nexus_cli.runs import dagster_instance, materialize
+    from nexus_core import registry
+    from nexus_core.config import load_config
+    from nexus_core.features import feature_spec, model_inputs
+    from nexus_core.inference import predict
     from nexus_resources.settings import build_resources
 
     config = load_config()

@@ -19,8 +19,9 @@ import time
 import numpy as np
 import pandas as pd
 
-from nexus_assets.features.transform import FeatureSpec
+from nexus_assets.lib import reference as reference_sample
 from nexus_assets.monitoring import drift
+from nexus_core.features import FeatureSpec
 
 NUMERIC = [f"n{i}" for i in range(12)]
 CATEGORICAL = [f"c{i}" for i in range(8)]
@@ -50,7 +51,9 @@ def run(method: str, rows: int, seed: int) -> dict:
     reference, current = frames(rows, seed)
     started = time.perf_counter()
     if method == "sampled":
-        result = drift.measure(drift.sample(reference, drift.REFERENCE_ROWS), current, SPEC, drift_share=0.25)
+        result = drift.measure(
+            reference_sample.sample(reference, reference_sample.REFERENCE_ROWS), current, SPEC, drift_share=0.25
+        )
     else:
         with _unsampled():
             result = drift.measure(reference, current, SPEC, drift_share=0.25)
@@ -90,8 +93,8 @@ def main() -> None:
         print(json.dumps(run(args.one, args.rows, args.seed)))
         return
     print(
-        f"{args.rows:,} rows x 20 columns, reference and current; samples: reference {drift.REFERENCE_ROWS:,}, "
-        f"current {drift.CURRENT_ROWS:,}\n"
+        f"{args.rows:,} rows x 20 columns, reference and current; samples: "
+        f"reference {reference_sample.REFERENCE_ROWS:,}, current {drift.CURRENT_ROWS:,}\n"
     )
     full, sampled = in_process("full", args.rows, 0), in_process("sampled", args.rows, 0)
     table = pd.DataFrame(

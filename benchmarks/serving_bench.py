@@ -24,9 +24,9 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from nexus_assets.lib.processes import free_port, running, venv_bin
-from nexus_assets.training import registry
-from nexus_resources.config import load_config
+from nexus_cli.processes import free_port, running, venv_bin
+from nexus_core import registry
+from nexus_core.config import load_config
 from nexus_resources.settings import build_resources
 from serving.model import load_version
 

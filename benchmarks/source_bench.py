@@ -24,7 +24,7 @@ import yaml
 
 from nexus_assets.data.sources import read_partition
 from nexus_assets.data.synthetic import generate_day
-from nexus_resources.config import SyntheticSource, load_config
+from nexus_core.config import SyntheticSource, load_config
 
 START = pd.Timestamp("2026-01-01")
 

@@ -10,7 +10,7 @@ from nexus_assets.monitoring.assets import build_monitoring_assets
 from nexus_assets.partitions import partitioning
 from nexus_assets.serving.assets import build_serving_assets
 from nexus_assets.training.assets import build_training_assets
-from nexus_resources.config import NexusConfig, load_config
+from nexus_core.config import NexusConfig, load_config
 from nexus_resources.settings import build_resources
 from nexus_sensors.champion import build_champion_alias_sensor
 from nexus_sensors.files import build_source_files_sensor

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 import dagster as dg
 import pandas as pd
 
-from nexus_resources.config import NexusConfig
+from nexus_core.config import NexusConfig
+from nexus_core.files import file_keys
+from nexus_core.names import FILES_PARTITIONS
 
 MIN_ROWS_PER_PARTITION = 20
-FILES_PARTITIONS = "source_files"
 _FILLED = 0.9  # share of periods that must hold rows for a cadence to fit
 _FREQ = {"daily": "D", "weekly": "W", "monthly": "M"}
 
@@ -64,11 +65,11 @@ _cache: dict[tuple, Partitioning] = {}
 
 def partitioning(config: NexusConfig) -> Partitioning:
     """The dataset's partitions, as configured or inferred (inferred once per config and source files)."""
-    from nexus_assets.data.sources import file_keys, source_fingerprint, timestamps
+    from nexus_assets.data.sources import source_fingerprint, timestamps
 
     key = (config.path, config.dataset.model_dump_json(), source_fingerprint(config))
     if key not in _cache:
-        _cache[key] = _decide(config, timestamps, file_keys)
+        _cache[key] = _decide(config, timestamps)
     return _cache[key]
 
 
@@ -86,12 +87,12 @@ def partition_of(context: dg.AssetExecutionContext) -> tuple[pd.Timestamp, pd.Ti
     return pd.Timestamp(window.start).tz_localize(None), pd.Timestamp(window.end).tz_localize(None)
 
 
-def _decide(config: NexusConfig, timestamps, file_keys) -> Partitioning:
+def _decide(config: NexusConfig, timestamps) -> Partitioning:
     dataset = config.dataset
     if dataset.partitions == "none":
         return Partitioning("none", None, None, "none (dataset.partitions)")
     if dataset.partitions == "files" or (not dataset.timestamp and dataset.source.kind == "file"):
-        keys = tuple(file_keys(config))
+        keys = tuple(file_keys(config.resolve_path(dataset.source.path)))
         if dataset.partitions == "files" or glob.has_magic(dataset.source.path):
             how = "dataset.partitions" if dataset.partitions else "inferred: the source is a glob of files"
             return Partitioning(

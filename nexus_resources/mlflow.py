@@ -15,7 +15,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from requests.exceptions import RequestException
 
-from nexus_resources.config import REPO_ROOT
+from nexus_core.config import REPO_ROOT
+from nexus_core.settings import load_settings
 
 _NOT_TRANSIENT = {
     "RESOURCE_DOES_NOT_EXIST",
@@ -119,7 +120,7 @@ class MlflowResource(dg.ConfigurableResource):
 @cache
 def code_version() -> str:
     """`NEXUS_CODE_VERSION`, else the git commit of the checkout, else the package version."""
-    if version := os.environ.get("NEXUS_CODE_VERSION"):
+    if version := load_settings().code_version:
         return version
     try:
         out = subprocess.run(

@@ -4,8 +4,8 @@ import json
 
 import dagster as dg
 
-from nexus_assets.training import registry
-from nexus_resources.config import NexusConfig
+from nexus_core import names, registry
+from nexus_core.config import NexusConfig
 from nexus_resources.mlflow import MlflowResource
 
 
@@ -13,8 +13,8 @@ def build_champion_alias_sensor(config: NexusConfig) -> dg.SensorDefinition:
     name = config.model.registered_name
 
     @dg.sensor(
-        name="champion_alias_sensor",
-        asset_selection=["serving_bento"],
+        name=names.CHAMPION_ALIAS_SENSOR,
+        asset_selection=names.DEPLOY,
         minimum_interval_seconds=10,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Polls the aliases of {name} in MLflow; when `champion` moves, one run deploys it.",
@@ -37,7 +37,7 @@ def build_champion_alias_sensor(config: NexusConfig) -> dg.SensorDefinition:
                 dg.RunRequest(
                     run_key=f"{name}:v{champion}:deploy-{deploys}",
                     run_config={"ops": {"serving_bento": {"config": {"version": champion}}}},
-                    tags={"nexus/model_version": champion, "nexus/trigger": "champion_alias_sensor"},
+                    tags={names.MODEL_VERSION: champion, names.TRIGGER: names.CHAMPION_ALIAS_SENSOR},
                 )
             )
             context.log.info(f"{name}: champion is now version {champion}; requesting a deploy")

@@ -2,21 +2,21 @@
 
 import dagster as dg
 
-from nexus_assets.data.sources import file_keys
-from nexus_assets.partitions import FILES_PARTITIONS
-from nexus_resources.config import NexusConfig
+from nexus_core.config import NexusConfig
+from nexus_core.files import file_keys
+from nexus_core.names import FILES_PARTITIONS, INGEST
 
 
 def new_files(config: NexusConfig, instance: dg.DagsterInstance) -> list[str]:
     """Files of the source that are not a partition yet, in name order."""
     known = set(instance.get_dynamic_partitions(FILES_PARTITIONS))
-    return [key for key in file_keys(config) if key not in known]
+    return [key for key in file_keys(config.resolve_path(config.dataset.source.path)) if key not in known]
 
 
 def build_source_files_sensor(config: NexusConfig) -> dg.SensorDefinition:
     @dg.sensor(
         name="source_files_sensor",
-        asset_selection=["raw_data", "features"],
+        asset_selection=INGEST,
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Watches {config.dataset.source.path}: each new file becomes a partition and is ingested.",

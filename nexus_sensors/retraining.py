@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from nexus_assets.monitoring import retraining
-from nexus_assets.training import registry
+from nexus_core import names, registry
+from nexus_core.config import NexusConfig
 from nexus_resources.app_db import AppDatabase
-from nexus_resources.config import NexusConfig
 from nexus_resources.mlflow import MlflowResource
+from nexus_sensors import rules as retraining
 
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
@@ -20,8 +20,8 @@ def build_retraining_sensor(config: NexusConfig) -> dg.SensorDefinition:
     name, rules = config.model.registered_name, config.monitoring.retraining
 
     @dg.sensor(
-        name="retraining_sensor",
-        asset_selection=retraining.TRAINING_CHAIN,
+        name=names.RETRAINING_SENSOR,
+        asset_selection=names.TRAINING_CHAIN,
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING if rules.enabled else dg.DefaultSensorStatus.STOPPED,
         description=(
@@ -39,7 +39,7 @@ def build_retraining_sensor(config: NexusConfig) -> dg.SensorDefinition:
             return dg.SensorResult(skip_reason=f"{name} has no champion yet")
         history, last_request = app_db.retraining_history(name, limit=1), app_db.last_retrain_request(name)
         running = context.instance.get_run_ids(
-            dg.RunsFilter(statuses=IN_FLIGHT, tags={retraining.TRIGGER_TAG: retraining.TRIGGER})
+            dg.RunsFilter(statuses=IN_FLIGHT, tags={names.TRIGGER: names.RETRAINING_SENSOR})
         )
         verdict = retraining.assess(rules, app_db.health(name, champion), champion, last_request, running)
         if verdict.decision == retraining.QUIET:
@@ -67,9 +67,9 @@ def build_retraining_sensor(config: NexusConfig) -> dg.SensorDefinition:
         request = dg.RunRequest(
             run_key=run_key,
             tags={
-                retraining.TRIGGER_TAG: retraining.TRIGGER,
-                "nexus/reason": verdict.reason[:1000],
-                "nexus/model_version": champion,
+                names.TRIGGER: names.RETRAINING_SENSOR,
+                names.REASON: verdict.reason[:1000],
+                names.MODEL_VERSION: champion,
             },
         )
         return dg.SensorResult(run_requests=[request], asset_events=[observation])

@@ -1,10 +1,4 @@
-"""The BentoML service of the champion and what it needs to load, check and batch a model version."""
-
-from nexus_assets.lib.processes import venv_bin
+"""The BentoML service of the champion and what it needs to load, check and batch a model version. Imports only
+the core (and BentoML, MLflow, pydantic), so the Bento ships `nexus_core/` and `serving/` alone."""
 
 SERVICE = "serving.service:NexusModelService"
-
-
-def serve_command(port: int) -> list[str]:
-    """`bentoml serve` of the service on 127.0.0.1:`port`."""
-    return [venv_bin("bentoml"), "serve", SERVICE, "--host", "127.0.0.1", "--port", str(port)]

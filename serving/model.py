@@ -16,9 +16,9 @@ from pydantic_core import to_json
 from sklearn.pipeline import Pipeline
 from typing_extensions import TypedDict
 
-from nexus_assets.features.transform import FeatureSpec, model_inputs
-from nexus_assets.training.metrics import predict
-from nexus_assets.training.registry import CHAMPION, load_pipeline
+from nexus_core.features import FeatureSpec, model_inputs
+from nexus_core.inference import predict
+from nexus_core.registry import CHAMPION, load_pipeline
 
 _NUMBER_TYPES = {"double", "float", "long", "integer"}
 

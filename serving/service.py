@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import threading
 import time
 from http import HTTPStatus
@@ -23,16 +22,16 @@ from pydantic_core import to_json
 from starlette.requests import Request
 from starlette.responses import Response
 
-from nexus_assets.training.registry import CHAMPION, aliases
-from nexus_resources.config import load_config
-from nexus_resources.settings import build_resources
+from nexus_core.config import load_config
+from nexus_core.registry import CHAMPION, aliases
+from nexus_core.settings import load_settings, mlflow_client
 from serving.batcher import MicroBatcher
 from serving.model import ServedModel, load_version
 
 log = logging.getLogger("nexus.serving")
-MAX_RECORDS = int(os.environ.get("NEXUS_SERVING_MAX_RECORDS", "10000"))
-POLL_SECONDS = float(os.environ.get("NEXUS_SERVING_POLL_SECONDS", "1"))
-TRACE_SAMPLE_RATE = float(os.environ.get("NEXUS_SERVING_TRACE_SAMPLE_RATE", "0"))
+SETTINGS = load_settings()
+MAX_RECORDS, POLL_SECONDS = SETTINGS.serving_max_records, SETTINGS.serving_poll_seconds
+TRACE_SAMPLE_RATE = SETTINGS.serving_trace_sample_rate
 
 REQUESTS = bentoml.metrics.Counter(
     name="nexus_predict_requests",
@@ -94,7 +93,7 @@ class PredictResponse(BaseModel):
 
 @bentoml.service(
     name="nexus-model",
-    workers=int(os.environ.get("NEXUS_SERVING_WORKERS", "1")),
+    workers=SETTINGS.serving_workers,
     # BentoML keeps a timer per request alive for the whole timeout, even after the answer; a short timeout
     # keeps that set (and its GC cost) small. 10 s still fits a 10,000-row request many times over.
     traffic={"timeout": 10, "concurrency": 256},
@@ -108,13 +107,11 @@ class PredictResponse(BaseModel):
 @bentoml.asgi_app(admin, path="/")
 class NexusModelService:
     def __init__(self) -> None:
-        config = load_config()
-        self.name = os.environ.get("NEXUS_SERVING_MODEL", config.model.registered_name)
+        config = load_config(check_files=False)  # the service reads no data: only names from the config
+        self.name = SETTINGS.serving_model or config.model.registered_name
         self.id_column = config.dataset.id_column
-        self.token = os.environ.get("NEXUS_SERVING_TOKEN") or None
-        mlflow = build_resources()["mlflow"].process_config_and_initialize()
-        mlflow.activate()
-        self.client = mlflow.client()
+        self.token = SETTINGS.serving_token or None
+        self.client = mlflow_client(SETTINGS)
         self.model: ServedModel | None = None
         self.last_swap: dict[str, Any] = {}
         self.waiting = "the registry has not been read yet"  # why no version is served, while none is

@@ -15,8 +15,9 @@ import sqlalchemy as sa
 import yaml
 
 from nexus_assets.data.synthetic import CATEGORICAL, NUMERIC
-from nexus_assets.lib.processes import free_port, running, venv_bin
-from nexus_resources.config import NexusConfig, load_config
+from nexus_cli.processes import free_port, running, venv_bin
+from nexus_core.config import NexusConfig, load_config
+from nexus_core.names import TRAINING_CHAIN
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 PG_ADMIN_URL = os.environ.get("NEXUS_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
@@ -163,14 +164,11 @@ def mlflow_server(postgres_database, s3_endpoint, tmp_path, monkeypatch) -> Iter
         yield url
 
 
-TRAINING_CHAIN = ["training_dataset", "candidate_models", "challenger_model", "champion_model"]
-
-
 @pytest.fixture
 def trained(write_config, instance, monkeypatch) -> SimpleNamespace:
     """The small config's data window materialized and the training chain run once on the embedded store."""
     from nexus_assets.definitions import build_definitions
-    from nexus_assets.lib.runs import materialize
+    from nexus_cli.runs import materialize
     from nexus_resources.settings import build_resources
 
     config = write_config()
@@ -186,7 +184,7 @@ def trained(write_config, instance, monkeypatch) -> SimpleNamespace:
 
 def materialize_window(defs: dg.Definitions, instance: dg.DagsterInstance, days: int = 6) -> None:
     """raw_data and features for the first `days` days of the dataset."""
-    from nexus_assets.lib.runs import materialize
+    from nexus_cli.runs import materialize
 
     for day in range(1, days + 1):
         assert materialize(defs, instance, ["raw_data", "features"], f"2026-01-{day:02d}").success
@@ -200,9 +198,10 @@ def register_linear_version(
     import mlflow
     import numpy as np
 
-    from nexus_assets.features.transform import model_inputs
-    from nexus_assets.training import registry
-    from nexus_assets.training.candidates import PIP_REQUIREMENTS, TRUSTED_TYPES, estimator, pipeline
+    from nexus_assets.training.candidates import PIP_REQUIREMENTS, estimator, pipeline
+    from nexus_core import registry
+    from nexus_core.features import model_inputs
+    from nexus_core.registry import TRUSTED_TYPES
 
     if shuffle_labels:
         labels = np.random.default_rng(0).permutation(data.train[config.dataset.target].to_numpy())

@@ -5,7 +5,7 @@ from pathlib import Path
 import bentoml
 import dagster as dg
 
-from nexus_assets.training import registry
+from nexus_core import registry
 from tests.conftest import register_linear_version
 
 NAME = "nexus-churn-test"

@@ -3,8 +3,8 @@
 import pytest
 import yaml
 
+from nexus_core.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
 from nexus_resources import settings
-from nexus_resources.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
 from tests.conftest import SMALL_CONFIG, merge
 
 
@@ -57,7 +57,7 @@ def test_missing_file_says_what_to_do(tmp_path):
 
 def test_unknown_mode_is_rejected(monkeypatch):
     monkeypatch.setenv("NEXUS_MODE", "cloudy")
-    with pytest.raises(ConfigError, match="NEXUS_MODE must be"):
+    with pytest.raises(ConfigError, match="NEXUS_MODE: Input should be 'embedded' or 'production'"):
         settings.build_resources()
 
 

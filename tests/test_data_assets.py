@@ -8,9 +8,9 @@ import pandas as pd
 from nexus_assets.data.synthetic import generate_day
 from nexus_assets.definitions import build_definitions
 from nexus_assets.features.split import TrainingDataset
-from nexus_assets.features.transform import build_preprocessor, feature_spec, model_inputs
-from nexus_assets.lib.runs import materialize
-from nexus_resources.config import SyntheticSource
+from nexus_cli.runs import materialize
+from nexus_core.config import SyntheticSource
+from nexus_core.features import build_preprocessor, feature_spec, model_inputs
 
 DAYS = [f"2026-01-0{d}" for d in range(1, 8)]
 

@@ -6,15 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nexus_assets.cli import main as nexus
 from nexus_assets.definitions import build_definitions
-from nexus_assets.lib.processes import free_port
-from nexus_assets.lib.runs import materialize
-from nexus_assets.training import registry
-from nexus_assets.training.candidates import TRUSTED_TYPES, check_trainable
+from nexus_assets.training.candidates import check_trainable
 from nexus_assets.training.gate import Rule, decide
 from nexus_assets.training.metrics import CLASSIFICATION, REGRESSION
-from nexus_resources.config import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from nexus_cli.cli import main as nexus
+from nexus_cli.processes import free_port
+from nexus_cli.runs import materialize
+from nexus_core import registry
+from nexus_core.config import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from nexus_core.registry import TRUSTED_TYPES
 from nexus_resources.mlflow import MlflowResource
 from nexus_resources.settings import build_resources
 from tests.conftest import TRAINING_CHAIN, materialize_window, register_linear_version

@@ -12,10 +12,10 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from nexus_assets.definitions import build_definitions
-from nexus_assets.lib.processes import free_port
-from nexus_assets.lib.runs import materialize
-from nexus_assets.monitoring.exporter import serve_metrics
-from nexus_assets.training import registry
+from nexus_cli.exporter import serve_metrics
+from nexus_cli.processes import free_port
+from nexus_cli.runs import materialize
+from nexus_core import registry
 from nexus_resources.settings import build_resources
 from tests.conftest import TRAINING_CHAIN, materialize_window, register_linear_version
 
@@ -194,7 +194,7 @@ def test_prometheus_metrics_show_the_newest_drift_performance_and_counts(driftin
 
 
 def test_trace_leads_from_a_prediction_to_its_data_and_code(trained, instance, capsys):
-    from nexus_assets.cli import main as nexus
+    from nexus_cli.cli import main as nexus
 
     assert materialize(trained.defs, instance, ["raw_data", "features"], DAY).success
     assert _run(trained.defs, instance, ["batch_predictions"], DAY).success

@@ -9,8 +9,8 @@ import dagster as dg
 import sqlalchemy as sa
 
 from nexus_assets.definitions import build_definitions
-from nexus_assets.lib.runs import materialize
-from nexus_assets.training import registry
+from nexus_cli.runs import materialize
+from nexus_core import registry
 from nexus_resources.settings import build_resources
 from tests.conftest import TRAINING_CHAIN
 

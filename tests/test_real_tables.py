@@ -14,11 +14,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from nexus_assets.cli import main as nexus
 from nexus_assets.definitions import build_definitions
-from nexus_assets.lib.processes import free_port, running
-from nexus_resources.config import load_config
-from serving import serve_command
+from nexus_cli.cli import main as nexus
+from nexus_cli.processes import free_port, running, serve_command
+from nexus_core.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -7,15 +7,15 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from nexus_assets.cli import main as nexus
 from nexus_assets.definitions import build_definitions
-from nexus_assets.lib.runs import materialize
-from nexus_assets.monitoring import retraining
-from nexus_assets.replay import Replay
-from nexus_assets.training import registry
+from nexus_cli.cli import main as nexus
+from nexus_cli.replay import Replay
+from nexus_cli.runs import materialize
+from nexus_core import names, registry
+from nexus_core.config import RetrainingConfig
 from nexus_resources.app_db import AppDatabase
-from nexus_resources.config import RetrainingConfig
 from nexus_resources.settings import build_resources
+from nexus_sensors import rules as retraining
 from tests.conftest import TRAINING_CHAIN, materialize_window, register_linear_version
 
 NAME = "nexus-churn-test"
@@ -135,7 +135,7 @@ def test_approval_required_stops_at_the_gate_until_nexus_promote(write_config, i
     worse = register_linear_version(mlflow, config, window, shuffle_labels=True)
     registry.promote(mlflow.client(), NAME, worse)
 
-    tags = {retraining.TRIGGER_TAG: retraining.TRIGGER}
+    tags = {names.TRIGGER: names.RETRAINING_SENSOR}
     assert materialize(defs, instance, TRAINING_CHAIN, tags=tags).success
     [gate, *_] = resources["app_db"].decisions(NAME)
     assert gate["decision"] == "awaiting_approval" and "run `nexus promote 2`" in gate["reason"]

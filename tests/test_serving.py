@@ -14,11 +14,10 @@ import pytest
 import yaml
 
 from nexus_assets.definitions import build_definitions
-from nexus_assets.lib.processes import free_port, running
-from nexus_assets.training import registry
-from nexus_resources.config import load_config
+from nexus_cli.processes import free_port, running, serve_command
+from nexus_core import registry
+from nexus_core.config import load_config
 from nexus_resources.mlflow import MlflowResource
-from serving import serve_command
 from tests.conftest import SMALL_CONFIG, TRAINING_CHAIN, materialize_window, register_linear_version
 
 TOKEN = "test-token"

@@ -5,7 +5,7 @@ import datetime as dt
 import pandas as pd
 
 from nexus_assets.data.synthetic import CATEGORICAL, NUMERIC, TARGET, delayed_labels, generate_day
-from nexus_resources.config import DriftScenario, SyntheticSource
+from nexus_core.config import DriftScenario, SyntheticSource
 
 SOURCE = SyntheticSource(kind="synthetic", seed=3, rows_per_day=4000)
 DAY = dt.date(2026, 1, 10)

@@ -8,8 +8,8 @@ from nexus_assets.data.checks import Inputs, blocking_failures, check_raw_data, 
 from nexus_assets.data.sources import Coverage, SourceReadError, coverage, read_partition
 from nexus_assets.lib.metadata import frame_metadata
 from nexus_assets.partitions import partition_of, partitioning
+from nexus_core.config import NexusConfig
 from nexus_resources.app_db import AppDatabase
-from nexus_resources.config import NexusConfig
 
 
 def build_raw_data(config: NexusConfig) -> dg.AssetsDefinition:

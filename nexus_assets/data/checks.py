@@ -11,7 +11,7 @@ import pandas as pd
 
 from nexus_assets.data.contract import Columns, feature_spec_of, violations
 from nexus_assets.data.sources import Coverage
-from nexus_resources.config import NexusConfig
+from nexus_core.config import NexusConfig
 
 RAW_DATA_CHECKS = {
     "readable": "The source could be read for this partition.",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from nexus_assets.features.transform import FeatureSpec
-from nexus_resources.config import NexusConfig
+from nexus_core.config import NexusConfig
+from nexus_core.features import FeatureSpec
 
 Columns = dict[str, dict[str, str]]  # name -> {"role": ..., "type": ...}
 _NUMERIC_SHARE = 0.95  # of non-null values that must read as numbers for an undeclared column to be numeric

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
-import glob
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,9 +19,9 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import sqlalchemy as sa
 
-from nexus_assets.data.synthetic import generate_day
-from nexus_resources.config import FileSource, NexusConfig, SqlSource, SyntheticSource
-from nexus_resources.files import file_format, source_files
+from nexus_assets.data.synthetic import delayed_labels, generate_day
+from nexus_core.config import FileSource, NexusConfig, SqlSource, SyntheticSource
+from nexus_core.files import file_format, file_of, source_files
 
 Window = tuple[pd.Timestamp, pd.Timestamp] | None
 Part = Window | str  # a time window, or the key of one file
@@ -65,6 +64,15 @@ def read_partition(config: NexusConfig, part: Part) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
+def labels_known(config: NexusConfig, key: str, rows: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
+    """The labels of partition `key`'s `rows` known on `as_of`: the synthetic source delivers them
+    `label_delay_days` late; other sources' rows carry their label when they land."""
+    source = config.dataset.source
+    if isinstance(source, SyntheticSource):
+        return delayed_labels(source, dt.date.fromisoformat(key), as_of)
+    return rows
+
+
 def source_fingerprint(config: NexusConfig) -> tuple:
     """What identifies the source's current content cheaply: each file's path, size and modification time."""
     source = config.dataset.source
@@ -73,27 +81,11 @@ def source_fingerprint(config: NexusConfig) -> tuple:
     return tuple((path, os.path.getsize(path), os.path.getmtime(path)) for path in _files(config, source))
 
 
-def file_keys(config: NexusConfig) -> list[str]:
-    """The partition key of each file of a file source: its path below the folder of the glob."""
-    base = _base(config)
-    return [os.path.relpath(path, base) for path in _files(config, config.dataset.source)]
-
-
 def _file_of(config: NexusConfig, key: str) -> str:
-    path = os.path.join(_base(config), key)
+    path = file_of(config.resolve_path(config.dataset.source.path), key)
     if not os.path.isfile(path):
         raise SourceReadError(f"{path}: the file of partition {key!r} is gone")
     return path
-
-
-def _base(config: NexusConfig) -> str:
-    pattern = config.resolve_path(config.dataset.source.path)
-    fixed = []
-    for part in pattern.split(os.sep):
-        if glob.has_magic(part):
-            break
-        fixed.append(part)
-    return os.sep.join(fixed) if len(fixed) < len(pattern.split(os.sep)) else os.path.dirname(pattern)
 
 
 def timestamps(config: NexusConfig) -> pd.Series:

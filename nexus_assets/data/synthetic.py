@@ -15,7 +15,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from nexus_resources.config import SyntheticSource
+from nexus_core.config import SyntheticSource
 
 NUMERIC = [
     "age",

@@ -7,11 +7,11 @@ import pandas as pd
 
 from nexus_assets.data import contract
 from nexus_assets.features.split import TrainingDataset, split_by_partition, split_by_row
-from nexus_assets.features.transform import feature_spec, model_inputs
 from nexus_assets.lib.metadata import frame_metadata
 from nexus_assets.partitions import partitions_def
+from nexus_core.config import NexusConfig
+from nexus_core.features import feature_spec, model_inputs
 from nexus_resources.app_db import AppDatabase
-from nexus_resources.config import NexusConfig
 
 
 def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from nexus_assets.features.transform import FeatureSpec
-from nexus_resources.config import NexusConfig
+from nexus_core.config import NexusConfig
+from nexus_core.features import FeatureSpec
 
 PARTS = ("train", "validation", "holdout")
 

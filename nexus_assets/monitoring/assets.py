@@ -2,21 +2,24 @@
 later, and each day's predictions are judged against them."""
 
 import datetime as dt
+from functools import partial
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from nexus_assets.data.synthetic import delayed_labels
-from nexus_assets.features.transform import feature_spec, model_inputs
+from nexus_assets.data.sources import labels_known
+from nexus_assets.lib import reference as reference_sample
 from nexus_assets.lib.background import Background
-from nexus_assets.monitoring import drift
+from nexus_assets.monitoring import drift, performance
 from nexus_assets.partitions import partitions_def
-from nexus_assets.training import registry
-from nexus_assets.training.metrics import metrics_for, predict
+from nexus_assets.training.metrics import metrics_for
+from nexus_core import registry
+from nexus_core.config import NexusConfig
+from nexus_core.features import feature_spec, model_inputs
+from nexus_core.inference import predict
 from nexus_resources.app_db import AppDatabase
-from nexus_resources.config import NexusConfig, SyntheticSource
 from nexus_resources.mlflow import MlflowResource
 from nexus_resources.reports import ReportStore
 
@@ -26,6 +29,7 @@ class LabelsConfig(dg.Config):
 
 
 def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
+    read_labels = partial(labels_known, config)  # `ground_truth`'s own run config is named `config`
     dataset, name = config.dataset, config.model.registered_name
     partitions = partitions_def(config)
     metric = metrics_for(dataset.task)[config.metric]
@@ -84,11 +88,8 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         """The labels of a partition's rows that are known so far (they arrive after the predictions)."""
         key = context.partition_key
         as_of = dt.date.fromisoformat(config.as_of) if config.as_of else dt.date.today()
-        if isinstance(dataset.source, SyntheticSource):
-            labels = delayed_labels(dataset.source, dt.date.fromisoformat(key), as_of)
-        else:  # sources whose rows carry their label when they land
-            labels = features.assign(**{id_column: _ids(features, id_column)})[[id_column, dataset.target]]
-        labels = labels.rename(columns={dataset.target: "label"})
+        known = read_labels(key, features.assign(**{id_column: _ids(features, id_column)}), as_of)
+        labels = known[[id_column, dataset.target]].rename(columns={dataset.target: "label"})
         note = f"{len(labels)} labels known as of {as_of}" if len(labels) else f"no labels for {key} yet as of {as_of}"
         context.log.info(note)
         return dg.MaterializeResult(
@@ -122,33 +123,8 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                 f"{unknown} labels of {context.partition_key} match no stored prediction and are left out; "
                 "check the label source's id column"
             )
-        table = pd.DataFrame(
-            [
-                _judge(dataset.task, metric, version, rows, mlflow, name)
-                for version, rows in joined.groupby("model_version")
-            ],
-            columns=["model_version", "rows", config.metric, "holdout", "gap"],
-        )
-        judged = table[table["rows"] >= config.monitoring.min_labelled_rows]
-        degraded = judged[judged["gap"] < -config.monitoring.degradation_tolerance]
-        if judged.empty:
-            description = (
-                f"not judged: {len(joined)} labelled prediction(s) < monitoring.min_labelled_rows="
-                f"{config.monitoring.min_labelled_rows}"
-            )
-        elif degraded.empty:
-            description = "every version within tolerance of its holdout score"
-            unknown_holdout = judged.loc[judged["holdout"].isna(), "model_version"].tolist()
-            if unknown_holdout:
-                description = (
-                    f"version(s) {', '.join(unknown_holdout)} have no holdout score to compare with "
-                    "(deleted from the registry?); the rest within tolerance"
-                )
-        else:
-            description = "; ".join(
-                f"version {r.model_version}: {config.metric} {r[config.metric]:.4f} vs holdout {r.holdout:.4f}"
-                for _, r in degraded.iterrows()
-            )
+        judgement = performance.judge(config, metric, joined, lambda version: _holdout(mlflow, name, metric, version))
+        table = judgement.table
         metadata = {
             "dagster/row_count": dg.MetadataValue.int(len(joined)),
             "performance": dg.MetadataValue.md(
@@ -156,17 +132,17 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
             ),
             "labels_without_prediction": dg.MetadataValue.int(unknown),
         }
+        judged = table[table["degraded"].notna()]
         if len(judged):
             metadata[config.metric] = float(judged[config.metric].iloc[-1])
         for row in table.itertuples():
-            enough = row.rows >= config.monitoring.min_labelled_rows
             app_db.record_health(
                 name,
                 context.partition_key,
                 row.model_version,
                 metric=config.metric,
                 metric_value=float(getattr(row, config.metric)),
-                degraded=bool(row.gap < -config.monitoring.degradation_tolerance) if enough else None,
+                degraded=row.degraded,
                 labelled_rows=int(row.rows),
             )
         return dg.MaterializeResult(
@@ -175,8 +151,8 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
             check_results=[
                 dg.AssetCheckResult(
                     check_name="no_degradation",
-                    passed=degraded.empty,
-                    description=description,
+                    passed=not judgement.degraded,
+                    description=judgement.description,
                     severity=dg.AssetCheckSeverity.WARN,
                 )
             ],
@@ -218,13 +194,13 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         if version is None:
             raise dg.Failure(f"no predictions stored for {context.partition_key}: nothing to compare yet")
         with mlflow.reporting_failures(f"load the reference of version {version}"):
-            reference = drift.load_reference(client, name, version)
+            reference = reference_sample.load_reference(client, name, version)
             pipeline = registry.load_pipeline(f"models:/{name}/{version}")
         if reference.empty:
             raise dg.Failure(
-                f"version {version} has no reference sample ({drift.REFERENCE_ARTIFACT} missing or empty in its "
-                "training run), so drift cannot be measured; retrain through the platform so the next champion "
-                f"logs one. The predictions of {context.partition_key} stay stored."
+                f"version {version} has no reference sample ({reference_sample.REFERENCE_ARTIFACT} missing or "
+                "empty in its training run), so drift cannot be measured; retrain through the platform so the next "
+                f"champion logs one. The predictions of {context.partition_key} stay stored."
             )
         spec = feature_spec(config, features)
         reference = reference.assign(**{drift.PREDICTION: _prediction_score(_score(pipeline, reference[spec.columns]))})
@@ -291,24 +267,13 @@ def _text(labels: np.ndarray) -> np.ndarray:
     return distinct.astype(str).astype(object)[codes]
 
 
-def _judge(task: str, metric, version: str, rows: pd.DataFrame, mlflow: MlflowResource, name: str) -> dict:
-    if task == "regression":
-        y, values = rows["label"].astype(float), rows["prediction"].astype(float)
-    elif metric.needs_scores:
-        y, values = rows["label"], rows["probability"]
-    else:
-        y, values = rows["label"].astype(str), rows["prediction"]
-    try:
-        score = metric.fn(y, values)
-    except ValueError:  # e.g. a day whose labels hold one class
-        score = np.nan
+def _holdout(mlflow: MlflowResource, name: str, metric, version: str) -> float:
+    """The version's holdout score from its training run; NaN for a version deleted from the registry."""
     client = mlflow.client()
     try:
         run_id = client.get_model_version(name, version).run_id
-        holdout = client.get_run(run_id).data.metrics.get(f"holdout_{metric.name}", np.nan)
-    except MlflowException as exc:  # a version deleted from the registry keeps its stored rows, not its score
+        return client.get_run(run_id).data.metrics.get(f"holdout_{metric.name}", np.nan)
+    except MlflowException as exc:  # a deleted version keeps its stored rows, not its score
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
-        holdout = np.nan
-    gap = metric.gain(score, holdout) if not (np.isnan(score) or np.isnan(holdout)) else np.nan
-    return {"model_version": version, "rows": len(rows), metric.name: score, "holdout": holdout, "gap": gap}
+        return np.nan

@@ -1,7 +1,6 @@
 """`registered_model` and `serving_bento`: the registry as Dagster sees it, and the champion packaged to serve."""
 
 import json
-import os
 import time
 import urllib.request
 
@@ -9,8 +8,9 @@ import bentoml
 import dagster as dg
 import yaml
 
-from nexus_assets.training import registry
-from nexus_resources.config import REPO_ROOT, NexusConfig
+from nexus_core import registry
+from nexus_core.config import REPO_ROOT, NexusConfig
+from nexus_core.settings import load_settings
 from nexus_resources.mlflow import MlflowResource
 from serving.model import load_version
 
@@ -59,7 +59,7 @@ def build_serving_assets(config: NexusConfig) -> list:
             "bento_path": dg.MetadataValue.path(bento.path),
             "model_info": dg.MetadataValue.json({k: v for k, v in served.info.items() if k != "loaded_at"}),
         }
-        if url := os.environ.get("NEXUS_SERVING_URL"):
+        if url := load_settings().serving_url:
             metadata["service"] = dg.MetadataValue.url(url)
             metadata["swap_seconds"] = _wait_until_served(url, version, config.wait_seconds)
         return dg.MaterializeResult(metadata=metadata)

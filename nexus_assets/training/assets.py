@@ -10,14 +10,10 @@ from mlflow import sklearn as mlflow_sklearn
 from mlflow.models import infer_signature
 
 from nexus_assets.features.split import TrainingDataset
-from nexus_assets.features.transform import model_inputs
-from nexus_assets.lib import plots
-from nexus_assets.monitoring import retraining
-from nexus_assets.monitoring.drift import log_reference
-from nexus_assets.training import registry
+from nexus_assets.lib.reference import log_reference
+from nexus_assets.training import judgement
 from nexus_assets.training.candidates import (
     PIP_REQUIREMENTS,
-    TRUSTED_TYPES,
     Candidate,
     baseline,
     check_trainable,
@@ -25,10 +21,12 @@ from nexus_assets.training.candidates import (
     pipeline,
     target,
 )
-from nexus_assets.training.gate import GateDecision, Rule, decide, slice_scores
-from nexus_assets.training.metrics import evaluate, metrics_for, paired_gain_interval, predict, unscorable
+from nexus_assets.training.gate import Rule
+from nexus_assets.training.metrics import evaluate, metrics_for, unscorable
+from nexus_core import names, registry
+from nexus_core.config import NexusConfig
+from nexus_core.features import model_inputs
 from nexus_resources.app_db import AppDatabase
-from nexus_resources.config import NexusConfig
 from nexus_resources.mlflow import MlflowResource
 
 
@@ -68,7 +66,7 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                     model,
                     name="model",
                     serialization_format="skops",
-                    skops_trusted_types=TRUSTED_TYPES[family],
+                    skops_trusted_types=registry.TRUSTED_TYPES[family],
                     pip_requirements=PIP_REQUIREMENTS,
                     signature=infer_signature(example, model.predict(example)),
                     input_example=example,
@@ -147,7 +145,6 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         data, version = training_dataset, str(challenger_model["version"])
         # NaN for a challenger registered outside the chain: nothing to compare the holdout with
         validation_score = challenger_model.get("validation", {}).get(config.metric, np.nan)
-        X, y = model_inputs(data.holdout, data.spec), target(config, data.holdout)
         client = mlflow.client()
         with mlflow.reporting_failures("read the registry"):
             current = registry.aliases(client, name).get(registry.CHAMPION)
@@ -159,41 +156,11 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                 reference_name = f"champion v{current}"
                 reference = registry.load_pipeline(f"models:/{name}@{registry.CHAMPION}")
         models = {"challenger": challenger, reference_name: reference}
-        scores = {label: evaluate(task, model, X, y) for label, model in models.items()}
-        outputs = tuple((*predict(model, X), getattr(model, "classes_", None)) for model in models.values())
-        interval = paired_gain_interval(metric, y, outputs, gate.confidence, seed=config.model.seed)
-        slices = (
-            slice_scores(
-                task, metric, models, data.holdout, y, config.model.gate.slice_column, config.model.gate.min_slice_rows
-            )
-            if config.model.gate.slice_column
-            else pd.DataFrame()
-        )
-        if current == version:
-            verdict = GateDecision(
-                False,
-                f"version {version} already holds {registry.CHAMPION}",
-                reference_name,
-                scores["challenger"][config.metric],
-                scores[reference_name][config.metric],
-                slices,
-                interval,
-            )
-        else:
-            verdict = decide(
-                metric,
-                rule,
-                scores["challenger"][config.metric],
-                scores[reference_name][config.metric],
-                reference_name,
-                slices,
-                interval,
-                validation_score=validation_score,
-            )
+        verdict, scores = judgement.judge(config, rule, models, data, current == version, validation_score)
         if (
             verdict.promoted
             and config.monitoring.retraining.approval_required
-            and context.run.tags.get(retraining.TRIGGER_TAG) == retraining.TRIGGER
+            and context.run.tags.get(names.TRIGGER) == names.RETRAINING_SENSOR
         ):
             verdict = replace(
                 verdict,
@@ -204,7 +171,7 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         with mlflow.reporting_failures("move the champion alias"):
             if verdict.promoted:
                 registry.promote(client, name, version)
-            _tag_decision(client, name, version, verdict, data)
+            judgement.tag_decision(client, name, version, verdict, data)
         context.log.info(("PROMOTED: " if verdict.promoted else "kept the champion: ") + verdict.reason)
         app_db.record_decision(
             registered_model=name,
@@ -235,7 +202,7 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         }
         return dg.MaterializeResult(
             value=champion,
-            metadata=_gate_metadata(config, verdict, scores, models, X, y, data, champion, validation_score),
+            metadata=judgement.decision_metadata(config, verdict, scores, models, data, champion, validation_score),
         )
 
     return [candidate_models, challenger_model, champion_model]
@@ -251,46 +218,6 @@ def _lineage_tags(data: TrainingDataset) -> dict[str, str]:
             f"{data.manifest['train']['partitions'][0]}...{data.manifest['holdout']['partitions'][1]}"
         )
     return tags
-
-
-def _tag_decision(client, name: str, version: str, verdict: GateDecision, data: TrainingDataset) -> None:
-    tags = {
-        "nexus.gate.decision": verdict.label,
-        "nexus.gate.reason": verdict.reason[:5000],
-        "nexus.gate.reference": verdict.reference,
-        "nexus.holdout_hash": data.manifest["holdout"]["content_hash"],
-        "nexus.holdout.score": str(verdict.challenger_score),
-    }
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
-
-
-def _gate_metadata(
-    config, verdict, scores, models, X, y, data, champion, validation_score
-) -> dict[str, dg.MetadataValue]:
-    table = pd.DataFrame(scores).rename_axis("metric")
-    plot = (plots.residuals if config.dataset.task == "regression" else plots.confusion_matrices)(
-        y, {label: model.predict(X) for label, model in models.items()}
-    )
-    text = [
-        f"**{verdict.label.replace('_', ' ').capitalize()}**: {verdict.reason}",
-        "",
-        f"Holdout: {len(X)} rows, content hash `{data.manifest['holdout']['content_hash'][:16]}`",
-        "",
-        f"Challenger {config.metric}: validation {validation_score:.4f}, holdout {verdict.challenger_score:.4f}",
-        "",
-        table.to_markdown(floatfmt=".4f"),
-    ]
-    if not verdict.slices.empty:
-        text += ["", "Per slice:", "", verdict.slices.to_markdown(index=False, floatfmt=".4f")]
-    return {
-        "decision": verdict.label,
-        "champion_version": str(champion["version"]),
-        "comparison": dg.MetadataValue.md("\n".join(text)),
-        "plot": dg.MetadataValue.md(plot),
-        f"challenger_{config.metric}": verdict.challenger_score,
-        f"reference_{config.metric}": verdict.reference_score,
-    }
 
 
 def _simple(value: object) -> bool:

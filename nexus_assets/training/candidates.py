@@ -18,19 +18,9 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 
 from nexus_assets.features.split import TrainingDataset
-from nexus_assets.features.transform import build_preprocessor, model_inputs
-from nexus_resources.config import NexusConfig
+from nexus_core.config import NexusConfig
+from nexus_core.features import build_preprocessor, model_inputs
 
-# Exactly the types skops does not trust by default that each family's fitted pipeline contains.
-TRUSTED_TYPES = {
-    "linear": ["numpy.dtype"],
-    "random_forest": ["numpy.dtype", "sklearn.tree._tree.Tree"],
-    "hist_gradient_boosting": [
-        "numpy.dtype",
-        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    ],
-}
-ALL_TRUSTED_TYPES = sorted({t for types in TRUSTED_TYPES.values() for t in types})
 # Declared rather than inferred: MLflow's inference imports the model in a subprocess, 4 s per model.
 PIP_REQUIREMENTS = [
     f"{package}=={metadata.version(package)}"

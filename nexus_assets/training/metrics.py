@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics
 
+from nexus_core.inference import predict
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -65,14 +67,6 @@ REGRESSION = {
 
 def metrics_for(task: str) -> dict[str, Metric]:
     return REGRESSION if task == "regression" else CLASSIFICATION
-
-
-def predict(model, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
-    """What `model` predicts per row and, for classifiers, each class's probability (`classes_` order), in one pass."""
-    if not hasattr(model, "predict_proba"):
-        return model.predict(X), None
-    probabilities = model.predict_proba(X)
-    return model.classes_[probabilities.argmax(axis=1)], probabilities
 
 
 def score_rows(metric: Metric, y: np.ndarray, output: tuple[np.ndarray, np.ndarray | None], classes) -> float:

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from nexus_resources.files import header, source_files
+from nexus_core.files import header, source_files
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = REPO_ROOT / "nexus.yaml"
@@ -192,7 +192,12 @@ class RetrainingConfig(_Strict):
 
 class MonitoringConfig(_Strict):
     drift_share_threshold: float = Field(0.25, gt=0, le=1, description="Share of drifted columns that warns.")
-    degradation_tolerance: float = Field(0.05, ge=0, description="How far below its holdout score a day may fall.")
+    degradation_tolerance: float = Field(
+        0.05,
+        ge=0,
+        description="How far below its holdout score a partition may fall: in the metric's units for "
+        "classification, as a share of the holdout score for regression.",
+    )
     min_labelled_rows: int = Field(30, gt=0, description="Fewer labelled predictions than this are not judged.")
     min_drift_rows: int = Field(30, gt=0, description="A partition with fewer rows than this is not judged for drift.")
     score_chunk_rows: int = Field(200_000, gt=0, description="Rows scored per predict call in batch_predictions.")
@@ -251,8 +256,9 @@ def config_path(path: str | Path | None = None) -> Path:
     return Path(path or os.environ.get("NEXUS_CONFIG") or DEFAULT_CONFIG_PATH).resolve()
 
 
-def load_config(path: str | Path | None = None) -> NexusConfig:
-    """Load and validate the config at `path`, `$NEXUS_CONFIG`, or `nexus.yaml` at the repo root."""
+def load_config(path: str | Path | None = None, check_files: bool = True) -> NexusConfig:
+    """Load and validate the config at `path`, `$NEXUS_CONFIG`, or `nexus.yaml` at the repo root. With
+    `check_files`, a file source's files and header are checked too (the service, which reads no data, skips it)."""
     path = config_path(path)
     try:
         raw = yaml.load(path.read_text(), Loader=_Loader)
@@ -271,7 +277,7 @@ def load_config(path: str | Path | None = None) -> NexusConfig:
         config = NexusConfig.model_validate({**raw, "path": path})
     except ValidationError as exc:
         raise ConfigError(_describe(path, exc)) from None
-    problems = _source_problems(config)
+    problems = _source_problems(config) if check_files else []
     if problems:
         lines = [f"{path}: {len(problems)} problem(s) in the configuration:", *(f"  - {p}" for p in problems)]
         raise ConfigError("\n".join(lines))

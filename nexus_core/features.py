@@ -15,7 +15,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from nexus_resources.config import NexusConfig
+from nexus_core.config import NexusConfig
 
 
 @dataclass(frozen=True)

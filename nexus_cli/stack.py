@@ -20,9 +20,9 @@ import boto3
 import sqlalchemy as sa
 import yaml
 
-from nexus_assets.lib.processes import Relay, Server, free_port, http_ok, venv_bin
-from nexus_resources.config import REPO_ROOT, NexusConfig
-from nexus_resources.settings import nexus_home
+from nexus_cli.processes import Relay, Server, free_port, http_ok, venv_bin
+from nexus_core.config import REPO_ROOT, NexusConfig
+from nexus_core.settings import load_settings
 
 BUCKETS = ("nexus", "mlflow")
 DATABASES = ("dagster", "mlflow", "app")
@@ -218,7 +218,7 @@ class LocalStack:
 
 def run(config: NexusConfig, args: argparse.Namespace) -> int:
     """`nexus stack`: the production stack on this machine until Ctrl-C."""
-    folder = nexus_home() / "stack"
+    folder = load_settings().home.resolve() / "stack"
     shutil.rmtree(folder, ignore_errors=True)  # its databases are new each time; so are the logs and the auth store
     with LocalStack(folder, args.postgres, config.path) as stack:
         for name in ("webserver", "mlflow", "serving", "prometheus", "s3"):

@@ -8,10 +8,10 @@ import threading
 
 import pandas as pd
 
-from nexus_assets.monitoring.exporter import serve_metrics
-from nexus_assets.training import registry
+from nexus_cli.exporter import serve_metrics
+from nexus_core import registry
+from nexus_core.config import NexusConfig
 from nexus_resources.app_db import AppDatabase
-from nexus_resources.config import NexusConfig
 from nexus_resources.mlflow import MlflowResource
 from nexus_resources.settings import build_resources
 

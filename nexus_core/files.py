@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -12,6 +13,23 @@ import pyarrow.parquet as pq
 def source_files(pattern: str) -> list[str]:
     """The files a path or glob names, in a stable order."""
     return sorted(glob.glob(pattern))
+
+
+def file_keys(pattern: str) -> list[str]:
+    """The partition key of each file a glob names: its path below the glob's fixed folder, in name order."""
+    base = _base(pattern)
+    return [os.path.relpath(path, base) for path in source_files(pattern)]
+
+
+def file_of(pattern: str, key: str) -> str:
+    """The file of a partition key from `file_keys`."""
+    return os.path.join(_base(pattern), key)
+
+
+def _base(pattern: str) -> str:
+    parts = pattern.split(os.sep)
+    fixed = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts) - 1)
+    return os.sep.join(parts[:fixed])
 
 
 def file_format(path: str, declared: str | None) -> str:

@@ -53,6 +53,13 @@ def stop_process_group(process: subprocess.Popen) -> None:
             process.wait()
 
 
+def serve_command(port: int) -> list[str]:
+    """`bentoml serve` of the service on 127.0.0.1:`port`."""
+    from serving import SERVICE
+
+    return [venv_bin("bentoml"), "serve", SERVICE, "--host", "127.0.0.1", "--port", str(port)]
+
+
 def venv_bin(program: str) -> str:
     """A console script of the running environment (its `bin` also goes on PATH: some servers re-exec by name)."""
     return str(Path(sys.executable).parent / program)

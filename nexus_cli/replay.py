@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from nexus_assets.lib.runs import materialize
+from nexus_cli.runs import materialize
 
 MONITORING = ["raw_data", "features", "batch_predictions", "ground_truth", "model_performance", "drift_report"]
 

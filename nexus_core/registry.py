@@ -9,9 +9,18 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
-from nexus_assets.training.candidates import ALL_TRUSTED_TYPES
-
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
+
+# Exactly the types skops does not trust by default that each family's fitted pipeline contains.
+TRUSTED_TYPES = {
+    "linear": ["numpy.dtype"],
+    "random_forest": ["numpy.dtype", "sklearn.tree._tree.Tree"],
+    "hist_gradient_boosting": [
+        "numpy.dtype",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    ],
+}
+ALL_TRUSTED_TYPES = sorted({t for types in TRUSTED_TYPES.values() for t in types})
 
 
 def aliases(client: MlflowClient, name: str) -> dict[str, str]:

@@ -15,18 +15,17 @@ import dagster as dg
 import pandas as pd
 
 from nexus_assets.definitions import build_definitions
-from nexus_assets.features.transform import model_inputs
-from nexus_assets.lib import stack as lib_stack
-from nexus_assets.lib.processes import running
-from nexus_assets.lib.runs import dagster_instance, materialize
-from nexus_assets.monitoring.retraining import TRAINING_CHAIN
-from nexus_assets.partitions import FILES_PARTITIONS, partitioning
-from nexus_assets.replay import DayOutcome, Replay
-from nexus_assets.training import control
-from nexus_resources.config import REPO_ROOT, ConfigError, NexusConfig, config_path, load_config
-from nexus_resources.settings import nexus_home
+from nexus_assets.partitions import partitioning
+from nexus_cli import control
+from nexus_cli import stack as lib_stack
+from nexus_cli.processes import running, serve_command
+from nexus_cli.replay import DayOutcome, Replay
+from nexus_cli.runs import dagster_instance, materialize
+from nexus_core.config import REPO_ROOT, ConfigError, NexusConfig, config_path, load_config
+from nexus_core.features import model_inputs
+from nexus_core.names import FILES_PARTITIONS, MODEL_VERSION, TRAINING_CHAIN
+from nexus_core.settings import load_settings
 from nexus_sensors.files import new_files
-from serving import serve_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +91,7 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
     partitions = partitioning(config)
     keys = partitions.keys()
     trained_on = keys[: _training_count(config, keys, args.days)]
-    print(f"NexusML demo: dataset {config.dataset.name!r} from {config.path}, storage in {nexus_home()}")
+    print(f"NexusML demo: dataset {config.dataset.name!r} from {config.path}, storage in {load_settings().home}")
     print(f"partitions: {partitions.note}; training on {len(trained_on)} of {len(keys)}")
     started = time.monotonic()
     if partitions.cadence == "files":  # what source_files_sensor does under the daemon
@@ -173,13 +172,13 @@ def _show(outcome: DayOutcome) -> bool:
             gate = run.output_for_node("champion_model")
             print(f"    gate: {'PROMOTED' if gate['promoted'] else 'kept the champion'}: {gate['reason']}")
         else:
-            print(f"    deployed version {run.dagster_run.tags['nexus/model_version']} (Bento built)")
+            print(f"    deployed version {run.dagster_run.tags[MODEL_VERSION]} (Bento built)")
     return True
 
 
 def _serve_once(record: dict) -> bool:
     """Start the service, ask it for one prediction, show the curl that does the same, and stop it."""
-    port = int(os.environ.get("NEXUS_SERVING_PORT", "3001"))
+    port = load_settings().serving_port
     command = serve_command(port)
     values = {k: None if pd.isna(v) else v.item() if hasattr(v, "item") else v for k, v in record.items()}
     body = json.dumps({"records": [values]})
@@ -201,7 +200,7 @@ def _serve_once(record: dict) -> bool:
 
 
 def _log_path(name: str) -> Path:
-    folder = nexus_home() / "logs"
+    folder = load_settings().home / "logs"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{name}.log"
 

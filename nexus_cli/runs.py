@@ -8,8 +8,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from nexus_resources.config import REPO_ROOT
-from nexus_resources.settings import nexus_home
+from nexus_core.config import REPO_ROOT
+from nexus_core.settings import load_settings
 
 # Failures are read from the run's result (and stay in the instance's event log), not from the console.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -17,7 +17,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 def dagster_instance() -> dg.DagsterInstance:
     """The persistent instance: `$DAGSTER_HOME`, or `dagster/` in the embedded folder."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(nexus_home() / "dagster")))
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(load_settings().home.resolve() / "dagster")))
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")

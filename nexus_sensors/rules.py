@@ -6,11 +6,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from nexus_resources.config import RetrainingConfig
+from nexus_core.config import RetrainingConfig
 
 REQUESTED, HELD, QUIET = "requested", "held", "quiet"
-TRAINING_CHAIN = ["training_dataset", "candidate_models", "challenger_model", "champion_model"]
-TRIGGER_TAG, TRIGGER = "nexus/trigger", "retraining_sensor"  # marks runs the sensor requested
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,100 @@
+"""The gate's judgement of a challenger on the frozen holdout, and how the decision is shown and recorded."""
+
+from __future__ import annotations
+
+import math
+
+import dagster as dg
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from nexus_assets.features.split import TrainingDataset
+from nexus_assets.lib import plots
+from nexus_assets.training.gate import GateDecision, Rule, decide, slice_scores
+from nexus_assets.training.metrics import evaluate, metrics_for, paired_gain_interval
+from nexus_core.config import NexusConfig
+from nexus_core.features import model_inputs
+from nexus_core.inference import predict
+
+
+def judge(
+    config: NexusConfig,
+    rule: Rule,
+    models: dict[str, object],
+    data: TrainingDataset,
+    already_champion: bool,
+    validation_score: float,
+) -> tuple[GateDecision, dict[str, dict[str, float]]]:
+    """The decision on `models` ({"challenger": ..., reference: ...}) and every metric of each on the holdout."""
+    task, metric, gate = config.dataset.task, metrics_for(config.dataset.task)[config.metric], config.model.gate
+    X, y = model_inputs(data.holdout, data.spec), data.holdout[config.dataset.target]
+    reference = next(label for label in models if label != "challenger")
+    scores = {label: evaluate(task, model, X, y) for label, model in models.items()}
+    outputs = tuple((*predict(model, X), getattr(model, "classes_", None)) for model in models.values())
+    interval = paired_gain_interval(metric, y, outputs, rule.confidence, seed=config.model.seed)
+    slices = (
+        slice_scores(task, metric, models, data.holdout, y, gate.slice_column, gate.min_slice_rows)
+        if gate.slice_column
+        else pd.DataFrame()
+    )
+    challenger_score, reference_score = scores["challenger"][config.metric], scores[reference][config.metric]
+    if already_champion:
+        reason = "the challenger already holds the champion alias"
+        verdict = GateDecision(False, reason, reference, challenger_score, reference_score, slices, interval)
+    else:
+        verdict = decide(metric, rule, challenger_score, reference_score, reference, slices, interval, validation_score)
+    return verdict, scores
+
+
+def tag_decision(client: MlflowClient, name: str, version: str, verdict: GateDecision, data: TrainingDataset) -> None:
+    """The decision as tags on the model version, so the registry tells it too."""
+    tags = {
+        "nexus.gate.decision": verdict.label,
+        "nexus.gate.reason": verdict.reason[:5000],
+        "nexus.gate.reference": verdict.reference,
+        "nexus.holdout_hash": data.manifest["holdout"]["content_hash"],
+        "nexus.holdout.score": str(verdict.challenger_score),
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+
+
+def decision_metadata(
+    config: NexusConfig,
+    verdict: GateDecision,
+    scores: dict[str, dict[str, float]],
+    models: dict[str, object],
+    data: TrainingDataset,
+    champion: dict,
+    validation_score: float,
+) -> dict[str, dg.MetadataValue]:
+    """The comparison table, confusion matrices (or residuals) and the reason, for the Dagster UI."""
+    X, y = model_inputs(data.holdout, data.spec), data.holdout[config.dataset.target]
+    table = pd.DataFrame(scores).rename_axis("metric")
+    plot = (plots.residuals if config.dataset.task == "regression" else plots.confusion_matrices)(
+        y, {label: model.predict(X) for label, model in models.items()}
+    )
+    low, high = verdict.interval
+    text = [
+        f"**{verdict.label.replace('_', ' ').capitalize()}**: {verdict.reason}",
+        "",
+        f"Holdout: {len(X)} rows, content hash `{data.manifest['holdout']['content_hash'][:16]}`",
+        "",
+        f"Challenger {config.metric}: validation {validation_score:.4f}, holdout {verdict.challenger_score:.4f}; "
+        f"gain over {verdict.reference}: {config.model.gate.confidence:.0%} interval {low:+.4f} to {high:+.4f}",
+        "",
+        table.to_markdown(floatfmt=".4f"),
+    ]
+    if not verdict.slices.empty:
+        text += ["", "Per slice:", "", verdict.slices.to_markdown(index=False, floatfmt=".4f")]
+    metadata = {
+        "decision": verdict.label,
+        "champion_version": str(champion["version"]),
+        "comparison": dg.MetadataValue.md("\n".join(text)),
+        "plot": dg.MetadataValue.md(plot),
+        f"challenger_{config.metric}": verdict.challenger_score,
+        f"reference_{config.metric}": verdict.reference_score,
+    }
+    if not math.isnan(low):
+        metadata["gain_interval"] = dg.MetadataValue.md(f"{low:+.4f} to {high:+.4f}")
+    return metadata

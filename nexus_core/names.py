@@ -1,0 +1,11 @@
+"""Names shared across packages: the tags on runs the sensors request, and the assets they target."""
+
+TRIGGER = "nexus/trigger"  # which sensor requested a run
+MODEL_VERSION = "nexus/model_version"  # the registered version a run is about
+REASON = "nexus/reason"  # why a sensor requested it
+RETRAINING_SENSOR, CHAMPION_ALIAS_SENSOR = "retraining_sensor", "champion_alias_sensor"
+
+TRAINING_CHAIN = ["training_dataset", "candidate_models", "challenger_model", "champion_model"]
+DEPLOY = ["serving_bento"]
+INGEST = ["raw_data", "features"]
+FILES_PARTITIONS = "source_files"  # the dynamic partitions of a source that arrives as files

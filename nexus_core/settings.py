@@ -1,0 +1,68 @@
+"""The environment, read in one place: every `NEXUS_*` variable and the MLflow endpoint, as one settings object.
+
+The two modes come from here: embedded (one local folder, nothing to start) or production (PostgreSQL, S3,
+an MLflow server). Secrets stay in the environment; `mlflow_client` is all the service needs of it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import mlflow
+from mlflow.tracking import MlflowClient
+from pydantic import AliasChoices, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from nexus_core.config import REPO_ROOT, ConfigError
+
+
+class Settings(BaseSettings):
+    """`NEXUS_<FIELD>` for each field (e.g. `NEXUS_MODE`, `NEXUS_SERVING_TOKEN`)."""
+
+    model_config = SettingsConfigDict(env_prefix="NEXUS_", frozen=True, extra="ignore")
+
+    mode: Literal["embedded", "production"] = "embedded"
+    home: Path = Field(REPO_ROOT / ".nexus", description="The embedded folder: SQLite stores, files, MLflow.")
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_prefix: str = "nexus"
+    app_db_url: str | None = None
+    code_version: str | None = None
+    mlflow_tracking_uri: str | None = Field(None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI"))
+    serving_model: str | None = Field(None, description="The registered model to serve; default the config's.")
+    serving_token: str | None = None
+    serving_max_records: int = Field(10_000, gt=0)
+    serving_poll_seconds: float = Field(1.0, gt=0)
+    serving_trace_sample_rate: float = Field(0.0, ge=0, le=1)
+    serving_workers: int = Field(1, gt=0)
+    serving_url: str | None = Field(None, description="A running service that deploys wait for.")
+    serving_port: int = 3001
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking store: the embedded SQLite file, or the server of `MLFLOW_TRACKING_URI`."""
+        if self.mode == "embedded":
+            return f"sqlite:///{self.home.resolve() / 'mlflow' / 'mlflow.db'}"
+        if not self.mlflow_tracking_uri:
+            raise ConfigError("NEXUS_MODE=production needs MLFLOW_TRACKING_URI (the MLflow tracking server)")
+        return self.mlflow_tracking_uri
+
+
+def load_settings() -> Settings:
+    """The settings of the environment now; a bad value names the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"NEXUS_{'_'.join(map(str, error['loc'])).upper()}: {error['msg']}" for error in exc.errors()
+        )
+        raise ConfigError(f"bad environment: {problems}") from None
+
+
+def mlflow_client(settings: Settings) -> MlflowClient:
+    """A client of the tracking server and registry, which MLflow's module-level loaders use too: all the service
+    needs of MLflow."""
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
