@@ -51,7 +51,8 @@ def test_serving_bento_builds_a_bento_tagged_with_the_version(trained, instance)
     assert metadata["model_info"].value["version"] == "1"
     source = Path(bentoml.bentos.get("nexus-model:v1").path) / "src"
     packaged = {p.relative_to(source).parts[0] for p in source.rglob("*")}
-    assert {"serving", "nexus_assets", "nexus_resources", "nexus.yaml"} <= packaged
+    assert {"serving", "nexus_core", "nexus.yaml"} <= packaged
+    assert not packaged & {"nexus_assets", "nexus_resources", "nexus_cli"}, "the service needs only the core"
     assert not packaged & {".nexus", ".venv", ".git", "tests"}, "the Bento must hold code, not stores or the venv"
 
 
