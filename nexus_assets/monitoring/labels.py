@@ -1,0 +1,37 @@
+"""`ground_truth`: the labels of a partition's rows as they become known, after the predictions."""
+
+import datetime as dt
+from functools import partial
+
+import dagster as dg
+import pandas as pd
+
+from nexus_assets.data.sources import labels_known
+from nexus_assets.monitoring.scoring import ids
+from nexus_core.config import NexusConfig
+
+
+class LabelsConfig(dg.Config):
+    as_of: str | None = None  # ISO date the labels are read as of; default today
+
+
+def build_ground_truth(config: NexusConfig, partitions: dg.PartitionsDefinition | None) -> dg.AssetsDefinition:
+    read_labels = partial(labels_known, config)  # the asset's own run config is named `config`
+    dataset, id_column = config.dataset, config.dataset.id_column or "row"
+
+    @dg.asset(group_name="monitoring", kinds={"pandas"}, code_version="1", partitions_def=partitions)
+    def ground_truth(
+        context: dg.AssetExecutionContext, config: LabelsConfig, features: pd.DataFrame
+    ) -> dg.MaterializeResult[pd.DataFrame]:
+        """The labels of a partition's rows that are known so far (they arrive after the predictions)."""
+        key = context.partition_key
+        as_of = dt.date.fromisoformat(config.as_of) if config.as_of else dt.date.today()
+        known = read_labels(key, features.assign(**{id_column: ids(features, id_column)}), as_of)
+        labels = known[[id_column, dataset.target]].rename(columns={dataset.target: "label"})
+        note = f"{len(labels)} labels known as of {as_of}" if len(labels) else f"no labels for {key} yet as of {as_of}"
+        context.log.info(note)
+        return dg.MaterializeResult(
+            value=labels, metadata={"dagster/row_count": dg.MetadataValue.int(len(labels)), "labels": note}
+        )
+
+    return ground_truth
