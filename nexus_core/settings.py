@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     app_db_url: str | None = None
     code_version: str | None = None
     mlflow_tracking_uri: str | None = Field(None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI"))
+    aws_region: str = Field("us-east-1", validation_alias=AliasChoices("AWS_REGION"))
     serving_model: str | None = Field(None, description="The registered model to serve; default the config's.")
     serving_token: str | None = None
     serving_max_records: int = Field(10_000, gt=0)

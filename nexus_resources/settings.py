@@ -48,7 +48,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         raise ConfigError("NEXUS_MODE=production needs these environment variables: " + ", ".join(missing))
     s3 = S3Resource(
         endpoint_url=settings.s3_endpoint_url,
-        region_name=os.environ.get("AWS_REGION", "us-east-1"),
+        region_name=settings.aws_region,
         aws_access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID"),
         aws_secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY"),
     )

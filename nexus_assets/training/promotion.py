@@ -1,0 +1,96 @@
+"""`champion_model`: the promotion gate, recorded in the registry, the audit log and the Dagster UI."""
+
+from dataclasses import replace
+
+import dagster as dg
+import numpy as np
+
+from nexus_assets.features.split import TrainingDataset
+from nexus_assets.training import judgement
+from nexus_assets.training.candidates import baseline, target
+from nexus_assets.training.gate import Rule
+from nexus_core import names, registry
+from nexus_core.config import NexusConfig
+from nexus_core.features import model_inputs
+from nexus_resources.app_db import AppDatabase
+from nexus_resources.mlflow import MlflowResource
+
+
+def build_champion_model(config: NexusConfig) -> dg.AssetsDefinition:
+    task, name, gate = config.dataset.task, config.model.registered_name, config.model.gate
+    margin, relative = config.gate_margin
+    rule = Rule(margin, relative, gate.slice_tolerance, gate.max_holdout_drop, gate.refuse_unstable, gate.confidence)
+
+    @dg.asset(group_name="training", kinds={"mlflow"}, code_version="1")
+    def champion_model(
+        context: dg.AssetExecutionContext,
+        training_dataset: TrainingDataset,
+        challenger_model: dict,
+        mlflow: MlflowResource,
+        app_db: AppDatabase,
+    ) -> dg.MaterializeResult[dict]:
+        """The promotion gate: `champion` moves to the challenger only if it beats the champion on the same holdout."""
+        data, version = training_dataset, str(challenger_model["version"])
+        # NaN for a challenger registered outside the chain: nothing to compare the holdout with
+        validation_score = challenger_model.get("validation", {}).get(config.metric, np.nan)
+        client = mlflow.client()
+        with mlflow.reporting_failures("read the registry"):
+            current = registry.aliases(client, name).get(registry.CHAMPION)
+            challenger = registry.load_pipeline(f"models:/{name}/{version}")
+            if current is None:
+                reference_name = "baseline"
+                reference = baseline(task).fit(model_inputs(data.train, data.spec), target(config, data.train))
+            else:
+                reference_name = f"champion v{current}"
+                reference = registry.load_pipeline(f"models:/{name}@{registry.CHAMPION}")
+        models = {"challenger": challenger, reference_name: reference}
+        verdict, scores = judgement.judge(config, rule, models, data, current == version, validation_score)
+        if (
+            verdict.promoted
+            and config.monitoring.retraining.approval_required
+            and context.run.tags.get(names.TRIGGER) == names.RETRAINING_SENSOR
+        ):
+            verdict = replace(
+                verdict,
+                promoted=False,
+                awaiting_approval=True,
+                reason=f"{verdict.reason}; an automatic retrain needs approval: run `nexus promote {version}`",
+            )
+        with mlflow.reporting_failures("move the champion alias"):
+            if verdict.promoted:
+                registry.promote(client, name, version)
+            judgement.tag_decision(client, name, version, verdict, data)
+        context.log.info(("PROMOTED: " if verdict.promoted else "kept the champion: ") + verdict.reason)
+        app_db.record_decision(
+            registered_model=name,
+            decision=verdict.label,
+            actor="gate",
+            challenger_version=version,
+            champion_version=current,
+            metric=config.metric,
+            challenger_score=verdict.challenger_score,
+            champion_score=verdict.reference_score,
+            margin=rule.required_gain(verdict.reference_score) if not np.isnan(verdict.reference_score) else None,
+            reason=verdict.reason,
+            dagster_run_id=context.run.run_id,
+            details={
+                "reference": reference_name,
+                "validation_score": validation_score,
+                "gain_interval": list(verdict.interval),
+                "confidence": gate.confidence,
+                "holdout_hash": data.manifest["holdout"]["content_hash"],
+                "scores": scores,
+            },
+        )
+        champion = {
+            "name": name,
+            "version": version if verdict.promoted else current,
+            "promoted": verdict.promoted,
+            "reason": verdict.reason,
+        }
+        return dg.MaterializeResult(
+            value=champion,
+            metadata=judgement.decision_metadata(config, verdict, scores, models, data, champion, validation_score),
+        )
+
+    return champion_model
