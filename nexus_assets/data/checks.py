@@ -64,20 +64,21 @@ def check_raw_data(inputs: Inputs, config: NexusConfig, asset_key: str) -> list[
             "unique_ids": _unique_ids(frame, config),
         }
     why_skipped = "not checked: the source could not be read" if inputs.read_error else "no rows to check"
-    return [
-        dg.AssetCheckResult(
-            asset_key=asset_key,
-            check_name=name,
-            passed=not problems,
-            description="; ".join(problems) or "ok",
-            metadata=metadata,
-            severity=_severity(name, config),
+    checks = []
+    for name in RAW_DATA_CHECKS:
+        problems, metadata = results.get(name, ([], {}))
+        description = "; ".join(problems) or ("ok" if name in results else why_skipped)
+        checks.append(
+            dg.AssetCheckResult(
+                asset_key=asset_key,
+                check_name=name,
+                passed=not problems,
+                description=description,
+                metadata=metadata,
+                severity=_severity(name, config),
+            )
         )
-        if name in results
-        else dg.AssetCheckResult(asset_key=asset_key, check_name=name, passed=True, description=why_skipped)
-        for name in RAW_DATA_CHECKS
-        for problems, metadata in [results.get(name, ([], {}))]
-    ]
+    return checks
 
 
 def blocking_failures(results: list[dg.AssetCheckResult]) -> list[dg.AssetCheckResult]:

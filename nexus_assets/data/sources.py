@@ -50,8 +50,7 @@ def read_partition(config: NexusConfig, part: Part) -> pd.DataFrame:
     """Rows of the source in `part` as stored: a time window [start, end), one file's key, or None for all rows."""
     source, timestamp = config.dataset.source, config.dataset.timestamp
     if isinstance(part, str):
-        path = _file_of(config, part)
-        return _read_file(path, source, timestamp, None)
+        return _read_file(_file_of(config, part), source, timestamp, None)
     window = part
     if isinstance(source, SyntheticSource):
         assert window is not None, "the synthetic source is always partitioned"
@@ -90,20 +89,16 @@ def _file_of(config: NexusConfig, key: str) -> str:
 
 def timestamps(config: NexusConfig) -> pd.Series:
     """The timestamp column of every file of a file source, parsed (unparseable values dropped)."""
-    source, column = config.dataset.source, config.dataset.timestamp
-    values = pd.concat([_timestamp_column(path, source, column) for path in _files(config, source)])
-    return pd.to_datetime(values, errors="coerce").dropna().reset_index(drop=True)
+    values = pd.concat([parsed for _, _, parsed in _timestamp_columns(config)])
+    return values.dropna().reset_index(drop=True)
 
 
 def coverage(config: NexusConfig, start: dt.date | None, end: dt.date | None) -> Coverage:
     """How many rows of a file source fall outside [start, end) or have no readable timestamp, with examples."""
-    source, column = config.dataset.source, config.dataset.timestamp
     found = Coverage()
-    if not isinstance(source, FileSource) or column is None:
+    if not isinstance(config.dataset.source, FileSource) or config.dataset.timestamp is None:
         return found
-    for path in _files(config, source):
-        raw = _timestamp_column(path, source, column).reset_index(drop=True)
-        parsed = pd.to_datetime(raw, errors="coerce")
+    for path, raw, parsed in _timestamp_columns(config):
         bad = parsed.isna() & raw.notna()
         early = parsed < pd.Timestamp(start) if start else pd.Series(False, index=raw.index)
         late = parsed >= pd.Timestamp(end) if end else pd.Series(False, index=raw.index)
@@ -121,6 +116,23 @@ def _files(config: NexusConfig, source: FileSource) -> list[str]:
     if not paths:
         raise SourceReadError(f"dataset.source.path {source.path!r} matches no file any more")
     return paths
+
+
+_timestamps_read: dict[tuple, list[tuple[str, pd.Series, pd.Series]]] = {}
+
+
+def _timestamp_columns(config: NexusConfig) -> list[tuple[str, pd.Series, pd.Series]]:
+    """(path, raw, parsed) of each file's timestamp column, read once per process while the files stay the same
+    (partitions are inferred from it when definitions load, and each partition's `in_range` check counts it)."""
+    source, column = config.dataset.source, config.dataset.timestamp
+    key = (column, source_fingerprint(config))
+    if key not in _timestamps_read:
+        _timestamps_read.clear()  # one source's columns at a time: a changed file replaces them
+        columns = [
+            (path, _timestamp_column(path, source, column).reset_index(drop=True)) for path in _files(config, source)
+        ]
+        _timestamps_read[key] = [(path, raw, pd.to_datetime(raw, errors="coerce")) for path, raw in columns]
+    return _timestamps_read[key]
 
 
 def _timestamp_column(path: str, source: FileSource, column: str) -> pd.Series:

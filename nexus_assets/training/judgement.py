@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from nexus_assets.features.split import TrainingDataset
 from nexus_assets.lib import plots
 from nexus_assets.training.gate import GateDecision, Rule, decide, slice_scores
-from nexus_assets.training.metrics import evaluate, metrics_for, paired_gain_interval
+from nexus_assets.training.metrics import evaluate_output, metrics_for, paired_gain_interval
 from nexus_core.config import NexusConfig
 from nexus_core.features import model_inputs
 from nexus_core.inference import predict
@@ -24,14 +24,17 @@ def judge(
     data: TrainingDataset,
     already_champion: bool,
     validation_score: float,
-) -> tuple[GateDecision, dict[str, dict[str, float]]]:
-    """The decision on `models` ({"challenger": ..., reference: ...}) and every metric of each on the holdout."""
+) -> tuple[GateDecision, dict[str, dict[str, float]], dict[str, object]]:
+    """The decision on `models` ({"challenger": ..., reference: ...}), every metric of each on the holdout, and
+    each one's holdout predictions."""
     task, metric, gate = config.dataset.task, metrics_for(config.dataset.task)[config.metric], config.model.gate
     X, y = model_inputs(data.holdout, data.spec), data.holdout[config.dataset.target]
     reference = next(label for label in models if label != "challenger")
-    scores = {label: evaluate(task, model, X, y) for label, model in models.items()}
-    outputs = tuple((*predict(model, X), getattr(model, "classes_", None)) for model in models.values())
-    interval = paired_gain_interval(metric, y, outputs, rule.confidence, seed=config.model.seed)
+    # One predict per model on the holdout: the scores, the interval and the plot all use it.
+    outputs = {label: (*predict(model, X), getattr(model, "classes_", None)) for label, model in models.items()}
+    scores = {label: evaluate_output(task, output, y) for label, output in outputs.items()}
+    pair = (outputs["challenger"], outputs[reference])
+    interval = paired_gain_interval(metric, y, pair, rule.confidence, seed=config.model.seed)
     slices = (
         slice_scores(task, metric, models, data.holdout, y, gate.slice_column, gate.min_slice_rows)
         if gate.slice_column
@@ -43,7 +46,7 @@ def judge(
         verdict = GateDecision(False, reason, reference, challenger_score, reference_score, slices, interval)
     else:
         verdict = decide(metric, rule, challenger_score, reference_score, reference, slices, interval, validation_score)
-    return verdict, scores
+    return verdict, scores, {label: output[0] for label, output in outputs.items()}
 
 
 def tag_decision(client: MlflowClient, name: str, version: str, verdict: GateDecision, data: TrainingDataset) -> None:
@@ -63,22 +66,20 @@ def decision_metadata(
     config: NexusConfig,
     verdict: GateDecision,
     scores: dict[str, dict[str, float]],
-    models: dict[str, object],
+    predictions: dict[str, object],
     data: TrainingDataset,
     champion: dict,
     validation_score: float,
 ) -> dict[str, dg.MetadataValue]:
     """The comparison table, confusion matrices (or residuals) and the reason, for the Dagster UI."""
-    X, y = model_inputs(data.holdout, data.spec), data.holdout[config.dataset.target]
+    y = data.holdout[config.dataset.target]
     table = pd.DataFrame(scores).rename_axis("metric")
-    plot = (plots.residuals if config.dataset.task == "regression" else plots.confusion_matrices)(
-        y, {label: model.predict(X) for label, model in models.items()}
-    )
+    plot = (plots.residuals if config.dataset.task == "regression" else plots.confusion_matrices)(y, predictions)
     low, high = verdict.interval
     text = [
         f"**{verdict.label.replace('_', ' ').capitalize()}**: {verdict.reason}",
         "",
-        f"Holdout: {len(X)} rows, content hash `{data.manifest['holdout']['content_hash'][:16]}`",
+        f"Holdout: {len(y)} rows, content hash `{data.manifest['holdout']['content_hash'][:16]}`",
         "",
         f"Challenger {config.metric}: validation {validation_score:.4f}, holdout {verdict.challenger_score:.4f}; "
         f"gain over {verdict.reference}: {config.model.gate.confidence:.0%} interval {low:+.4f} to {high:+.4f}",

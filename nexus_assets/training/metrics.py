@@ -123,8 +123,14 @@ def paired_gain_interval(
 def evaluate(task: str, model, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
     """Every metric of the task for `model` on (X, y); NaN for one that cannot be computed on these rows
     (`unscorable` says why)."""
-    output, classes = predict(model, X), getattr(model, "classes_", None)
-    return {metric.name: score_rows(metric, np.asarray(y), output, classes) for metric in metrics_for(task).values()}
+    return evaluate_output(task, (*predict(model, X), getattr(model, "classes_", None)), y)
+
+
+def evaluate_output(task: str, output: tuple, y: pd.Series) -> dict[str, float]:
+    """Every metric of the task for one model's (predictions, scores, classes) on `y`."""
+    predictions, scores, classes = output
+    y = np.asarray(y)
+    return {metric.name: score_rows(metric, y, (predictions, scores), classes) for metric in metrics_for(task).values()}
 
 
 def unscorable(metric: str, y: pd.Series, part: str) -> str:

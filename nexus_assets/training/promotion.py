@@ -44,7 +44,7 @@ def build_champion_model(config: NexusConfig) -> dg.AssetsDefinition:
                 reference_name = f"champion v{current}"
                 reference = registry.load_pipeline(f"models:/{name}@{registry.CHAMPION}")
         models = {"challenger": challenger, reference_name: reference}
-        verdict, scores = judgement.judge(config, rule, models, data, current == version, validation_score)
+        verdict, scores, predictions = judgement.judge(config, rule, models, data, current == version, validation_score)
         if (
             verdict.promoted
             and config.monitoring.retraining.approval_required
@@ -90,7 +90,9 @@ def build_champion_model(config: NexusConfig) -> dg.AssetsDefinition:
         }
         return dg.MaterializeResult(
             value=champion,
-            metadata=judgement.decision_metadata(config, verdict, scores, models, data, champion, validation_score),
+            metadata=judgement.decision_metadata(
+                config, verdict, scores, predictions, data, champion, validation_score
+            ),
         )
 
     return champion_model
