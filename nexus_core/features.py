@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -78,6 +79,22 @@ def build_preprocessor(spec: FeatureSpec) -> ColumnTransformer:
         [("numeric", numeric, list(spec.numeric)), ("categorical", categorical, list(spec.categorical))],
         verbose_feature_names_out=False,
     )
+
+
+def input_bounds(pipeline: Pipeline, spec: FeatureSpec) -> dict[str, tuple[float, float]]:
+    """The range of each numeric input that the fitted transform keeps within float32, which tree models compute in
+    (with a factor 2 to spare): a larger finite number would become infinite inside the model and fail it."""
+    limit = float(np.finfo(np.float32).max) / 2
+    bounds = dict.fromkeys(spec.numeric, (-limit, limit))
+    try:
+        scaler = pipeline.named_steps["features"].named_transformers_["numeric"].named_steps["scale"]
+        scaled = zip(scaler.feature_names_in_, scaler.mean_, scaler.scale_, strict=True)
+    except (AttributeError, KeyError):  # not built by build_preprocessor: the plain float32 range
+        return bounds
+    for column, mean, scale in scaled:
+        if column in bounds:
+            bounds[column] = (max(-limit, float(mean - limit * scale)), min(limit, float(mean + limit * scale)))
+    return bounds
 
 
 def _is_number(column: pd.Series) -> bool:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
+from pathlib import Path
 
 import mlflow
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model
 from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
+
+from nexus_core.trees import UnsafeModel, check_trees
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
 
@@ -65,12 +70,24 @@ def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
 
 
 def load_pipeline(model_uri: str) -> Pipeline:
-    """Load a logged pipeline only if the types it asks skops to trust are on our explicit list."""
-    flavor = mlflow.models.get_model_info(model_uri).flavors.get("sklearn", {})
+    """Load a logged pipeline only if the types it asks skops to trust are on our explicit list and its trees are
+    consistent. `model_uri` names one version (not an alias, which could move between reads) or a local folder."""
+    if "@" in model_uri:
+        raise ValueError(f"{model_uri}: resolve the alias to a version first, then load that version")
+    if Path(model_uri).is_dir():
+        return _load_local(model_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        return _load_local(mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp))
+
+
+def _load_local(path: str) -> Pipeline:
+    flavor = Model.load(path).flavors.get("sklearn", {})
     if flavor.get("serialization_format") != "skops":
-        raise ValueError(f"{model_uri} is not stored in the skops format; refusing to unpickle it")
+        raise UnsafeModel(f"{path} is not stored in the skops format; refusing to unpickle it")
     asked = set(flavor.get("skops_trusted_types") or [])
     if not asked <= set(ALL_TRUSTED_TYPES):
         unknown = sorted(asked - set(ALL_TRUSTED_TYPES))
-        raise ValueError(f"{model_uri} asks to trust types outside the allowed list: {unknown}")
-    return mlflow.sklearn.load_model(model_uri)
+        raise UnsafeModel(f"the model asks to trust types outside the allowed list: {unknown}")
+    pipeline = mlflow.sklearn.load_model(path)
+    check_trees(pipeline)
+    return pipeline

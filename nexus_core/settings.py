@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     serving_model: str | None = Field(None, description="The registered model to serve; default the config's.")
     serving_token: str | None = None
     serving_max_records: int = Field(10_000, gt=0)
+    serving_max_body_bytes: int = Field(8 * 1024 * 1024, gt=0, description="Larger request bodies get a 413.")
+    serving_read_seconds: float = Field(5.0, gt=0, description="A request body must arrive within this time.")
     serving_poll_seconds: float = Field(1.0, gt=0)
     serving_trace_sample_rate: float = Field(0.0, ge=0, le=1)
     serving_workers: int = Field(1, gt=0)

@@ -5,20 +5,23 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, NotRequired
+from pathlib import Path
+from typing import Annotated, Any, NotRequired
 
 import mlflow
 import pandas as pd
 from mlflow.models import Model
+from mlflow.models.model import MLMODEL_FILE_NAME
 from mlflow.tracking import MlflowClient
-from pydantic import ConfigDict, StrictFloat, StrictInt, StrictStr, TypeAdapter
+from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr, TypeAdapter
 from pydantic_core import to_json
 from sklearn.pipeline import Pipeline
 from typing_extensions import TypedDict
 
-from nexus_core.features import FeatureSpec, model_inputs
+from nexus_core.features import FeatureSpec, input_bounds, model_inputs
 from nexus_core.inference import predict
 from nexus_core.registry import CHAMPION, load_pipeline
+from nexus_core.trees import UnsafeModel
 
 _NUMBER_TYPES = {"double", "float", "long", "integer"}
 
@@ -35,21 +38,32 @@ class ServedModel:
     classes: list | None = None
     body: TypeAdapter | None = None
     id_column: str | None = None  # the dataset's id column: a record may carry it, and its answer echoes it
+    max_records: int = 10_000
+    example: list[dict[str, Any]] = field(default_factory=list)  # validated records of the version's input example
 
     def __post_init__(self) -> None:
         # TypedDicts validate straight into dicts: no model objects to build and dump per record.
-        fields = {c: StrictFloat | None for c in self.spec.numeric} | {
-            c: StrictStr | None for c in self.spec.categorical
-        }
+        bounds = input_bounds(self.pipeline, self.spec)
+        fields = {
+            c: Annotated[StrictFloat, Field(ge=bounds[c][0], le=bounds[c][1])] | None for c in self.spec.numeric
+        } | {c: StrictStr | None for c in self.spec.categorical}
         if self.id_column and self.id_column not in fields:
             fields[self.id_column] = NotRequired[StrictInt | StrictStr | None]
         record = TypedDict(f"Record_v{self.version}", fields)
         record.__pydantic_config__ = ConfigDict(extra="forbid", allow_inf_nan=False)
-        body = TypedDict(f"PredictBody_v{self.version}", {"records": list[record]})  # noqa: UP013 (versioned name)
+        records = Annotated[list[record], Field(min_length=1, max_length=self.max_records)]
+        body = TypedDict(f"PredictBody_v{self.version}", {"records": records})  # noqa: UP013 (versioned name)
         body.__pydantic_config__ = ConfigDict(extra="forbid")
         self.body = TypeAdapter(body)
         classes = getattr(self.pipeline, "classes_", None)
         self.classes = None if classes is None else [c.item() if hasattr(c, "item") else c for c in classes]
+
+    def healthy(self) -> bool:
+        """Whether the version still answers its own input example (tells a bad request from a broken server)."""
+        try:
+            return len(self.answer(self.example)) == len(self.example)
+        except Exception:
+            return False
 
     def answer(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A prediction per validated record, with the record's id when it carries one."""
@@ -83,29 +97,47 @@ class ServedModel:
         return model_inputs(pd.DataFrame(columns, columns=self.spec.columns), self.spec)
 
 
-def load_version(client: MlflowClient, name: str, version: str, id_column: str | None = None) -> ServedModel:
-    """Load `version`, build its request schema, and check it answers its own input example."""
+def load_version(
+    client: MlflowClient, name: str, version: str, id_column: str | None = None, max_records: int = 10_000
+) -> ServedModel:
+    """Load `version`, build its request schema, and check it answers its own input example.
+
+    Failing to reach the registry or the artifacts raises what the storage raised (worth retrying); a version
+    whose content fails a check raises `UnsafeModel` (not worth retrying until the alias moves)."""
     uri = f"models:/{name}/{version}"
+    info = _describe(client, name, str(version))
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(uri, dst_path=tmp)
-        pipeline = _single_threaded(load_pipeline(local))
-        info = Model.load(local)
-        example = info.load_input_example(local)
-    if info.signature is None:
-        raise ValueError(f"{uri} has no signature; the service cannot validate requests for it")
-    inputs = info.signature.inputs.to_dict()
+        if not (Path(local) / MLMODEL_FILE_NAME).is_file():  # a store that lost the files can find them again
+            raise FileNotFoundError(f"the artifact store holds no {MLMODEL_FILE_NAME} file for {uri}")
+        try:
+            return _check(local, uri, name, str(version), info, id_column, max_records)
+        except UnsafeModel:
+            raise
+        except Exception as exc:  # anything the downloaded content does wrong is the content's fault
+            raise UnsafeModel(f"{uri} failed its check: {type(exc).__name__}: {exc}") from exc
+
+
+def _check(
+    local: str, uri: str, name: str, version: str, info: dict, id_column: str | None, max_records: int
+) -> ServedModel:
+    pipeline = _single_threaded(load_pipeline(local))
+    logged = Model.load(local)
+    if logged.signature is None:
+        raise UnsafeModel(f"{uri} has no signature; the service cannot validate requests for it")
+    example = logged.load_input_example(local)
+    if example is None:
+        raise UnsafeModel(f"{uri} has no input example to check it with")
+    inputs = logged.signature.inputs.to_dict()
     spec = FeatureSpec(
         numeric=tuple(c["name"] for c in inputs if c["type"] in _NUMBER_TYPES),
         categorical=tuple(c["name"] for c in inputs if c["type"] not in _NUMBER_TYPES),
     )
-    model = ServedModel(name, str(version), pipeline, spec, _describe(client, name, str(version)), id_column=id_column)
-    if example is None:
-        raise ValueError(f"{uri} has no input example to check it with")
-    answers = model.predict(
-        model.frame(model.parse(to_json({"records": example.to_dict("records")}, inf_nan_mode="null")))
-    )
+    model = ServedModel(name, version, pipeline, spec, info, id_column=id_column, max_records=max_records)
+    model.example = model.parse(to_json({"records": example.to_dict("records")}, inf_nan_mode="null"))
+    answers = model.answer(model.example)
     if len(answers) != len(example):
-        raise ValueError(f"{uri} answered {len(answers)} predictions for {len(example)} example rows")
+        raise UnsafeModel(f"{uri} answered {len(answers)} predictions for {len(example)} example rows")
     return model
 
 

@@ -3,10 +3,13 @@
 Every worker watches the registry's `champion` alias itself (a reload route would reach only the
 worker that got the request). On a move it loads the new version in the background, checks it on the
 model's input example, and only then swaps; a version that fails stays out and the old one keeps serving.
+A version refused because the registry or its artifacts could not be read is retried with backoff; one
+refused for its content is not, until the alias moves.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import logging
 import threading
@@ -15,9 +18,8 @@ from http import HTTPStatus
 from typing import Any
 
 import bentoml
-from bentoml.exceptions import BentoMLException, InvalidArgument
 from fastapi import FastAPI
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,17 +27,22 @@ from starlette.responses import Response
 from nexus_core.config import load_config
 from nexus_core.registry import CHAMPION, aliases
 from nexus_core.settings import load_settings, mlflow_client
-from serving.batcher import MicroBatcher
+from nexus_core.trees import UnsafeModel
+from serving.batcher import MicroBatcher, UnscorableRecord
+from serving.errors import ApiError, invalid_body
+from serving.guard import RequestGuard
 from serving.model import ServedModel, load_version
 
 log = logging.getLogger("nexus.serving")
 SETTINGS = load_settings()
 MAX_RECORDS, POLL_SECONDS = SETTINGS.serving_max_records, SETTINGS.serving_poll_seconds
 TRACE_SAMPLE_RATE = SETTINGS.serving_trace_sample_rate
+MAX_RETRY_SECONDS = 60.0  # the longest wait between attempts at a version refused for a transient reason
 
 REQUESTS = bentoml.metrics.Counter(
     name="nexus_predict_requests",
-    documentation="Predict requests by model version and outcome",
+    documentation="Predict requests that reached a model, by version and outcome (ok, client_error, server_error, "
+    "unavailable); refusals before the body is read show in BentoML's request metrics",
     labelnames=["model_version", "outcome"],
 )
 ROWS = bentoml.metrics.Counter(
@@ -97,7 +104,6 @@ class PredictResponse(BaseModel):
     # BentoML keeps a timer per request alive for the whole timeout, even after the answer; a short timeout
     # keeps that set (and its GC cost) small. 10 s still fits a 10,000-row request many times over.
     traffic={"timeout": 10, "concurrency": 256},
-    http={"max_request_size": 64 * 1024 * 1024},
     # Per-request access lines cost more CPU than a prediction; /metrics counts requests instead.
     logging={"access": {"enabled": False}},
     # Unsampled, OpenTelemetry's middleware still builds spans per request and per body chunk (a sixth of a
@@ -107,13 +113,16 @@ class PredictResponse(BaseModel):
 @bentoml.asgi_app(admin, path="/")
 class NexusModelService:
     def __init__(self) -> None:
+        log.setLevel(logging.INFO)  # BentoML leaves the root at WARNING; swaps and refused requests are INFO lines
         config = load_config(check_files=False)  # the service reads no data: only names from the config
         self.name = SETTINGS.serving_model or config.model.registered_name
         self.id_column = config.dataset.id_column
-        self.token = SETTINGS.serving_token or None
         self.client = mlflow_client(SETTINGS)
         self.model: ServedModel | None = None
         self.last_swap: dict[str, Any] = {}
+        self.refused: dict[str, Any] | None = None  # the version the alias names but this worker refused, and why
+        self._retry_at = 0.0
+        self._registry_down = False
         self.waiting = "the registry has not been read yet"  # why no version is served, while none is
         self.batcher = MicroBatcher(lambda: self.model)
         self._poll()  # not ready (503) until a version loads; the watcher keeps trying
@@ -127,39 +136,51 @@ class NexusModelService:
     @bentoml.api(route="/predict", input_spec=PredictRequest)
     async def predict(self, records: bytes, ctx: bentoml.Context) -> PredictResponse:
         """Predictions for a list of records keyed by feature name, and the model version that made them."""
-        self._authorize(ctx)
-        model = self.model
-        if model is None:
-            # Answered here: BentoML replaces the message of any 5xx it renders with "An unexpected error".
-            error = {"error": f"no {CHAMPION} version of {self.name} is loaded yet: {self.waiting}"}
-            ctx.response.status_code = HTTPStatus.SERVICE_UNAVAILABLE  # BentoML sets the answer's status from here
-            return Response(to_json(error), media_type="application/json")
-        rows = model.parse(records)  # `records` arrives as the raw body (PredictRequest)
-        if not rows:
-            raise InvalidArgument("records: the list is empty; send at least one record")
-        if len(rows) > MAX_RECORDS:
-            raise BentoMLException(
-                f"records: {len(rows)} records exceed the maximum of {MAX_RECORDS} per request; split the batch",
-                error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-            )
+        # RequestGuard has checked the token, the media type and the body's size before the body was read.
         started = time.perf_counter()
-        used, predictions = await self.batcher.predict(rows)
+        model = self.model
+        try:
+            used, predictions = await self._predict(model, records)
+        except ApiError as error:
+            error.log("POST /predict")
+            outcome = "unavailable" if model is None else "client_error" if error.status < 500 else "server_error"
+            REQUESTS.labels(model_version=model.version if model else "none", outcome=outcome).inc()
+            # Answered here, in the one error shape: BentoML would log a traceback for every 4xx it renders.
+            ctx.response.status_code = error.status  # BentoML sets the answer's status from here
+            return Response(error.body(), media_type="application/json")
         LATENCY.labels(model_version=used.version).observe(time.perf_counter() - started)
         REQUESTS.labels(model_version=used.version, outcome="ok").inc()
-        ROWS.labels(model_version=used.version).inc(len(rows))
+        ROWS.labels(model_version=used.version).inc(len(predictions))
         answer = {"model": {"name": used.name, "version": used.version}, "predictions": predictions}
         return Response(to_json(answer, inf_nan_mode="null"), media_type="application/json")
 
+    async def _predict(self, model: ServedModel | None, body: bytes) -> tuple[ServedModel, list[dict[str, Any]]]:
+        if model is None:
+            raise ApiError(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                f"no {CHAMPION} version of {self.name} is loaded yet: {self.waiting}; GET /model says more",
+            )
+        try:
+            rows = model.parse(body)  # the raw body (PredictRequest), parsed and checked in one pass
+        except ValidationError as exc:
+            raise invalid_body(exc, MAX_RECORDS) from None
+        try:
+            return await self.batcher.predict(rows)
+        except UnscorableRecord as exc:
+            where = "records" if exc.index is None else f"records[{exc.index}]"
+            raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, f"{where}: {exc}; check its values", where) from exc
+        except Exception as exc:
+            raise ApiError(
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                f"version {model.version} failed to predict ({type(exc).__name__}); the server log has the details",
+            ) from exc
+
     @admin.get("/model")
     def model_info(self) -> dict[str, Any]:
-        """The served version: name, version, alias, promotion time, training window and holdout metrics."""
-        if self.model is None:
-            return {"name": self.name, "version": None, "waiting": self.waiting, "last_swap": self.last_swap}
-        return {**self.model.info, "last_swap": self.last_swap}
-
-    def _authorize(self, ctx: bentoml.Context) -> None:
-        if self.token and ctx.request.headers.get("authorization") != f"Bearer {self.token}":
-            raise BentoMLException("a valid bearer token is required", error_code=HTTPStatus.UNAUTHORIZED)
+        """The served version (name, version, alias, promotion time, training window, holdout metrics), the last
+        swap, and the version the alias names if this worker refused it: why, and whether it will retry."""
+        info = self.model.info if self.model else {"name": self.name, "version": None, "waiting": self.waiting}
+        return {**info, "last_swap": self.last_swap, "refused": self.refused}
 
     def _watch(self) -> None:
         while True:
@@ -168,30 +189,70 @@ class NexusModelService:
 
     def _poll(self) -> None:
         try:
-            self._refresh()
+            wanted = aliases(self.client, self.name).get(CHAMPION)
         except Exception as exc:  # the service must outlive a registry outage
             self.waiting = f"the registry is unreachable ({type(exc).__name__}); retrying"
-            log.exception("could not read the %s alias of %s", CHAMPION, self.name)
+            if not self._registry_down:  # once per outage, not once per poll
+                log.warning("cannot read the %s alias of %s (%s: %s); retrying", CHAMPION, self.name, type(exc), exc)
+            self._registry_down = True
+            return
+        if self._registry_down:
+            log.info("the registry answers again")
+            self._registry_down = False
+        self._refresh(wanted)
 
-    def _refresh(self) -> None:
+    def _refresh(self, wanted: str | None) -> None:
         """Swap to the registry's champion if it moved and the new version passes its check."""
-        wanted = aliases(self.client, self.name).get(CHAMPION)
         current = self.model.version if self.model else None
         if wanted is None:
             self.waiting = "no version holds the alias: the promotion gate has not promoted one (see champion_model)"
             return
-        if wanted == current or self.last_swap.get("refused") == wanted:
+        if wanted == current:
+            self.refused = None  # the alias came back to the served version
+            return
+        refused = self.refused if self.refused and self.refused["version"] == wanted else None
+        if refused and (refused["kind"] == "content" or time.monotonic() < self._retry_at):
             return
         try:
-            candidate = load_version(self.client, self.name, wanted, self.id_column)
+            candidate = load_version(self.client, self.name, wanted, self.id_column, MAX_RECORDS)
         except Exception as exc:
-            self.last_swap = {"refused": wanted, "serving": current, "reason": f"{type(exc).__name__}: {exc}"}
-            self.waiting = f"version {wanted} was refused ({self.last_swap['reason']})"
-            SWAPS.labels(model_version=wanted, outcome="refused").inc()
-            log.error("refused version %s of %s, still serving %s: %s", wanted, self.name, current, exc)
+            self._refuse(wanted, current, exc)
             return
         self.model = candidate  # one assignment: a request sees the old or the new model, never a mix
+        self.refused = None
         self.last_swap = {"version": wanted, "previous": current, "at": candidate.info["loaded_at"]}
         SWAPS.labels(model_version=wanted, outcome="swapped").inc()
         SERVED.labels(registered_model=self.name).set(float(wanted))
         log.info("now serving version %s of %s (was %s)", wanted, self.name, current)
+
+    def _refuse(self, version: str, current: str | None, exc: Exception) -> None:
+        content = isinstance(exc, UnsafeModel)
+        attempts = self.refused["attempts"] + 1 if self.refused and self.refused["version"] == version else 1
+        delay = None if content else min(POLL_SECONDS * 2**attempts, MAX_RETRY_SECONDS)
+        now = dt.datetime.now(dt.UTC)
+        self.refused = {
+            "version": version,
+            "kind": "content" if content else "transient",
+            "reason": f"{type(exc).__name__}: {exc}",
+            "attempts": attempts,
+            "at": now.isoformat(),
+            "next_retry_at": None if delay is None else (now + dt.timedelta(seconds=delay)).isoformat(),
+        }
+        self._retry_at = time.monotonic() + (delay or 0)
+        self.waiting = f"version {version} was refused ({self.refused['reason']})"
+        SWAPS.labels(model_version=version, outcome="refused").inc()
+        if content:
+            log.error("refused version %s of %s (its content), still serving %s: %s", version, self.name, current, exc)
+        else:
+            log.warning(
+                "could not load version %s of %s (attempt %d, next in %.0f s), still serving %s: %s",
+                *(version, self.name, attempts, delay, current, exc),
+            )
+
+
+NexusModelService.add_asgi_middleware(
+    RequestGuard,
+    token=SETTINGS.serving_token,
+    max_body_bytes=SETTINGS.serving_max_body_bytes,
+    read_seconds=SETTINGS.serving_read_seconds,
+)

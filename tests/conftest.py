@@ -190,11 +190,18 @@ def materialize_window(defs: dg.Definitions, instance: dg.DagsterInstance, days:
         assert materialize(defs, instance, ["raw_data", "features"], f"2026-01-{day:02d}").success
 
 
-def register_linear_version(
-    mlflow_resource, config, data, shuffle_labels: bool = False, trusted_types: list[str] | None = None
+def register_version(
+    mlflow_resource,
+    config,
+    data,
+    shuffle_labels: bool = False,
+    trusted_types: list[str] | None = None,
+    family: str = "linear",
+    tamper: Callable | None = None,
 ) -> str:
-    """A new real registered version: a linear pipeline on the training window, optionally on shuffled labels
-    (a worse model) or asking skops to trust extra types (a model the platform must refuse to load)."""
+    """A new real registered version: a `family` pipeline on the training window, optionally on shuffled labels
+    (a worse model), asking skops to trust extra types, or changed by `tamper` before it is logged (a model the
+    platform must refuse to load)."""
     import mlflow
     import numpy as np
 
@@ -206,7 +213,9 @@ def register_linear_version(
     if shuffle_labels:
         labels = np.random.default_rng(0).permutation(data.train[config.dataset.target].to_numpy())
         data.train = data.train.assign(**{config.dataset.target: labels})
-    model = pipeline(config, data, estimator("linear", config.dataset.task, 7))
+    model = pipeline(config, data, estimator(family, config.dataset.task, 7))
+    if tamper is not None:
+        tamper(model)
     example = model_inputs(data.validation, data.spec).dropna().head(3)
     experiment = mlflow_resource.experiment_id(config.dataset.name)
     with mlflow.start_run(experiment_id=experiment) as run:
@@ -214,8 +223,8 @@ def register_linear_version(
             model,
             name="model",
             serialization_format="skops",
-            input_example=example,
-            skops_trusted_types=trusted_types or TRUSTED_TYPES["linear"],
+            input_example=None if tamper else example,  # a tampered model could not answer its example
+            skops_trusted_types=trusted_types or TRUSTED_TYPES[family],
             pip_requirements=PIP_REQUIREMENTS,
         )
     return registry.register(
@@ -223,5 +232,5 @@ def register_linear_version(
         config.model.registered_name,
         info.model_uri,
         run.info.run_id,
-        {"nexus.family": "linear"},
+        {"nexus.family": family},
     )

@@ -6,7 +6,7 @@ import bentoml
 import dagster as dg
 
 from nexus_core import registry
-from tests.conftest import register_linear_version
+from tests.conftest import register_version
 
 NAME = "nexus-churn-test"
 
@@ -28,7 +28,7 @@ def test_one_run_per_champion_move_and_the_cursor_survives(trained, instance):
     again = _tick(defs, instance, mlflow, cursor=first.cursor)  # a new context, e.g. after a daemon restart
     assert not again.run_requests and again.skip_reason
 
-    second = register_linear_version(mlflow, trained.config, trained.data)
+    second = register_version(mlflow, trained.config, trained.data)
     mlflow.client().set_registered_model_alias(NAME, registry.CHALLENGER, second)
     only_challenger = _tick(defs, instance, mlflow, cursor=first.cursor)
     assert not only_challenger.run_requests and only_challenger.asset_events
@@ -58,7 +58,7 @@ def test_serving_bento_builds_a_bento_tagged_with_the_version(trained, instance)
 
 def test_serving_bento_refuses_a_version_that_cannot_load(trained, instance):
     defs = trained.defs
-    broken = register_linear_version(
+    broken = register_version(
         trained.mlflow, trained.config, trained.data, trusted_types=["numpy.dtype", "builtins.eval"]
     )
     result = dg.materialize(

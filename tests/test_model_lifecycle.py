@@ -18,7 +18,7 @@ from nexus_core.config import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from nexus_core.registry import TRUSTED_TYPES
 from nexus_resources.mlflow import MlflowResource
 from nexus_resources.settings import build_resources
-from tests.conftest import TRAINING_CHAIN, materialize_window, register_linear_version
+from tests.conftest import TRAINING_CHAIN, materialize_window, register_version
 
 NAME = "nexus-churn-test"
 
@@ -29,7 +29,7 @@ def _client(trained):
 
 def _register(trained, instance, shuffle_labels: bool) -> str:
     data = trained.defs.load_asset_value("training_dataset", instance=instance)  # a fresh copy to shuffle
-    return register_linear_version(trained.mlflow, trained.config, data, shuffle_labels)
+    return register_version(trained.mlflow, trained.config, data, shuffle_labels)
 
 
 def _gate_with_challenger(defs, instance, version: str) -> dict:

@@ -17,7 +17,7 @@ from nexus_cli.processes import free_port
 from nexus_cli.runs import materialize
 from nexus_core import registry
 from nexus_resources.settings import build_resources
-from tests.conftest import TRAINING_CHAIN, materialize_window, register_linear_version
+from tests.conftest import TRAINING_CHAIN, materialize_window, register_version
 
 NAME = "nexus-churn-test"
 REPO = Path(__file__).resolve().parent.parent
@@ -110,7 +110,7 @@ def test_labels_without_predictions_and_deleted_versions_keep_the_stored_rows(tr
 
 def test_a_champion_without_a_reference_sample_fails_drift_clearly_and_keeps_its_predictions(trained, instance):
     defs, app_db = trained.defs, trained.resources["app_db"]
-    no_reference = register_linear_version(trained.mlflow, trained.config, trained.data)  # logs no reference
+    no_reference = register_version(trained.mlflow, trained.config, trained.data)  # logs no reference
     registry.promote(trained.mlflow.client(), NAME, no_reference)
     assert materialize(defs, instance, ["raw_data", "features"], DAY).success
     result = _run(defs, instance, ["batch_predictions", "drift_report"], DAY)

@@ -16,7 +16,7 @@ from nexus_core.config import RetrainingConfig
 from nexus_resources.app_db import AppDatabase
 from nexus_resources.settings import build_resources
 from nexus_sensors import rules as retraining
-from tests.conftest import TRAINING_CHAIN, materialize_window, register_linear_version
+from tests.conftest import TRAINING_CHAIN, materialize_window, register_version
 
 NAME = "nexus-churn-test"
 DRIFT_DAY = dt.date(2026, 1, 9)
@@ -132,7 +132,7 @@ def test_approval_required_stops_at_the_gate_until_nexus_promote(write_config, i
     mlflow.activate()
     assert materialize(defs, instance, ["training_dataset"]).success
     window = defs.load_asset_value("training_dataset", instance=instance)
-    worse = register_linear_version(mlflow, config, window, shuffle_labels=True)
+    worse = register_version(mlflow, config, window, shuffle_labels=True)
     registry.promote(mlflow.client(), NAME, worse)
 
     tags = {names.TRIGGER: names.RETRAINING_SENSOR}

@@ -1,26 +1,38 @@
-"""The BentoML service on a real port: the champion of a real materialization, validated input, a bearer
-token, Prometheus metrics, and a swap under load that drops no request and refuses a broken version."""
+"""The BentoML service on a real port: the champion of a real materialization, validated input in one error
+shape, limits before work, a poison client that fails only itself, a live OpenAPI contract checked by
+schemathesis, Prometheus metrics, a swap under load that drops no request, and refusals (crafted trees for good,
+storage outages until they end)."""
 
+import asyncio
+import dataclasses
 import json
+import socket
 import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import urlparse
 
 import dagster as dg
 import pytest
+import schemathesis
 import yaml
+from hypothesis import HealthCheck, given, settings
+from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
 
 from nexus_assets.definitions import build_definitions
 from nexus_cli.processes import free_port, running, serve_command
 from nexus_core import registry
 from nexus_core.config import load_config
 from nexus_resources.mlflow import MlflowResource
-from tests.conftest import SMALL_CONFIG, TRAINING_CHAIN, materialize_window, register_linear_version
+from serving.batcher import MicroBatcher, UnscorableRecord
+from serving.model import load_version
+from tests.conftest import SMALL_CONFIG, TRAINING_CHAIN, materialize_window, register_version
 
 TOKEN = "test-token"
+MAX_BODY_BYTES = 100_000
 NAME = SMALL_CONFIG["model"]["registered_name"]
 ROW = {
     "age": 41.0,
@@ -73,16 +85,14 @@ def served(tmp_path_factory):
         "NEXUS_SERVING_TOKEN": TOKEN,
         "NEXUS_SERVING_MAX_RECORDS": "50",
         "NEXUS_SERVING_POLL_SECONDS": "0.5",
+        "NEXUS_SERVING_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+        "NEXUS_SERVING_READ_SECONDS": "1",
     }
+    log = home / "bentoml.log"
     with running(
-        command,
-        port,
-        "/readyz",
-        env=serving_env,
-        cwd=Path(__file__).resolve().parent.parent,
-        log_path=home / "bentoml.log",
+        command, port, "/readyz", env=serving_env, cwd=Path(__file__).resolve().parent.parent, log_path=log
     ) as url:
-        yield SimpleNamespace(url=url, mlflow=mlflow, config=config, data=data)
+        yield SimpleNamespace(url=url, mlflow=mlflow, config=config, data=data, log=log)
 
 
 def call(url: str, path: str, body: bytes | dict | None = None, token: str | None = TOKEN) -> tuple[int, dict | str]:
@@ -131,60 +141,170 @@ def test_model_route_matches_the_registry(served):
 
 
 @pytest.mark.parametrize(
-    ("body", "status", "expected"),
+    ("body", "status", "location", "expected"),
     [
-        (
-            {"records": [{k: v for k, v in ROW.items() if k != "age"}]},
-            400,
-            '"loc":["records",0,"age"],"msg":"Field required"',
-        ),
-        ({"records": [{**ROW, "shoe_size": 44.0}]}, 400, '"loc":["records",0,"shoe_size"],"msg":"Extra inputs'),
-        ({"records": [{**ROW, "customer_id": [1]}]}, 400, '"loc":["records",0,"customer_id","int"]'),
-        (
-            {"records": [{**ROW, "tenure_months": "long"}]},
-            400,
-            '"loc":["records",0,"tenure_months"],"msg":"Input should be a valid number',
-        ),
-        ({"records": [{**ROW, "plan": 3}]}, 400, '"loc":["records",0,"plan"],"msg":"Input should be a valid string'),
-        (
-            json.dumps({"records": [{**ROW, "usage_gb": float("nan")}]}).encode(),
-            400,
-            '"loc":["records",0,"usage_gb"],"msg":"Input should be a finite number',
-        ),
-        (
-            json.dumps({"records": [{**ROW, "age": float("inf")}]}).encode(),
-            400,
-            '"loc":["records",0,"age"],"msg":"Input should be a finite number',
-        ),
-        ({"records": []}, 400, "records: the list is empty"),
-        ({"records": [ROW] * 51}, 413, "51 records exceed the maximum of 50"),
-        (b"{not json", 400, "Invalid JSON"),
-        (b"", 400, "Invalid JSON"),
-        ([ROW], 400, '"msg":"Input should be an object"'),
-        ({"records": None}, 400, '"loc":["records"],"msg":"Input should be a valid array"'),
-        ({"records": {"age": 3}}, 400, '"loc":["records"]'),
-        ({"rows": [ROW]}, 400, '"loc":["records"],"msg":"Field required"'),
+        ({"records": [{k: v for k, v in ROW.items() if k != "age"}]}, 400, "records[0].age", "Field required"),
+        ({"records": [ROW, {**ROW, "shoe_size": 44.0}]}, 400, "records[1].shoe_size", "Extra inputs"),
+        ({"records": [{**ROW, "customer_id": [1]}]}, 400, "records[0].customer_id", "valid integer"),
+        ({"records": [{**ROW, "tenure_months": "long"}]}, 400, "records[0].tenure_months", "valid number"),
+        ({"records": [{**ROW, "plan": 3}]}, 400, "records[0].plan", "valid string"),
+        (json.dumps({"records": [{**ROW, "usage_gb": float("nan")}]}).encode(), 400, "records[0].usage_gb", "finite"),
+        (json.dumps({"records": [{**ROW, "age": float("inf")}]}).encode(), 400, "records[0].age", "finite"),
+        ({"records": [{**ROW, "age": 1e40}]}, 400, "records[0].age", "at most"),  # finite, but not as float32
+        ({"records": [{**ROW, "usage_gb": -1e39}]}, 400, "records[0].usage_gb", "at least"),
+        ({"records": []}, 400, "records", "at least 1 item"),
+        ({"records": [ROW] * 51}, 413, "records", "more than 50 records"),
+        (b"{not json", 400, "body", "Invalid JSON"),
+        (b"", 400, "body", "Invalid JSON"),
+        ([ROW], 400, "body", "should be an object"),
+        ({"records": None}, 400, "records", "valid array"),
+        ({"records": {"age": 3}}, 400, "records", "valid array"),
+        ({"rows": [ROW]}, 400, "records", "Field required"),
     ],
 )
-def test_bad_requests_get_a_4xx_naming_the_problem(served, body, status, expected):
+def test_bad_requests_get_a_4xx_in_one_shape_naming_the_problem(served, body, status, location, expected):
     got, answer = call(served.url, "/predict", body)
     assert got == status, answer
-    assert expected in json.dumps(answer, separators=(",", ":")), answer
+    assert set(answer) == {"status", "message", "location", "errors"}, answer
+    assert (answer["status"], answer["location"]) == (status, location), answer
+    assert answer["message"].startswith(location) and expected in answer["message"], answer
+    assert answer["errors"][0]["location"] == location, answer
 
 
-def test_openapi_documents_the_request_and_answer_of_predict(served):
+def raw(url: str, head: str, body: bytes = b"", wait: float = 0) -> tuple[int, dict, float]:
+    """Send `head` (and `body`, then `wait` seconds of silence) on a plain socket: the status, the answer and how
+    long it took, for requests an HTTP client would not send (a body announced but never sent, a stalled one)."""
+    address = urlparse(url)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        started = time.monotonic()
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        time.sleep(wait)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    elapsed = time.monotonic() - started
+    status = int(answer.split(b" ", 2)[1])
+    return status, json.loads(answer.split(b"\r\n\r\n", 1)[1]), elapsed
+
+
+def test_limits_apply_before_the_body_is_read(served):
+    body = json.dumps({"records": [ROW]}).encode()
+    head = "POST /predict HTTP/1.1\nHost: x\nContent-Type: application/json\n"
+    # The token is checked before a byte of the body arrives: the announced megabyte is never sent.
+    status, answer, took = raw(served.url, head + "Content-Length: 1000000\n")
+    assert (status, answer["location"]) == (401, "Authorization") and took < 5
+    status, answer, took = raw(served.url, head + f"Authorization: Bearer {TOKEN}\nContent-Length: 200000000\n")
+    assert (status, answer["location"]) == (413, "body") and "NEXUS_SERVING_MAX_BODY_BYTES" in answer["message"]
+    assert took < 5
+    chunked = head + f"Authorization: Bearer {TOKEN}\nTransfer-Encoding: chunked\n"
+    chunk = b"%x\r\n%s\r\n" % (60_000, b" " * 60_000)
+    status, answer, _ = raw(served.url, chunked, chunk * 2 + b"0\r\n\r\n")  # no length announced, over the limit
+    assert status == 413 and f"limit of {MAX_BODY_BYTES}" in answer["message"]
+    started = f"Authorization: Bearer {TOKEN}\nContent-Length: {len(body)}\n"
+    status, answer, took = raw(served.url, head + started, body[:10], wait=0)  # a client that stalls
+    assert status == 408 and 0.9 < took < 5, (status, took)
+    lower = f"authorization: bearer {TOKEN}\nContent-Length: {len(body)}\n"
+    assert raw(served.url, head + lower, body)[0] == 200  # header names and the scheme are case-insensitive
+    not_json = f"POST /predict HTTP/1.1\nHost: x\nAuthorization: Bearer {TOKEN}\nContent-Length: {len(body)}\n"
+    status, answer, _ = raw(served.url, not_json + "Content-Type: text/plain\n", body)
+    assert (status, answer["location"]) == (415, "Content-Type")
+    assert call(served.url, "/predict", {"records": [ROW]}, token="wrong")[0] == 401
+    assert call(served.url, "/predict", {"records": [ROW]}, token=TOKEN + "x")[0] == 401
+
+
+def test_refused_requests_are_logged_as_one_line_without_their_body(served):
+    call(served.url, "/predict", {"records": [{**ROW, "secret_field": "s3cr3t-value"}]})
+    time.sleep(0.5)
+    log = served.log.read_text()
+    assert "POST /predict 400: records[0].secret_field: Extra inputs are not permitted" in log
+    assert "s3cr3t-value" not in log and "Traceback" not in log
+
+
+def test_a_poison_client_fails_only_its_own_requests(served):
+    """The issue's probe: a finite number too large for the forest's float32 beside concurrent good clients."""
+    answers: dict[str, list[int]] = {"good": [], "poison": []}
+
+    def client(kind: str, record: dict) -> None:
+        for _ in range(40):
+            answers[kind].append(call(served.url, "/predict", {"records": [ROW, record]})[0])
+
+    threads = [threading.Thread(target=client, args=("good", ROW)) for _ in range(4)]
+    threads.append(threading.Thread(target=client, args=("poison", {**ROW, "age": 1e40})))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers["good"] == [200] * 160
+    assert answers["poison"] == [400] * 40
+
+
+def test_a_batch_that_fails_is_split_so_only_the_offending_request_fails(served):
+    """Past validation (here bypassed), a record the model cannot take fails its own request with its index; a
+    model that fails even its own example fails every request as a server fault."""
+    from nexus_assets.training.candidates import estimator, pipeline
+
+    client = served.mlflow.client()
+    model = load_version(client, NAME, registry.aliases(client, NAME)["champion"])
+    forest = pipeline(served.config, served.data, estimator("random_forest", "binary_classification", 7))
+    model = dataclasses.replace(model, pipeline=forest)
+    poison = [ROW, ROW, {**ROW, "age": 1e40}, ROW]  # 1e40 overflows the forest's float32
+
+    async def send(current) -> list:
+        batcher = MicroBatcher(lambda: current)
+        requests = [[ROW]] * 3 + [poison] + [[ROW, ROW]] * 3
+        return await asyncio.gather(*(batcher.predict(r) for r in requests), return_exceptions=True)
+
+    answers = asyncio.run(send(model))
+    failed = [a for a in answers if isinstance(a, Exception)]
+    assert len(failed) == 1 and isinstance(answers[3], UnscorableRecord) and answers[3].index == 2
+    assert "record 2" in str(answers[3])
+    assert [len(a[1]) for a in answers if not isinstance(a, Exception)] == [1, 1, 1, 2, 2, 2]
+    broken = dataclasses.replace(model, pipeline=forest.__class__(forest.steps[:1]))  # no estimator: cannot predict
+    answers = asyncio.run(send(broken))
+    assert all(isinstance(a, Exception) and not isinstance(a, UnscorableRecord) for a in answers)
+
+
+def test_openapi_describes_the_served_versions_records_and_the_error_shape(served):
     status, spec = call(served.url, "/docs.json", token=None)
+    assert status == 200 and spec["openapi"].startswith("3.1")
     operation = spec["paths"]["/predict"]["post"]
-    request = json.dumps(operation["requestBody"])
-    answer = json.dumps(operation["responses"]["200"])
-    assert status == 200
-    assert '"records"' in request
-    assert '"predictions"' in answer and '"model"' in answer
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    records = body["properties"]["records"]
+    assert (records["minItems"], records["maxItems"]) == (1, 50)
+    version = registry.aliases(served.mlflow.client(), NAME)["champion"]
+    record = spec["components"]["schemas"][f"Record_v{version}"]
+    assert set(record["properties"]) == {*ROW, "customer_id"} and record["additionalProperties"] is False
+    age = next(branch for branch in record["properties"]["age"]["anyOf"] if branch["type"] == "number")
+    assert 1e30 < age["maximum"] <= 3.4028235e38 and age["minimum"] < -1e30
+    for code in ("400", "401", "408", "413", "415", "422", "500", "503"):
+        assert operation["responses"][code]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Error"
+        }
+    assert operation["security"] == [{"bearer": []}]
+    assert '"predictions"' in json.dumps(operation["responses"]["200"])
+
+
+def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(served):
+    operation = schemathesis.openapi.from_url(served.url + "/docs.json")["/predict"]["POST"]
+    statuses: dict[int, int] = {}
+    for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
+
+        @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy(generation_mode=mode))
+        def check(case) -> None:
+            response = case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"})
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+        check()
+    assert statuses.get(200) and statuses.get(400), statuses  # both valid and invalid bodies were sent
+    assert not any(code >= 500 for code in statuses), statuses
 
 
 def test_token_guards_predict_but_not_health_or_metrics(served):
     assert call(served.url, "/predict", {"records": [ROW]}, token=None)[0] == 401
-    assert call(served.url, "/predict", {"records": [ROW]}, token="wrong")[0] == 401
     for path in ("/livez", "/readyz", "/metrics", "/model"):
         assert call(served.url, path, token=None)[0] == 200, path
 
@@ -194,6 +314,7 @@ def test_metrics_count_requests_by_model_version(served):
     text = call(served.url, "/metrics", token=None)[1]
     assert 'nexus_predict_requests_total{model_version="1",outcome="ok"}' in text
     assert 'nexus_predict_latency_seconds_bucket{le="0.1",model_version="1"}' in text
+    assert 'nexus_predict_requests_total{model_version="1",outcome="client_error"}' in text
 
 
 def test_swap_under_load_drops_nothing_and_refuses_a_broken_version(served):
@@ -211,12 +332,12 @@ def test_swap_under_load_drops_nothing_and_refuses_a_broken_version(served):
     try:
         client = served.mlflow.client()
         time.sleep(1)
-        better = register_linear_version(served.mlflow, served.config, served.data)
+        better = register_version(served.mlflow, served.config, served.data)
         registry.promote(client, NAME, better)
         moved = time.monotonic()
         while time.monotonic() - moved < 20 and (not answers or answers[-1][1] != better):
             time.sleep(0.1)
-        broken = register_linear_version(
+        broken = register_version(
             served.mlflow, served.config, served.data, trusted_types=["numpy.dtype", "builtins.eval"]
         )
         registry.promote(client, NAME, broken)
@@ -232,4 +353,53 @@ def test_swap_under_load_drops_nothing_and_refuses_a_broken_version(served):
     assert versions.index(better) > 0 and "1" not in versions[versions.index(better) :], "no flip-flop"
     info = call(served.url, "/model", token=None)[1]
     assert info["version"] == better
-    assert info["last_swap"]["refused"] == broken and "builtins.eval" in info["last_swap"]["reason"]
+    assert (info["refused"]["version"], info["refused"]["kind"]) == (broken, "content")
+    assert "builtins.eval" in info["refused"]["reason"]
+    spec = call(served.url, "/docs.json", token=None)[1]
+    assert f"Record_v{better}" in spec["components"]["schemas"], "the document follows the served version"
+
+
+def wait_for(url: str, done, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = call(url, "/model", token=None)[1]
+        if done(info):
+            return info
+        time.sleep(0.2)
+    raise AssertionError(f"the service did not get there in {timeout} s: {info}")
+
+
+def crack_first_tree(model) -> None:
+    """Point a forest's first split at a node far past the end of the tree's arrays, as a crafted file could."""
+    tree = model[-1].estimators_[0].tree_
+    state = tree.__getstate__()
+    state["nodes"]["left_child"][0] = 10**6
+    tree.__setstate__(state)
+
+
+def test_a_crafted_tree_is_refused_for_good_and_a_storage_outage_is_retried_until_it_ends(served):
+    client = served.mlflow.client()
+    serving = call(served.url, "/model", token=None)[1]["version"]  # the alias holds a version refused before
+    crafted = register_version(
+        served.mlflow, served.config, served.data, family="random_forest", tamper=crack_first_tree
+    )
+    registry.promote(client, NAME, crafted)
+    info = wait_for(served.url, lambda i: (i["refused"] or {}).get("version") == crafted)
+    assert info["version"] == serving and info["refused"]["kind"] == "content"
+    assert "left child 1000000" in info["refused"]["reason"] and info["refused"]["next_retry_at"] is None
+    time.sleep(2)  # four polls: a content refusal is not retried
+    assert call(served.url, "/model", token=None)[1]["refused"]["attempts"] == 1
+
+    fine = register_version(served.mlflow, served.config, served.data)
+    stored = Path(urlparse(ModelsArtifactRepository.get_underlying_uri(f"models:/{NAME}/{fine}")).path)
+    away = stored.with_name(stored.name + ".away")
+    stored.rename(away)  # the artifact store loses the version's files for a while
+    try:
+        registry.promote(client, NAME, fine)
+        info = wait_for(served.url, lambda i: (i["refused"] or {}).get("attempts", 0) >= 2)
+        assert info["refused"]["kind"] == "transient" and info["refused"]["next_retry_at"]
+        assert call(served.url, "/predict", {"records": [ROW]})[1]["model"]["version"] == serving
+    finally:
+        away.rename(stored)
+    info = wait_for(served.url, lambda i: i["version"] == fine)
+    assert info["refused"] is None

@@ -91,7 +91,7 @@ def _build_bento(name: str, version: str, model_tag: bentoml.Tag) -> bentoml.Ben
 
 def _wait_until_served(url: str, version: str, timeout: float) -> float:
     """Wait for the running service to answer with `version`; fail with its reason if it refused it."""
-    started = time.monotonic()
+    started, refused = time.monotonic(), {}
     while time.monotonic() - started < timeout:
         try:
             with urllib.request.urlopen(f"{url}/model", timeout=5) as response:
@@ -100,11 +100,12 @@ def _wait_until_served(url: str, version: str, timeout: float) -> float:
             info = {}
         if info.get("version") == version:
             return round(time.monotonic() - started, 2)
-        refused = info.get("last_swap", {})
-        if refused.get("refused") == version:
+        refused = info.get("refused") or {}
+        if refused.get("version") == version and refused.get("kind") == "content":
             raise dg.Failure(
                 f"the service refused version {version}: {refused.get('reason')}; "
                 f"it keeps serving version {info.get('version')}"
             )
         time.sleep(0.5)
-    raise dg.Failure(f"the service at {url} did not pick up version {version} within {timeout:.0f} s")
+    why = f": {refused['reason']} (retrying)" if refused.get("version") == version else ""
+    raise dg.Failure(f"the service at {url} did not pick up version {version} within {timeout:.0f} s{why}")

@@ -42,7 +42,7 @@ def build_champion_model(config: NexusConfig) -> dg.AssetsDefinition:
                 reference = baseline(task).fit(model_inputs(data.train, data.spec), target(config, data.train))
             else:
                 reference_name = f"champion v{current}"
-                reference = registry.load_pipeline(f"models:/{name}@{registry.CHAMPION}")
+                reference = registry.load_pipeline(f"models:/{name}/{current}")
         models = {"challenger": challenger, reference_name: reference}
         verdict, scores, predictions = judgement.judge(config, rule, models, data, current == version, validation_score)
         if (

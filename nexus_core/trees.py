@@ -1,0 +1,81 @@
+"""Consistency checks of a loaded model's tree arrays, before it predicts anything.
+
+skops loads `sklearn.tree._tree.Tree` and `TreePredictor` only because they are on our explicit list, but trusting
+the type does not make its arrays safe: scikit-learn's Cython follows child and feature indices without bounds
+checks, so a crafted file could make it read outside its arrays. Every tree must be a well-formed binary tree over
+the model's inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from sklearn.pipeline import Pipeline
+from sklearn.tree._tree import TREE_LEAF, TREE_UNDEFINED
+
+
+class UnsafeModel(ValueError):
+    """The model's content is inconsistent: it must not be loaded, whatever the storage does next."""
+
+
+def check_trees(pipeline: Pipeline) -> int:
+    """Raise `UnsafeModel` unless every tree of the pipeline's final estimator is consistent; the trees checked."""
+    estimator = pipeline[-1] if isinstance(pipeline, Pipeline) else pipeline
+    n_features = getattr(estimator, "n_features_in_", None)
+    checked = 0
+    for where, tree in _trees(estimator):
+        if hasattr(tree, "children_left"):  # sklearn.tree._tree.Tree
+            if tree.value.shape[0] != tree.node_count:
+                raise UnsafeModel(f"{where}: {tree.value.shape[0]} node values for {tree.node_count} nodes")
+            if n_features is not None and tree.n_features != n_features:
+                raise UnsafeModel(f"{where}: built for {tree.n_features} features, the model takes {n_features}")
+            leaf = tree.children_left == TREE_LEAF
+            if (tree.children_right[leaf] != TREE_LEAF).any() or (tree.feature[leaf] != TREE_UNDEFINED).any():
+                raise UnsafeModel(f"{where}: a leaf has a right child or a split feature")
+            _check_nodes(where, tree.children_left, tree.children_right, tree.feature, leaf, tree.n_features)
+        else:  # a histogram gradient boosting TreePredictor
+            nodes = tree.nodes
+            leaf = nodes["is_leaf"].astype(bool)
+            left, right, feature = (nodes[k].astype(np.int64) for k in ("left", "right", "feature_idx"))
+            _check_nodes(where, left, right, feature, leaf, n_features)
+            categorical = ~leaf & nodes["is_categorical"].astype(bool)
+            if (nodes["bitset_idx"][categorical] >= len(tree.raw_left_cat_bitsets)).any():
+                raise UnsafeModel(f"{where}: a categorical split points past the tree's category sets")
+        checked += 1
+    return checked
+
+
+def _trees(estimator: Any) -> Iterator[tuple[str, Any]]:
+    if hasattr(estimator, "tree_"):
+        yield type(estimator).__name__, estimator.tree_
+    members = getattr(estimator, "estimators_", None)
+    for i, member in enumerate(np.ravel(np.asarray(members if members is not None else [], dtype=object))):
+        for where, tree in _trees(member):
+            yield f"estimator {i} ({where})", tree
+    for i, predictors in enumerate(getattr(estimator, "_predictors", None) or []):
+        for k, predictor in enumerate(predictors):
+            yield f"boosting iteration {i}, tree {k}", predictor
+
+
+def _check_nodes(
+    where: str, left: np.ndarray, right: np.ndarray, feature: np.ndarray, leaf: np.ndarray, width: int | None
+) -> None:
+    nodes = len(leaf)
+    if nodes < 1 or not len(left) == len(right) == len(feature) == nodes:
+        raise UnsafeModel(f"{where}: node arrays of different lengths")
+    inner, index = ~leaf, np.arange(nodes)
+    # Trees are stored depth first: a child always comes after its parent, which also rules out cycles.
+    for side, children in (("left", left), ("right", right)):
+        bad = inner & ((children <= index) | (children >= nodes))
+        if bad.any():
+            node = int(np.flatnonzero(bad)[0])
+            child = int(children[node])
+            raise UnsafeModel(f"{where}: node {node}'s {side} child {child} is not in {node + 1}..{nodes - 1}")
+    if width is None:
+        raise UnsafeModel(f"{where}: the model does not say how many features it takes")
+    bad = inner & ((feature < 0) | (feature >= width))
+    if bad.any():
+        node = int(np.flatnonzero(bad)[0])
+        raise UnsafeModel(f"{where}: node {node} splits on feature {int(feature[node])}; the model takes {width}")
