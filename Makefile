@@ -43,8 +43,8 @@ dev: install  ## the Dagster UI on http://127.0.0.1:3000 over the same embedded 
 mlflow: install  ## the MLflow UI on http://127.0.0.1:5000 over the embedded tracking store
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(NEXUS_HOME)/mlflow/mlflow.db
 
-serve: install  ## the champion over HTTP on http://127.0.0.1:3001 (POST /predict, GET /model, /metrics)
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/bentoml serve serving.service:NexusModelService --host 127.0.0.1 --port 3001
+serve: install  ## the champion over HTTP on http://127.0.0.1:3001 from the newest Bento (`nexus serve --source`: the checkout's code)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/nexus serve --host 127.0.0.1 --port 3001
 
 exporter: install  ## Prometheus metrics of drift, performance and predictions on http://127.0.0.1:9108/metrics
 	NEXUS_HOME=$(NEXUS_HOME) $(BIN)/nexus exporter --host 127.0.0.1 --port 9108

@@ -1,6 +1,8 @@
-"""Serving benchmark: NexusML's BentoML service against `mlflow models serve` and a bare ASGI floor.
+"""Serving benchmark: NexusML's BentoML service against MLServer's scikit-learn runtime (adaptive batching, the
+runtime KServe uses), `mlflow models serve` and a bare ASGI floor, on the same model and the same row.
 
-Needs a champion in the embedded store (`make demo`) and `wrk` (`apt-get install wrk`). Run:
+Needs a champion in the embedded store (`make demo`) and `wrk` (`apt-get install wrk`); MLServer is installed on
+first use into its own venv under the embedded folder (benchmarks/mlserver-requirements.txt). Run:
     .venv/bin/python benchmarks/serving_bench.py [--seconds 30]
 Prints, for single-row JSON at concurrency 1 and 32: throughput, p50, p99 and errors per server; then a
 10,000-row request against in-process predict; then the swap time from moving `champion` to every answer
@@ -19,14 +21,18 @@ import tempfile
 import threading
 import time
 import urllib.request
+from contextlib import contextmanager
+from importlib.metadata import version as installed
 from pathlib import Path
 
+import joblib
 import mlflow
 import pandas as pd
 
 from nexus_cli.processes import free_port, running, venv_bin
 from nexus_core import registry
 from nexus_core.config import load_config
+from nexus_core.settings import load_settings
 from nexus_resources.settings import build_resources
 from serving.model import load_version
 
@@ -67,6 +73,7 @@ def main() -> None:
     results = []
     with (
         _server(["bentoml", "serve", "serving.service:NexusModelService"], env, "/readyz") as nexus_url,
+        _mlserver(model, args.workers) as mlserver_url,
         _server(
             ["mlflow", "models", "serve", "-m", f"models:/{name}@champion", "--env-manager", "local"],
             env,
@@ -79,6 +86,7 @@ def main() -> None:
     ):
         targets = [
             ("NexusML (BentoML)", f"{nexus_url}/predict", {"records": row}),
+            ("MLServer sklearn, adaptive batching", f"{mlserver_url}/v2/models/model/infer", _v2_request(row[0])),
             ("mlflow models serve", f"{mlflow_url}/invocations", {"dataframe_records": row}),
             ("bare ASGI floor", f"{floor_url}/", {"records": row}),
         ]
@@ -104,6 +112,61 @@ def _server(command: list[str], env: dict[str, str], health: str, port_flag: str
     port = free_port()
     command = [venv_bin(command[0]), *command[1:], "--host", "127.0.0.1", port_flag, str(port)]
     return running(command, port, health, env=env, cwd=REPO, timeout=180)
+
+
+@contextmanager
+def _mlserver(model, workers: int):
+    """MLServer serving the same pipeline (joblib, single-threaded as the service loads it), batching up to 32
+    requests or 5 ms, with `workers` parallel inference workers."""
+    venv = _mlserver_venv()
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        (root / "model").mkdir()
+        joblib.dump(model.pipeline, root / "model" / "model.joblib")
+        model_settings = {
+            "name": "model",
+            "implementation": "mlserver_sklearn.SKLearnModel",
+            "parameters": {"uri": "./model.joblib"},
+            "max_batch_size": 32,
+            "max_batch_time": 0.005,
+        }
+        (root / "model" / "model-settings.json").write_text(json.dumps(model_settings))
+        port = free_port()
+        server_settings = {
+            "host": "127.0.0.1",
+            "http_port": port,
+            "grpc_port": free_port(),
+            "metrics_port": free_port(),
+            "parallel_workers": workers,
+        }
+        (root / "settings.json").write_text(json.dumps(server_settings))
+        command = [str(venv / "bin" / "mlserver"), "start", str(root)]
+        with running(command, port, "/v2/models/model/ready", cwd=root, timeout=180) as url:
+            yield url
+
+
+def _mlserver_venv() -> Path:
+    """MLServer in its own venv (its pins clash with BentoML's), with this venv's scientific stack."""
+    venv = load_settings().home / "bench" / "mlserver-venv"
+    if not (venv / "bin" / "mlserver").exists():
+        print(f"installing MLServer into {venv} (once)")
+        subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
+        same = [
+            f"{package}=={installed(package)}" for package in ("scikit-learn", "numpy", "scipy", "pandas", "joblib")
+        ]
+        requirements = REPO / "benchmarks" / "mlserver-requirements.txt"
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "-r", str(requirements), *same]
+        subprocess.run(pip, check=True)
+    return venv
+
+
+def _v2_request(row: dict) -> dict:
+    """The row as an Open Inference Protocol (V2) request: one input per column, decoded into a DataFrame."""
+    inputs = [
+        {"name": column, "datatype": "BYTES" if isinstance(value, str) else "FP64", "shape": [1], "data": [value]}
+        for column, value in row.items()
+    ]
+    return {"parameters": {"content_type": "pd"}, "inputs": inputs, "outputs": [{"name": "predict_proba"}]}
 
 
 def _wrk(url: str, body: dict, concurrency: int, seconds: int) -> dict:

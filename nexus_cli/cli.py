@@ -18,7 +18,7 @@ from nexus_assets.definitions import build_definitions
 from nexus_assets.partitions import partitioning
 from nexus_cli import control
 from nexus_cli import stack as lib_stack
-from nexus_cli.processes import running, serve_command
+from nexus_cli.processes import running, serve_command, served_bento, venv_bin
 from nexus_cli.replay import DayOutcome, Replay
 from nexus_cli.runs import dagster_instance, materialize
 from nexus_core.config import REPO_ROOT, ConfigError, NexusConfig, config_path, load_config
@@ -26,6 +26,7 @@ from nexus_core.features import model_inputs
 from nexus_core.names import FILES_PARTITIONS, MODEL_VERSION, TRAINING_CHAIN
 from nexus_core.settings import load_settings
 from nexus_sensors.files import new_files
+from serving import SERVICE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     exporter = commands.add_parser("exporter", help="Prometheus metrics of drift, performance and predictions")
     exporter.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
     exporter.add_argument("--port", type=int, default=9108)
+    serve = commands.add_parser(
+        "serve", help="serve the newest serving Bento (built as `base` first if the store has none), in the foreground"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
+    serve.add_argument("--port", type=int, help="default NEXUS_SERVING_PORT (3001)")
+    serve.add_argument("--source", action="store_true", help="serve the checkout's code instead (development)")
     stack = commands.add_parser("stack", help="the production stack as local processes, until Ctrl-C (no Docker)")
     stack.add_argument(
         "--postgres",
@@ -70,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         "rollback": control.rollback,
         "trace": control.trace,
         "exporter": control.exporter,
+        "serve": _serve,
         "stack": lib_stack.run,
     }
     try:
@@ -176,10 +184,17 @@ def _show(outcome: DayOutcome) -> bool:
     return True
 
 
+def _serve(config: NexusConfig, args: argparse.Namespace) -> int:
+    """Replace this process with `bentoml serve` (signals and exit codes are the server's own)."""
+    port = args.port or load_settings().serving_port
+    command = serve_command(port, SERVICE if args.source else served_bento(config), args.host)
+    os.execv(command[0], command)
+
+
 def _serve_once(record: dict) -> bool:
-    """Start the service, ask it for one prediction, show the curl that does the same, and stop it."""
+    """Start the service from the demo's Bento, ask it for one prediction, show the curl that does the same."""
     port = load_settings().serving_port
-    command = serve_command(port)
+    command = [venv_bin("nexus"), "serve", "--port", str(port)]
     values = {k: None if pd.isna(v) else v.item() if hasattr(v, "item") else v for k, v in record.items()}
     body = json.dumps({"records": [values]})
     log = _log_path("serve")
@@ -193,7 +208,7 @@ def _serve_once(record: dict) -> bool:
         print(f"error: the service did not answer ({exc}); its log: {log}", file=sys.stderr)
         return False
     print(
-        f"\nServe it yourself with `make serve`, then:\n  curl -s -X POST {url}/predict "
+        f"\nServe it yourself with `make serve` (the newest Bento), then:\n  curl -s -X POST {url}/predict "
         f"-H 'Content-Type: application/json' -d '{body}'"
     )
     return True

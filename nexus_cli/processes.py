@@ -15,6 +15,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from nexus_core.config import NexusConfig
+from nexus_core.settings import load_settings
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -53,11 +56,25 @@ def stop_process_group(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def serve_command(port: int) -> list[str]:
-    """`bentoml serve` of the service on 127.0.0.1:`port`."""
+def serve_command(port: int, target: str | None = None, host: str = "127.0.0.1") -> list[str]:
+    """`bentoml serve` of `target` (a Bento tag; default the checkout's service) on `host`:`port`."""
     from serving import SERVICE
 
-    return [venv_bin("bentoml"), "serve", SERVICE, "--host", "127.0.0.1", "--port", str(port)]
+    return [venv_bin("bentoml"), "serve", target or SERVICE, "--host", host, "--port", str(port)]
+
+
+def served_bento(config: NexusConfig) -> str:
+    """The tag of the newest serving Bento, with the environment set so that it runs against this checkout's
+    settings: a Bento carries its own copy of the code and `nexus.yaml`, so the embedded folder and the config
+    file are passed as absolute paths."""
+    from serving import bento
+
+    settings = load_settings()
+    os.environ["NEXUS_CONFIG"] = str(config.path.resolve())
+    if settings.mode == "embedded":
+        os.environ["NEXUS_HOME"] = str(settings.home.resolve())
+    settings.use_embedded_bentoml_store()
+    return str(bento.newest().tag)
 
 
 def venv_bin(program: str) -> str:

@@ -182,8 +182,9 @@ class LocalStack:
         return self._server("daemon", command, self._succeeds([venv_bin("dagster-daemon"), "liveness-check"]))
 
     def _serving(self) -> Server:
-        command = [venv_bin("bentoml"), "serve", "serving.service:NexusModelService", "--host", "127.0.0.1"]
-        return self._server("serving", [*command, "--port", str(self.ports["serving"])], "/livez")
+        """The newest Bento of the stack's store (`base` until serving_bento builds a champion's), as in compose."""
+        command = [venv_bin("nexus"), "serve", "--host", "127.0.0.1", "--port", str(self.ports["serving"])]
+        return self._server("serving", command, "/livez")
 
     def _exporter(self) -> Server:
         command = [venv_bin("nexus"), "exporter", "--host", "127.0.0.1", "--port", str(self.ports["exporter"])]

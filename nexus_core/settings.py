@@ -6,6 +6,7 @@ an MLflow server). Secrets stay in the environment; `mlflow_client` is all the s
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -41,6 +42,12 @@ class Settings(BaseSettings):
     serving_workers: int = Field(1, gt=0)
     serving_url: str | None = Field(None, description="A running service that deploys wait for.")
     serving_port: int = 3001
+
+    def use_embedded_bentoml_store(self) -> None:
+        """In embedded mode BentoML's store is in the embedded folder; BentoML reads `BENTOML_HOME` when the store
+        is first used, so call this before."""
+        if self.mode == "embedded":
+            os.environ.setdefault("BENTOML_HOME", str(self.home.resolve() / "bentoml"))
 
     @property
     def tracking_uri(self) -> str:

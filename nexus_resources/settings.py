@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 from dagster_aws.s3 import S3PickleIOManager, S3Resource
 
@@ -27,8 +25,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
     if settings.mode == "embedded":
         home = settings.home.resolve()
         (home / "mlflow").mkdir(parents=True, exist_ok=True)
-        # BentoML reads its store location from the environment when the store is first used.
-        os.environ.setdefault("BENTOML_HOME", str(home / "bentoml"))
+        settings.use_embedded_bentoml_store()
         return {
             "io_manager": dg.FilesystemIOManager(base_dir=str(home / "storage")),
             "parquet_io_manager": ParquetIOManager(location=str(home / "storage")),

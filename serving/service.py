@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import logging
+import os
 import threading
 import time
 from http import HTTPStatus
@@ -34,6 +35,7 @@ from serving.guard import RequestGuard
 from serving.model import ServedModel, load_version
 
 log = logging.getLogger("nexus.serving")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one log line per swap, not a progress bar
 SETTINGS = load_settings()
 MAX_RECORDS, POLL_SECONDS = SETTINGS.serving_max_records, SETTINGS.serving_poll_seconds
 TRACE_SAMPLE_RATE = SETTINGS.serving_trace_sample_rate

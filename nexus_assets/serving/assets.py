@@ -6,15 +6,13 @@ import urllib.request
 
 import bentoml
 import dagster as dg
-import yaml
 
 from nexus_core import registry
-from nexus_core.config import REPO_ROOT, NexusConfig
+from nexus_core.config import NexusConfig
 from nexus_core.settings import load_settings
 from nexus_resources.mlflow import MlflowResource
+from serving.bento import build as build_bento
 from serving.model import load_version
-
-BENTOFILE = REPO_ROOT / "serving" / "bentofile.yaml"
 
 
 class DeployConfig(dg.Config):
@@ -50,7 +48,8 @@ def build_serving_assets(config: NexusConfig) -> list:
                 "running services keep the version they serve"
             ) from exc
         model = _import_model(name, version)
-        bento = _build_bento(name, version, model.tag)
+        labels = {"registered_model": name, "model_version": version}
+        bento = build_bento(f"v{version}", labels, [str(model.tag)])
         context.log.info(f"built {bento.tag} with {model.tag}")
         metadata = {
             "model_version": version,
@@ -73,20 +72,6 @@ def _import_model(name: str, version: str) -> bentoml.Model:
         return bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:
         return bentoml.mlflow.import_model(tag, f"models:/{name}/{version}", labels={"mlflow_version": version})
-
-
-def _build_bento(name: str, version: str, model_tag: bentoml.Tag) -> bentoml.Bento:
-    options = yaml.safe_load(BENTOFILE.read_text())
-    try:
-        return bentoml.bentos.get(f"{options['name']}:v{version}")
-    except bentoml.exceptions.NotFound:
-        return bentoml.bentos.build(
-            **options,
-            version=f"v{version}",
-            labels={"registered_model": name, "model_version": version},
-            models=[str(model_tag)],
-            build_ctx=str(REPO_ROOT),
-        )
 
 
 def _wait_until_served(url: str, version: str, timeout: float) -> float:
