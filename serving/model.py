@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, NotRequired
 
 import mlflow
+import numpy as np
 import pandas as pd
+import sklearn
 from mlflow.models import Model
 from mlflow.models.model import MLMODEL_FILE_NAME
 from mlflow.tracking import MlflowClient
@@ -18,7 +22,7 @@ from pydantic_core import to_json
 from sklearn.pipeline import Pipeline
 from typing_extensions import TypedDict
 
-from nexus_core.features import FeatureSpec, input_bounds, model_inputs
+from nexus_core.features import FeatureSpec, compile_preprocessor, input_bounds, model_inputs
 from nexus_core.inference import predict
 from nexus_core.registry import CHAMPION, load_pipeline
 from nexus_core.trees import UnsafeModel
@@ -40,6 +44,7 @@ class ServedModel:
     id_column: str | None = None  # the dataset's id column: a record may carry it, and its answer echoes it
     max_records: int = 10_000
     example: list[dict[str, Any]] = field(default_factory=list)  # validated records of the version's input example
+    transform: Callable[[list[dict]], np.ndarray] | None = None  # the pipeline's feature step, compiled (checked)
 
     def __post_init__(self) -> None:
         # TypedDicts validate straight into dicts: no model objects to build and dump per record.
@@ -67,7 +72,10 @@ class ServedModel:
 
     def answer(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A prediction per validated record, with the record's id when it carries one."""
-        predictions = self.predict(self.frame(records))
+        if self.transform is not None:  # the same numbers as the pipeline's own transform, checked at load
+            predictions = self._answers(self.pipeline[-1], self.transform(records))
+        else:
+            predictions = self.predict(self.frame(records))
         if self.id_column:
             for record, prediction in zip(records, predictions, strict=True):
                 if self.id_column in record:
@@ -75,8 +83,18 @@ class ServedModel:
         return predictions
 
     def predict(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
+        """A prediction per row of a frame in the training columns, through the whole pipeline."""
+        return self._answers(self.pipeline, frame)
+
+    def _answers(self, model: Any, inputs: pd.DataFrame | np.ndarray) -> list[dict[str, Any]]:
         """A prediction per row (with class probabilities for classifiers), in JSON-ready types."""
-        labels, probabilities = predict(self.pipeline, frame)
+        # scikit-learn's joblib wrapper re-applies every process-wide warning filter around each task, i.e. each of
+        # a forest's trees: with the dozen filters the serving libraries install, a quarter of a forest's predict.
+        # Requests are validated (finite, bounded) before they get here, so the finiteness checks go too.
+        with warnings.catch_warnings(), sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            warnings.resetwarnings()
+            warnings.simplefilter("ignore")
+            labels, probabilities = predict(model, inputs)
         if probabilities is None:
             return [{"prediction": float(p)} for p in labels]
         labels = labels.tolist()  # JSON-ready Python values
@@ -135,10 +153,24 @@ def _check(
     )
     model = ServedModel(name, version, pipeline, spec, info, id_column=id_column, max_records=max_records)
     model.example = model.parse(to_json({"records": example.to_dict("records")}, inf_nan_mode="null"))
+    model.transform = _compiled_transform(model)
     answers = model.answer(model.example)
     if len(answers) != len(example):
         raise UnsafeModel(f"{uri} answered {len(answers)} predictions for {len(example)} example rows")
     return model
+
+
+def _compiled_transform(model: ServedModel) -> Callable[[list[dict]], np.ndarray] | None:
+    """The compiled feature step if it gives exactly the pipeline's own numbers on the example, on a record with
+    every value missing and on one with unseen categories; else None (the pipeline's own transform is used)."""
+    transform = compile_preprocessor(model.pipeline, model.spec)
+    if transform is None or not model.example:
+        return None
+    unseen = {**model.example[0], **dict.fromkeys(model.spec.categorical, "\x00unseen")}
+    probe = [*model.example, dict.fromkeys(model.spec.columns), unseen]
+    expected = np.asarray(model.pipeline[:-1].transform(model.frame(probe)), dtype=np.float64)
+    got = transform(probe)
+    return transform if got.shape == expected.shape and np.array_equal(got, expected, equal_nan=True) else None
 
 
 def _single_threaded(pipeline: Pipeline) -> Pipeline:

@@ -16,6 +16,8 @@ from types import SimpleNamespace
 from urllib.parse import urlparse
 
 import dagster as dg
+import numpy as np
+import pandas as pd
 import pytest
 import schemathesis
 import yaml
@@ -26,6 +28,7 @@ from nexus_assets.definitions import build_definitions
 from nexus_cli.processes import free_port, running, serve_command
 from nexus_core import registry
 from nexus_core.config import load_config
+from nexus_core.features import compile_preprocessor
 from nexus_resources.mlflow import MlflowResource
 from serving.batcher import MicroBatcher, UnscorableRecord
 from serving.model import load_version
@@ -249,8 +252,8 @@ def test_a_batch_that_fails_is_split_so_only_the_offending_request_fails(served)
     client = served.mlflow.client()
     model = load_version(client, NAME, registry.aliases(client, NAME)["champion"])
     forest = pipeline(served.config, served.data, estimator("random_forest", "binary_classification", 7))
-    model = dataclasses.replace(model, pipeline=forest)
-    poison = [ROW, ROW, {**ROW, "age": 1e40}, ROW]  # 1e40 overflows the forest's float32
+    model = dataclasses.replace(model, pipeline=forest, transform=compile_preprocessor(forest, model.spec))
+    poison = [ROW, ROW, {**ROW, "age": "forty"}, ROW]
 
     async def send(current) -> list:
         batcher = MicroBatcher(lambda: current)
@@ -262,9 +265,26 @@ def test_a_batch_that_fails_is_split_so_only_the_offending_request_fails(served)
     assert len(failed) == 1 and isinstance(answers[3], UnscorableRecord) and answers[3].index == 2
     assert "record 2" in str(answers[3])
     assert [len(a[1]) for a in answers if not isinstance(a, Exception)] == [1, 1, 1, 2, 2, 2]
-    broken = dataclasses.replace(model, pipeline=forest.__class__(forest.steps[:1]))  # no estimator: cannot predict
+    features_only = forest.__class__(forest.steps[:1])  # no estimator: cannot predict anything
+    broken = dataclasses.replace(model, pipeline=features_only)
     answers = asyncio.run(send(broken))
     assert all(isinstance(a, Exception) and not isinstance(a, UnscorableRecord) for a in answers)
+
+
+def test_served_answers_match_the_pipeline_on_a_frame_missing_values_included(served):
+    """The service's compiled feature step gives the pipeline's own answers, and a missing category (JSON null)
+    is the "missing" category the model was trained with, not an unknown one."""
+    client = served.mlflow.client()
+    model = load_version(client, NAME, registry.aliases(client, NAME)["champion"])
+    assert model.transform is not None
+    records = [ROW, {**ROW, "plan": None, "region": None, "age": None}, {**ROW, "device": "fridge"}]
+    served_probabilities = [a["probabilities"]["1"] for a in model.answer(records)]
+    frame = pd.DataFrame(records).fillna(np.nan)[model.spec.columns]
+    expected = model.pipeline.predict_proba(frame)[:, 1]
+    assert served_probabilities == expected.tolist()
+    missing_as_nan = pd.DataFrame([{**ROW, "plan": np.nan}])[model.spec.columns]
+    as_none = model.answer([{**ROW, "plan": None}])[0]["probabilities"]["1"]
+    assert as_none == model.pipeline.predict_proba(missing_as_nan)[0, 1]
 
 
 def test_openapi_describes_the_served_versions_records_and_the_error_shape(served):
