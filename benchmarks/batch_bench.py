@@ -145,8 +145,12 @@ def _measure(method: str) -> dict:
     defs, instance = build_definitions(config), dagster_instance()
     if method == "reference":
         features = defs.load_asset_value("features", partition_key=BIG_DAY, instance=instance)
-        build_resources()["mlflow"].activate()
-        pipeline = registry.load_pipeline(f"models:/{config.model.registered_name}@{registry.CHAMPION}")
+        mlflow = build_resources()["mlflow"]
+        mlflow.activate()
+        name = config.model.registered_name
+        pipeline = registry.load_pipeline(
+            f"models:/{name}/{registry.aliases(mlflow.client(), name)[registry.CHAMPION]}"
+        )
         inputs = model_inputs(features, feature_spec(config, features))
         started = time.perf_counter()
         predict(pipeline, inputs)

@@ -64,7 +64,7 @@ def test_whole_chain_runs_on_the_production_services(
     assert champion == {"name": NAME, "version": "1", "promoted": True, "reason": champion["reason"]}
     assert registry.aliases(client, NAME) == {"challenger": "1", "champion": "1"}
     assert client.get_model_version(NAME, "1").tags["nexus.gate.decision"] == "promoted"
-    assert registry.load_pipeline(f"models:/{NAME}@champion").predict is not None
+    assert registry.load_pipeline(f"models:/{NAME}/1").predict is not None  # a version: aliases can move
     artifacts = s3.list_objects_v2(Bucket="mlflow")["Contents"]
     assert any(obj["Key"].endswith("model.skops") for obj in artifacts)
     assert audit.decisions(NAME)[0]["decision"] == "promoted"

@@ -157,10 +157,11 @@ def test_a_target_nothing_can_predict_ends_with_no_champion_and_exit_0(demo, tmp
         with pytest.raises(urllib.error.HTTPError) as answer:
             urllib.request.urlopen(request, timeout=30)
         assert answer.value.code == 503
-        assert json.loads(answer.value.read()) == {
-            "error": "no champion version of noise-model is loaded yet: no version holds the alias: the promotion "
-            "gate has not promoted one (see champion_model)"
-        }
+        error = json.loads(answer.value.read())
+        assert error["status"] == 503 and error["message"] == (
+            "no champion version of noise-model is loaded yet: no version holds the alias: the promotion gate has "
+            "not promoted one (see champion_model); GET /model says more"
+        )
 
 
 def test_too_few_rows_is_one_line_naming_the_file_and_the_key(demo, tmp_path):
