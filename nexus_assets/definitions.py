@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from nexus_assets.automation import automate, build_automation_sensor, build_jobs, build_schedules
 from nexus_assets.data.assets import build_raw_data
 from nexus_assets.features.assets import build_feature_assets
 from nexus_assets.monitoring.assets import build_monitoring_assets
@@ -11,6 +12,7 @@ from nexus_assets.partitions import partitioning
 from nexus_assets.serving.assets import build_serving_assets
 from nexus_assets.training.assets import build_training_assets
 from nexus_core.config import NexusConfig, load_config
+from nexus_core.names import INGEST_JOB
 from nexus_resources.settings import build_resources
 from nexus_sensors.champion import build_champion_alias_sensor
 from nexus_sensors.files import build_source_files_sensor
@@ -19,15 +21,21 @@ from nexus_sensors.retraining import build_retraining_sensor
 
 def build_definitions(config: NexusConfig | None = None) -> dg.Definitions:
     config = config or load_config()
+    jobs = build_jobs(config)
     return dg.Definitions(
-        assets=[
-            build_raw_data(config),
-            *build_feature_assets(config),
-            *build_training_assets(config),
-            *build_serving_assets(config),
-            *build_monitoring_assets(config),
-        ],
+        assets=automate(
+            [
+                build_raw_data(config),
+                *build_feature_assets(config),
+                *build_training_assets(config),
+                *build_serving_assets(config),
+                *build_monitoring_assets(config),
+            ]
+        ),
+        jobs=list(jobs.values()),
+        schedules=build_schedules(config, jobs[INGEST_JOB]),
         sensors=[
+            build_automation_sensor(),
             build_champion_alias_sensor(config),
             build_retraining_sensor(config),
             *([build_source_files_sensor(config)] if partitioning(config).cadence == "files" else []),

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from nexus_cli.runs import materialize
+from nexus_cli.runs import materialize, run_job
 
 MONITORING = ["raw_data", "features", "batch_predictions", "ground_truth", "model_performance", "drift_report"]
 
@@ -62,14 +62,9 @@ class Replay:
                 outcome.decisions.append(f"{name}: {result.skip_reason.skip_message}")
             for request in result.run_requests:
                 outcome.decisions.append(f"{name}: requested {request.run_key}")
-                outcome.runs[name] = materialize(
-                    self.defs, self.instance, self._targets(name), tags=request.tags, run_config=request.run_config
-                )
+                job = self.defs.resolve_sensor_def(name).job_name
+                outcome.runs[name] = run_job(self.defs, self.instance, job, request.tags, request.run_config)
         return outcome
-
-    def _targets(self, name: str) -> list[str]:
-        selection = self.defs.resolve_sensor_def(name).asset_selection
-        return [key.to_user_string() for key in selection.resolve(self.defs.resolve_asset_graph())]
 
     def _tick(self, name: str) -> dg.SensorResult:
         sensor = self.defs.resolve_sensor_def(name)

@@ -9,3 +9,4 @@ TRAINING_CHAIN = ["training_dataset", "candidate_models", "challenger_model", "c
 DEPLOY = ["serving_bento"]
 INGEST = ["raw_data", "features"]
 FILES_PARTITIONS = "source_files"  # the dynamic partitions of a source that arrives as files
+INGEST_JOB, TRAINING_JOB, DEPLOY_JOB = "ingest", "training", "deploy"  # the named jobs of the three lists above

@@ -14,7 +14,7 @@ def build_champion_alias_sensor(config: NexusConfig) -> dg.SensorDefinition:
 
     @dg.sensor(
         name=names.CHAMPION_ALIAS_SENSOR,
-        asset_selection=names.DEPLOY,
+        job_name=names.DEPLOY_JOB,
         minimum_interval_seconds=10,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Polls the aliases of {name} in MLflow; when `champion` moves, one run deploys it.",

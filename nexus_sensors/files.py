@@ -4,7 +4,7 @@ import dagster as dg
 
 from nexus_core.config import NexusConfig
 from nexus_core.files import file_keys
-from nexus_core.names import FILES_PARTITIONS, INGEST
+from nexus_core.names import FILES_PARTITIONS, INGEST_JOB
 
 
 def new_files(config: NexusConfig, instance: dg.DagsterInstance) -> list[str]:
@@ -16,7 +16,7 @@ def new_files(config: NexusConfig, instance: dg.DagsterInstance) -> list[str]:
 def build_source_files_sensor(config: NexusConfig) -> dg.SensorDefinition:
     @dg.sensor(
         name="source_files_sensor",
-        asset_selection=INGEST,
+        job_name=INGEST_JOB,
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Watches {config.dataset.source.path}: each new file becomes a partition and is ingested.",

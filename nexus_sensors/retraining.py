@@ -21,7 +21,7 @@ def build_retraining_sensor(config: NexusConfig) -> dg.SensorDefinition:
 
     @dg.sensor(
         name=names.RETRAINING_SENSOR,
-        asset_selection=names.TRAINING_CHAIN,
+        job_name=names.TRAINING_JOB,
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING if rules.enabled else dg.DefaultSensorStatus.STOPPED,
         description=(

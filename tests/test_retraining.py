@@ -104,7 +104,8 @@ def test_drift_scenario_retrains_once_and_serves_the_model_the_gate_promotes(dri
 
     retrains = [day for day, outcome in outcomes.items() if "retraining_sensor" in outcome.runs]
     assert len(retrains) == 1, f"one retrain, not {retrains}"
-    assert outcomes[retrains[0]].runs["retraining_sensor"].success
+    retrain = outcomes[retrains[0]].runs["retraining_sensor"]
+    assert retrain.success and retrain.dagster_run.job_name == names.TRAINING_JOB  # the daemon's job, not an ad-hoc run
     app_db = build_resources()["app_db"]
     history = app_db.retraining_history(NAME)
     assert [d["decision"] for d in history].count(retraining.REQUESTED) == 1
@@ -116,6 +117,7 @@ def test_drift_scenario_retrains_once_and_serves_the_model_the_gate_promotes(dri
     assert gate["challenger_score"] > gate["champion_score"] + gate["margin"]
     deploy = outcomes[retrains[0]].runs["champion_alias_sensor"]
     assert deploy.success and deploy.dagster_run.tags["nexus/model_version"] == "2"
+    assert deploy.dagster_run.job_name == names.DEPLOY_JOB
     later = [d for d in days if d > retrains[0]]
     assert all(
         outcomes[d].monitoring.output_for_node("batch_predictions")["model_version"].eq("2").all() for d in later
