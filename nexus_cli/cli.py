@@ -20,10 +20,10 @@ from nexus_cli import control
 from nexus_cli import stack as lib_stack
 from nexus_cli.processes import running, serve_command, served_bento, venv_bin
 from nexus_cli.replay import DayOutcome, Replay
-from nexus_cli.runs import dagster_instance, materialize
+from nexus_cli.runs import dagster_instance, run_job
 from nexus_core.config import REPO_ROOT, ConfigError, NexusConfig, config_path, load_config
 from nexus_core.features import model_inputs
-from nexus_core.names import FILES_PARTITIONS, MODEL_VERSION, TRAINING_CHAIN
+from nexus_core.names import FILES_PARTITIONS, INGEST_JOB, MODEL_VERSION, TRAINING_CHAIN, TRAINING_JOB
 from nexus_core.settings import load_settings
 from nexus_sensors.files import new_files
 from serving import SERVICE
@@ -105,10 +105,10 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
     if partitions.cadence == "files":  # what source_files_sensor does under the daemon
         instance.add_dynamic_partitions(FILES_PARTITIONS, new_files(config, instance))
     for number, key in enumerate(trained_on, 1):
-        result = materialize(defs, instance, ["raw_data", "features"], key)
+        result = run_job(defs, instance, INGEST_JOB, partition_key=key)
         if not _report(result, f"[{number}/{len(trained_on)}] {key or 'the table'}: raw_data, features"):
             return 1
-    trained = materialize(defs, instance, TRAINING_CHAIN)
+    trained = run_job(defs, instance, TRAINING_JOB)
     if not _report(trained, ", ".join(TRAINING_CHAIN)):
         return 1
     gate = trained.output_for_node("champion_model")
@@ -139,7 +139,7 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
         f"\nDone in {time.monotonic() - started:.0f} s. Where to look:\n"
         "  make dev     Dagster UI on http://127.0.0.1:3000: lineage, checks, drift, the gate, the retrain's reasons\n"
         "  make mlflow  MLflow UI on http://127.0.0.1:5000: runs, registered versions and aliases\n"
-        "  make serve   the champion on http://127.0.0.1:3001/predict, following the champion alias\n"
+        "  make serve   the newest Bento on http://127.0.0.1:3001/predict, following the champion alias\n"
         "  .venv/bin/nexus status | promote VERSION | rollback | trace PREDICTION_ID"
     )
     return 0
