@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     app_db_url: str | None = None
     code_version: str | None = None
     mlflow_tracking_uri: str | None = Field(None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI"))
+    mlflow_ui_url: str | None = Field(None, description="The MLflow UI that links in Dagster's metadata point to.")
     aws_region: str = Field("us-east-1", validation_alias=AliasChoices("AWS_REGION"))
     serving_model: str | None = Field(None, description="The registered model to serve; default the config's.")
     serving_token: str | None = None
@@ -48,6 +49,15 @@ class Settings(BaseSettings):
         is first used, so call this before."""
         if self.mode == "embedded":
             os.environ.setdefault("BENTOML_HOME", str(self.home.resolve() / "bentoml"))
+
+    @property
+    def mlflow_ui(self) -> str:
+        """`NEXUS_MLFLOW_UI_URL`, else the tracking server when it is one, else `make mlflow`'s address."""
+        if self.mlflow_ui_url:
+            return self.mlflow_ui_url.rstrip("/")
+        if self.mode == "production" and (self.mlflow_tracking_uri or "").startswith("http"):
+            return self.mlflow_tracking_uri.rstrip("/")
+        return "http://127.0.0.1:5000"
 
     @property
     def tracking_uri(self) -> str:

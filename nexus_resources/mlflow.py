@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from importlib import metadata
+from urllib.parse import quote
 
 import dagster as dg
 import mlflow
@@ -38,6 +39,7 @@ class MlflowResource(dg.ConfigurableResource):
     tracking_uri: str
     registry_uri: str | None = None
     artifact_location: str | None = None
+    ui_url: str = "http://127.0.0.1:5000"  # where metadata links point: the MLflow UI over the same store
     experiment_prefix: str = "nexus"
     max_retries: int = 5
     backoff_factor: int = 1
@@ -59,6 +61,15 @@ class MlflowResource(dg.ConfigurableResource):
         """Roughly how long MLflow keeps retrying one request (urllib3 doubles the wait, capped at 120 s)."""
         waits = [min(120.0, self.backoff_factor * 2**n) for n in range(self.max_retries)]
         return sum(waits) + self.request_timeout
+
+    def run_url(self, run_id: str) -> str:
+        """The run's page in the MLflow UI."""
+        experiment = self.client().get_run(run_id).info.experiment_id
+        return f"{self.ui_url}/#/experiments/{experiment}/runs/{run_id}"
+
+    def version_url(self, name: str, version: str) -> str:
+        """A registered version's page in the MLflow UI."""
+        return f"{self.ui_url}/#/models/{quote(name)}/versions/{version}"
 
     def client(self) -> MlflowClient:
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri or self.tracking_uri)

@@ -30,7 +30,9 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
             "io_manager": dg.FilesystemIOManager(base_dir=str(home / "storage")),
             "parquet_io_manager": ParquetIOManager(location=str(home / "storage")),
             "mlflow": MlflowResource(
-                tracking_uri=settings.tracking_uri, artifact_location=(home / "mlflow" / "artifacts").as_uri()
+                tracking_uri=settings.tracking_uri,
+                artifact_location=(home / "mlflow" / "artifacts").as_uri(),
+                ui_url=settings.mlflow_ui,
             ),
             "app_db": AppDatabase(url=settings.app_db_url or f"sqlite:///{home / 'app.db'}"),
             "reports": ReportStore(location=str(home / "reports")),
@@ -55,7 +57,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         "parquet_io_manager": ParquetIOManager(
             location=f"s3://{bucket}/{prefix}", endpoint_url=settings.s3_endpoint_url
         ),
-        "mlflow": MlflowResource(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI")),
+        "mlflow": MlflowResource(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI"), ui_url=settings.mlflow_ui),
         "app_db": AppDatabase(url=dg.EnvVar("NEXUS_APP_DB_URL")),
         "reports": ReportStore(location=f"s3://{bucket}/{prefix}/reports", endpoint_url=settings.s3_endpoint_url),
     }

@@ -53,6 +53,7 @@ def build_serving_assets(config: NexusConfig) -> list:
         context.log.info(f"built {bento.tag} with {model.tag}")
         metadata = {
             "model_version": version,
+            "mlflow_version": dg.MetadataValue.url(mlflow.version_url(name, version)),
             "bento": str(bento.tag),
             "bentoml_model": str(model.tag),
             "bento_path": dg.MetadataValue.path(bento.path),

@@ -80,7 +80,7 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                     "family": c.family,
                     **{f"validation {k}": v for k, v in c.validation.items()},
                     f"holdout {config.metric}": c.holdout.get(config.metric),
-                    "mlflow run": c.run_id,
+                    "mlflow run": f"[{c.run_id[:8]}]({mlflow.run_url(c.run_id)})",
                 }
                 for c in candidates
             ]
@@ -123,6 +123,8 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                 "version": dg.MetadataValue.int(int(version)),
                 "family": best.family,
                 config.metric: best.validation[config.metric],
+                "mlflow_version": dg.MetadataValue.url(mlflow.version_url(name, version)),
+                "mlflow_run": dg.MetadataValue.url(mlflow.run_url(best.run_id)),
             },
         )
 

@@ -88,11 +88,9 @@ def build_champion_model(config: NexusConfig) -> dg.AssetsDefinition:
             "promoted": verdict.promoted,
             "reason": verdict.reason,
         }
-        return dg.MaterializeResult(
-            value=champion,
-            metadata=judgement.decision_metadata(
-                config, verdict, scores, predictions, data, champion, validation_score
-            ),
-        )
+        metadata = judgement.decision_metadata(config, verdict, scores, predictions, data, champion, validation_score)
+        if champion["version"] is not None:
+            metadata["champion_version"] = dg.MetadataValue.url(mlflow.version_url(name, champion["version"]))
+        return dg.MaterializeResult(value=champion, metadata=metadata)
 
     return champion_model
