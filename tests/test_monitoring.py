@@ -155,7 +155,9 @@ def test_drift_report_flags_the_drifted_day_only(drifting, instance):
     assert checks[DAY].passed, checks[DAY].description
     assert not checks[DRIFT_DAY].passed and checks[DRIFT_DAY].severity == dg.AssetCheckSeverity.WARN
     metadata = instance.get_latest_materialization_event(dg.AssetKey("drift_report")).asset_materialization.metadata
-    assert {"monthly_charges", "support_calls", "prediction_score"} <= set(metadata["drifted_columns"].value)
+    drifted = set(metadata["drifted_columns"].value.split(", "))
+    assert {"monthly_charges", "support_calls", "prediction_score"} <= drifted
+    assert 0 < metadata["drifted_percent"].value <= 100
     report = Path(metadata["report"].value)
     assert report.name == f"{DRIFT_DAY}.html" and "monthly_charges" in report.read_text()
 

@@ -145,14 +145,15 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
             f": {', '.join(result.drifted)}" if result.drifted else ""
         )
         metadata = {
-            "drift_share": result.share,
-            "drifted_columns": dg.MetadataValue.json(result.drifted),
+            # A percentage people read at a glance, and still a number Dagster plots over materializations.
+            "drifted_percent": dg.MetadataValue.float(round(100 * result.share, 1)),
+            "drifted_columns": dg.MetadataValue.text(", ".join(result.drifted) or "none"),
             "columns": dg.MetadataValue.md(result.columns.to_markdown(index=False, floatfmt=".4f")),
             "report": dg.MetadataValue.url(where) if where.startswith("s3://") else dg.MetadataValue.path(where),
             "model_version": version,
             "rows_compared": dg.MetadataValue.int(min(len(current), drift.CURRENT_ROWS)),
         }
-        return _drift_result(passed, description, metadata, {"drift_share": result.share})
+        return _drift_result(passed, description, metadata, {"drifted_percent": round(100 * result.share, 1)})
 
     return [
         build_batch_predictions(config, partitions),
