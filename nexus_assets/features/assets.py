@@ -71,6 +71,6 @@ def _split_metadata(data: TrainingDataset) -> dict[str, dg.MetadataValue]:
     return {
         "dagster/row_count": dg.MetadataValue.int(sum(len(data.part(p)) for p in ("train", "validation", "holdout"))),
         "split": dg.MetadataValue.md(rows.to_markdown()),
-        "manifest": dg.MetadataValue.json(data.manifest),
+        "window_hash": dg.MetadataValue.text(data.manifest["window_hash"]),
         "holdout_hash": dg.MetadataValue.text(data.manifest["holdout"]["content_hash"]),
     }

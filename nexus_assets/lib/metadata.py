@@ -30,3 +30,9 @@ def frame_metadata(
         ),
         "preview": dg.MetadataValue.md(frame.head(preview_rows).to_markdown(index=False)),
     }
+
+
+def key_values(mapping: dict) -> dg.MetadataValue:
+    """A flat mapping as a two-column table, easier to read in the UI than a JSON blob."""
+    rows = "\n".join(f"| {key} | {value} |" for key, value in mapping.items())
+    return dg.MetadataValue.md(f"| | |\n|---|---|\n{rows}")

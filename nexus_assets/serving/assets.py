@@ -7,6 +7,7 @@ import urllib.request
 import bentoml
 import dagster as dg
 
+from nexus_assets.lib.metadata import key_values
 from nexus_core import registry
 from nexus_core.config import NexusConfig
 from nexus_core.settings import load_settings
@@ -57,7 +58,7 @@ def build_serving_assets(config: NexusConfig) -> list:
             "bento": str(bento.tag),
             "bentoml_model": str(model.tag),
             "bento_path": dg.MetadataValue.path(bento.path),
-            "model_info": dg.MetadataValue.json({k: v for k, v in served.info.items() if k != "loaded_at"}),
+            "model_info": key_values({k: v for k, v in served.info.items() if k != "loaded_at"}),
         }
         if url := load_settings().serving_url:
             metadata["service"] = dg.MetadataValue.url(url)
