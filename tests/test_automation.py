@@ -65,3 +65,11 @@ def test_monitoring_follows_a_new_partition_only_once_its_blocking_checks_pass(t
     assert materialize(defs, instance, ["raw_data"], LAST_DAY).success  # re-read under the contract it meets
     asked, _ = requested(defs, instance, cursor)
     assert ("features", LAST_DAY) in asked
+
+
+def test_checks_have_a_result_per_partition(trained, instance):
+    """Each day's data contract and monitoring checks are that day's, not one latest result for the asset."""
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("raw_data"), "schema"), limit=50
+    )
+    assert {record.partition for record in history} == {f"2026-01-0{day}" for day in range(1, 7)}

@@ -22,7 +22,7 @@ def build_raw_data(config: NexusConfig) -> dg.AssetsDefinition:
         kinds={"pandas", source_kind},
         code_version="2",
         partitions_def=partitions.definition(),
-        check_specs=raw_data_check_specs("raw_data"),
+        check_specs=raw_data_check_specs("raw_data", partitions.definition()),
         metadata={"partitions": partitions.note},
     )
     def raw_data(context: dg.AssetExecutionContext, app_db: AppDatabase):

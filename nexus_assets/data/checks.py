@@ -38,9 +38,12 @@ class Inputs:
     read_error: str | None = None
 
 
-def raw_data_check_specs(asset_key: str) -> list[dg.AssetCheckSpec]:
+def raw_data_check_specs(asset_key: str, partitions: dg.PartitionsDefinition | None) -> list[dg.AssetCheckSpec]:
+    """The checks, partitioned like the asset: each partition has its own result in the UI."""
     return [
-        dg.AssetCheckSpec(name, asset=asset_key, description=text, blocking=name not in _NOT_BLOCKING)
+        dg.AssetCheckSpec(
+            name, asset=asset_key, description=text, blocking=name not in _NOT_BLOCKING, partitions_def=partitions
+        )
         for name, text in RAW_DATA_CHECKS.items()
     ]
 

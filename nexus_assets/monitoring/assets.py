@@ -36,6 +36,7 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
             dg.AssetCheckSpec(
                 "no_degradation",
                 asset="model_performance",
+                partitions_def=partitions,
                 description="Each version scores within the tolerance of its own holdout score.",
             )
         ],
@@ -97,6 +98,7 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
             dg.AssetCheckSpec(
                 "drift_share",
                 asset="drift_report",
+                partitions_def=partitions,
                 description="The share of drifted columns stays under monitoring.drift_share_threshold.",
             )
         ],
