@@ -91,9 +91,11 @@ def compile_preprocessor(pipeline: Pipeline, spec: FeatureSpec) -> Callable[[lis
     column, `None` when missing), for serving's small batches: there, pandas and scikit-learn's per-call input
     checks cost 20 times the arithmetic (docs/benchmarks.md). The caller must check it against the step's own
     `transform` before using it; None when the step is not the one `build_preprocessor` makes."""
+    steps = _fitted_steps(pipeline)
+    if steps is None:
+        return None
+    numeric, categorical = steps
     try:
-        step = pipeline.named_steps["features"]
-        numeric, categorical = step.named_transformers_["numeric"], step.named_transformers_["categorical"]
         medians = numeric.named_steps["impute"].statistics_
         mean, scale = numeric.named_steps["scale"].mean_, numeric.named_steps["scale"].scale_
         fill = categorical.named_steps["impute"].fill_value
@@ -130,15 +132,27 @@ def input_bounds(pipeline: Pipeline, spec: FeatureSpec) -> dict[str, tuple[float
     (with a factor 2 to spare): a larger finite number would become infinite inside the model and fail it."""
     limit = float(np.finfo(np.float32).max) / 2
     bounds = dict.fromkeys(spec.numeric, (-limit, limit))
+    steps = _fitted_steps(pipeline)
+    if steps is None:  # not built by build_preprocessor: the plain float32 range
+        return bounds
     try:
-        scaler = pipeline.named_steps["features"].named_transformers_["numeric"].named_steps["scale"]
+        scaler = steps[0].named_steps["scale"]
         scaled = zip(scaler.feature_names_in_, scaler.mean_, scaler.scale_, strict=True)
-    except (AttributeError, KeyError):  # not built by build_preprocessor: the plain float32 range
+    except (AttributeError, KeyError):
         return bounds
     for column, mean, scale in scaled:
         if column in bounds:
             bounds[column] = (max(-limit, float(mean - limit * scale)), min(limit, float(mean + limit * scale)))
     return bounds
+
+
+def _fitted_steps(pipeline: Pipeline) -> tuple[Pipeline, Pipeline] | None:
+    """The fitted numeric and categorical parts of the pipeline's `build_preprocessor` step; None for another shape."""
+    try:
+        step = pipeline.named_steps["features"]
+        return step.named_transformers_["numeric"], step.named_transformers_["categorical"]
+    except (AttributeError, KeyError):
+        return None
 
 
 def _is_number(column: pd.Series) -> bool:

@@ -86,7 +86,8 @@ def invalid_body(exc: ValidationError, max_records: int) -> ApiError:
     for error in errors:
         del error["type"]
     first = errors[0]
-    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    others = len(errors) - 1
+    more = f" (and {others} more problem{'s' if others > 1 else ''})" if others else ""
     return ApiError(HTTPStatus.BAD_REQUEST, f"{first['location']}: {first['message']}{more}", first["location"], errors)
 
 
