@@ -3,7 +3,8 @@
 Each closed period of a time-partitioned dataset is ingested by `ingest_schedule` (a file source's files by
 `source_files_sensor`); the assets that follow a new partition (`FOLLOWS`) are materialized by
 `monitoring_automation` once their upstream partition is in and its blocking checks passed. Training and
-deploying stay with the retraining and champion alias sensors, as the `training` and `deploy` jobs.
+deploying stay with the retraining and champion alias sensors, as the `training` and `deploy` jobs; labels that
+arrive late are read again by `late_labels_sensor`, as the `labels` job.
 """
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ import dagster as dg
 
 from nexus_assets.partitions import partitioning
 from nexus_core.config import NexusConfig
-from nexus_core.names import DEPLOY, DEPLOY_JOB, INGEST, INGEST_JOB, TRAINING_CHAIN, TRAINING_JOB
+from nexus_core.names import (
+    DEPLOY,
+    DEPLOY_JOB,
+    INGEST,
+    INGEST_JOB,
+    LABELS,
+    LABELS_JOB,
+    TRAINING_CHAIN,
+    TRAINING_JOB,
+)
 
 # `eager()` alone ignores failed checks: a partition whose data contract failed must stop here.
 FOLLOWS = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
@@ -36,6 +46,9 @@ def build_jobs(config: NexusConfig) -> dict[str, dg.UnresolvedAssetJobDefinition
         TRAINING_JOB: dg.define_asset_job(
             TRAINING_JOB, selection=TRAINING_CHAIN, description=f"Candidates of {name} trained and judged at the gate."
         ),
+        LABELS_JOB: dg.define_asset_job(
+            LABELS_JOB, selection=LABELS, description="One partition's labels read again and its performance judged."
+        ),
         DEPLOY_JOB: dg.define_asset_job(
             DEPLOY_JOB, selection=DEPLOY, description=f"Package the champion of {name} and serve it."
         ),
@@ -44,9 +57,10 @@ def build_jobs(config: NexusConfig) -> dict[str, dg.UnresolvedAssetJobDefinition
 
 def build_schedules(config: NexusConfig, ingest: dg.UnresolvedAssetJobDefinition) -> list[dg.ScheduleDefinition]:
     """Each closed period ingested, for time partitions (files arrive through `source_files_sensor`)."""
-    cadence = partitioning(config).cadence
-    if cadence not in ("daily", "weekly", "monthly"):
+    partitions = partitioning(config)
+    if not partitions.periods:
         return []
+    cadence = partitions.cadence
     return [
         dg.build_schedule_from_partitioned_job(
             ingest,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
 from nexus_assets.automation import automate, build_automation_sensor, build_jobs, build_schedules
@@ -13,15 +15,21 @@ from nexus_assets.serving.assets import build_serving_assets
 from nexus_assets.training.assets import build_training_assets
 from nexus_core.config import NexusConfig, load_config
 from nexus_core.names import INGEST_JOB
+from nexus_core.settings import load_settings
 from nexus_resources.settings import build_resources
 from nexus_sensors.champion import build_champion_alias_sensor
 from nexus_sensors.files import build_source_files_sensor
+from nexus_sensors.labels import build_late_labels_sensor
 from nexus_sensors.retraining import build_retraining_sensor
+
+# Checks per partition are a Dagster 1.13 preview we rely on knowingly (each day's checks are that day's).
+warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec", category=dg.PreviewWarning)
 
 
 def build_definitions(config: NexusConfig | None = None) -> dg.Definitions:
     config = config or load_config()
-    jobs = build_jobs(config)
+    interval = load_settings().sensor_interval_seconds
+    jobs, partitions = build_jobs(config), partitioning(config)
     return dg.Definitions(
         assets=automate(
             [
@@ -36,11 +44,14 @@ def build_definitions(config: NexusConfig | None = None) -> dg.Definitions:
         schedules=build_schedules(config, jobs[INGEST_JOB]),
         sensors=[
             build_automation_sensor(),
-            build_champion_alias_sensor(config),
-            build_retraining_sensor(config),
-            *([build_source_files_sensor(config)] if partitioning(config).cadence == "files" else []),
+            build_champion_alias_sensor(config, interval),
+            build_retraining_sensor(config, interval),
+            *([build_source_files_sensor(config, interval)] if partitions.cadence == "files" else []),
+            *([build_late_labels_sensor(config, partitions.definition(), interval)] if partitions.periods else []),
         ],
         resources=build_resources(),
+        # Each job is a short chain of steps: one process per run, not one per step.
+        executor=dg.in_process_executor,
     )
 
 

@@ -37,6 +37,11 @@ class Partitioning:
     def partitioned(self) -> bool:
         return self.cadence != "none"
 
+    @property
+    def periods(self) -> bool:
+        """Whether partitions are periods of time (so data arrives, and labels after it, as time passes)."""
+        return self.cadence in _FREQ
+
     def definition(self) -> dg.PartitionsDefinition | None:
         if not self.partitioned:
             return None

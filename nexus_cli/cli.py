@@ -23,7 +23,16 @@ from nexus_cli.replay import DayOutcome, Replay
 from nexus_cli.runs import dagster_instance, run_job
 from nexus_core.config import REPO_ROOT, ConfigError, NexusConfig, config_path, load_config
 from nexus_core.features import model_inputs
-from nexus_core.names import FILES_PARTITIONS, INGEST_JOB, MODEL_VERSION, TRAINING_CHAIN, TRAINING_JOB
+from nexus_core.names import (
+    FILES_PARTITIONS,
+    INGEST_JOB,
+    LATE_LABELS_SENSOR,
+    MODEL_VERSION,
+    PARTITION,
+    RETRAINING_SENSOR,
+    TRAINING_CHAIN,
+    TRAINING_JOB,
+)
 from nexus_core.settings import load_settings
 from nexus_sensors.files import new_files
 from serving import SERVICE
@@ -106,10 +115,12 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
         instance.add_dynamic_partitions(FILES_PARTITIONS, new_files(config, instance))
     for number, key in enumerate(trained_on, 1):
         result = run_job(defs, instance, INGEST_JOB, partition_key=key)
-        if not _report(result, f"[{number}/{len(trained_on)}] {key or 'the table'}: raw_data, features"):
+        if not _report(
+            instance, result.run_id, f"[{number}/{len(trained_on)}] {key or 'the table'}: raw_data, features"
+        ):
             return 1
     trained = run_job(defs, instance, TRAINING_JOB)
-    if not _report(trained, ", ".join(TRAINING_CHAIN)):
+    if not _report(instance, trained.run_id, ", ".join(TRAINING_CHAIN)):
         return 1
     gate = trained.output_for_node("champion_model")
     print(f"gate: {'PROMOTED' if gate['promoted'] else 'not promoted'}: {gate['reason']}")
@@ -119,15 +130,15 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
             "(make dev, asset champion_model) and every candidate's run in MLflow (make mlflow)."
         )
         return 0
-    replay = Replay(defs, instance)
-    # the champion alias sensor sees the first champion and deploys it
-    if not _show(replay.act()):
-        return 1
-    control.status(config, args)
-    if not partitions.partitioned:
-        print(f"\nNot monitoring: {partitions.note}.")
-    elif not _monitor(replay, keys[len(trained_on) : len(trained_on) + args.monitor_days]):
-        return 1
+    with Replay(defs, instance) as replay:
+        # the champion alias sensor sees the first champion and deploys it
+        if not _show(replay, replay.act()):
+            return 1
+        control.status(config, args)
+        if not partitions.partitioned:
+            print(f"\nNot monitoring: {partitions.note}.")
+        elif not _monitor(replay, keys[len(trained_on) : len(trained_on) + args.monitor_days]):
+            return 1
     data = trained.output_for_node("training_dataset")
     row = data.holdout.loc[[data.holdout[data.spec.columns].isna().sum(axis=1).idxmin()]]  # the most complete
     record = model_inputs(row, data.spec).astype(object).iloc[0].to_dict()
@@ -161,27 +172,40 @@ def _monitor(replay: Replay, keys: list[str]) -> bool:
     print(f"\nMonitoring {len(keys)} more partitions with the champion; the sensors act after each one:")
     for number, key in enumerate(keys, 1):
         outcome = replay.monitor(key)
-        if not _report(outcome.monitoring, f"[{number}/{len(keys)}] {key} monitored"):
+        if not _report(replay.instance, outcome.monitoring.run_id, f"[{number}/{len(keys)}] {key} monitored"):
             return False
         for asset, check in (("drift_report", "drift_share"), ("model_performance", "no_degradation")):
-            evaluation = outcome.check(asset, check)
-            print(f"    {'WARN' if not evaluation.passed else 'ok  '} {asset}: {evaluation.description}")
-        if not _show(replay.act(outcome)):
+            _print_check(outcome.check(asset, check), asset)
+        if not _show(replay, replay.act(outcome)):
             return False
     return True
 
 
-def _show(outcome: DayOutcome) -> bool:
-    """How the runs the sensors requested went (the sensors log their decisions and reasons themselves)."""
-    for sensor, run in outcome.runs.items():
-        if not _report(run, f"    run requested by {sensor}"):
+def _show(replay: Replay, outcome: DayOutcome) -> bool:
+    """What the sensors decided, and how the runs they requested went."""
+    for decision in outcome.decisions:
+        if not decision.startswith(LATE_LABELS_SENSOR):  # its runs' judgements are printed below instead
+            print(f"    {decision}")
+    for sensor, run in outcome.runs:
+        if sensor == LATE_LABELS_SENSOR and run.status == dg.DagsterRunStatus.SUCCESS:  # one line: the judgement
+            [entry] = replay.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+            _print_check(entry.dagster_event.event_specific_data, f"model_performance of {run.tags[PARTITION]}")
+            continue
+        if not _report(replay.instance, run.run_id, f"    run requested by {sensor}"):
             return False
-        if sensor == "retraining_sensor":
-            gate = run.output_for_node("champion_model")
+        if sensor == RETRAINING_SENSOR:
+            gate = replay.gate()
             print(f"    gate: {'PROMOTED' if gate['promoted'] else 'kept the champion'}: {gate['reason']}")
         else:
-            print(f"    deployed version {run.dagster_run.tags[MODEL_VERSION]} (Bento built)")
+            print(f"    deployed version {run.tags[MODEL_VERSION]} (Bento built)")
     return True
+
+
+def _print_check(evaluation: dg.AssetCheckEvaluation, what: str) -> None:
+    """One line per check; performance only once labels have arrived (they come days after the predictions)."""
+    if evaluation.check_name == "no_degradation" and not evaluation.metadata["labelled_rows"].value:
+        return
+    print(f"    {'WARN' if not evaluation.passed else 'ok  '} {what}: {evaluation.description}")
 
 
 def _serve(config: NexusConfig, args: argparse.Namespace) -> int:
@@ -220,24 +244,25 @@ def _log_path(name: str) -> Path:
     return folder / f"{name}.log"
 
 
-def _report(result: dg.ExecuteInProcessResult, what: str) -> bool:
+def _report(instance: dg.DagsterInstance, run_id: str, what: str) -> bool:
     """One line per run; a failure's checks and reasons in one line each, the stack traces in the demo's log."""
-    if result.success:
+    if instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS:
         print(f"{what}: ok")
         return True
     print(f"{what}: FAILED", file=sys.stderr)
-    for evaluation in result.get_asset_check_evaluations():
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = entry.dagster_event.event_specific_data
         if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
             print(f"  check {evaluation.check_name}: {evaluation.description}", file=sys.stderr)
     log = _log_path("demo")
     with log.open("a") as handle:
-        for event in result.get_step_failure_events():
-            error = event.step_failure_data.error
-            print(f"  {event.step_key}: {_reason(error)}", file=sys.stderr)
-            handle.write(f"run {result.run_id} step {event.step_key}:\n{error.to_string()}\n")
+        for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+            error = entry.dagster_event.step_failure_data.error
+            print(f"  {entry.step_key}: {_reason(error)}", file=sys.stderr)
+            handle.write(f"run {run_id} step {entry.step_key}:\n{error.to_string()}\n")
     print(
         f"The data stays stored for inspection; fix the source or {config_path()} and run again. "
-        f"Details: {log} and run {result.run_id} in the Dagster UI (make dev).",
+        f"Details: {log} and run {run_id} in the Dagster UI (make dev).",
         file=sys.stderr,
     )
     return False

@@ -87,6 +87,12 @@ class DatasetConfig(_Strict):
     end_date: dt.date | None = None
     classes: list[str | int] | None = None
     columns: ColumnRoles = ColumnRoles()
+    owners: list[Annotated[str, Field(pattern=r"^(team:[\w.-]+|[^@\s]+@[^@\s]+\.[^@\s]+)$")]] = Field(
+        default_factory=list, description="Who answers for the data: emails or team:NAME, shown as owners in Dagster."
+    )
+    descriptions: dict[str, str] = Field(
+        default_factory=dict, description="What each column means, shown in the data assets' column schema."
+    )
 
     @model_validator(mode="after")
     def _partitioning_is_complete(self) -> DatasetConfig:
@@ -201,6 +207,9 @@ class MonitoringConfig(_Strict):
     min_labelled_rows: int = Field(30, gt=0, description="Fewer labelled predictions than this are not judged.")
     min_drift_rows: int = Field(30, gt=0, description="A partition with fewer rows than this is not judged for drift.")
     score_chunk_rows: int = Field(200_000, gt=0, description="Rows scored per predict call in batch_predictions.")
+    label_window_partitions: int = Field(
+        7, ge=0, description="Recent partitions whose missing labels are read again as newer partitions arrive."
+    )
     retraining: RetrainingConfig = RetrainingConfig()
 
 

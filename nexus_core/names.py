@@ -3,10 +3,14 @@
 TRIGGER = "nexus/trigger"  # which sensor requested a run
 MODEL_VERSION = "nexus/model_version"  # the registered version a run is about
 REASON = "nexus/reason"  # why a sensor requested it
+PARTITION = "dagster/partition"  # Dagster's tag for the partition a run materializes
 RETRAINING_SENSOR, CHAMPION_ALIAS_SENSOR = "retraining_sensor", "champion_alias_sensor"
+LATE_LABELS_SENSOR = "late_labels_sensor"
 
 TRAINING_CHAIN = ["training_dataset", "candidate_models", "challenger_model", "champion_model"]
 DEPLOY = ["serving_bento"]
 INGEST = ["raw_data", "features"]
+LABELS = ["ground_truth", "model_performance"]
 FILES_PARTITIONS = "source_files"  # the dynamic partitions of a source that arrives as files
-INGEST_JOB, TRAINING_JOB, DEPLOY_JOB = "ingest", "training", "deploy"  # the named jobs of the three lists above
+INGEST_JOB, TRAINING_JOB, DEPLOY_JOB = "ingest", "training", "deploy"  # the named jobs of the lists above
+LABELS_JOB = "labels"

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     serving_workers: int = Field(1, gt=0)
     serving_url: str | None = Field(None, description="A running service that deploys wait for.")
     serving_port: int = 3001
+    sensor_interval_seconds: int | None = Field(
+        None, gt=0, description="How often the sensors may tick; default each sensor's own (10-60 s)."
+    )
 
     def use_embedded_bentoml_store(self) -> None:
         """In embedded mode BentoML's store is in the embedded folder; BentoML reads `BENTOML_HOME` when the store

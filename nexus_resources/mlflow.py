@@ -67,6 +67,24 @@ class MlflowResource(dg.ConfigurableResource):
         experiment = self.client().get_run(run_id).info.experiment_id
         return f"{self.ui_url}/#/experiments/{experiment}/runs/{run_id}"
 
+    def artifact_url(self, run_id: str, path: str) -> str:
+        """An artifact's page in the MLflow UI (an HTML report renders there)."""
+        return f"{self.run_url(run_id)}/artifactPath/{path}"
+
+    def monitoring_run(self, dataset_name: str, name: str, version: str) -> str:
+        """The MLflow run that collects a registered version's monitoring (drift reports and metrics per
+        partition), created on first use."""
+        client, key = self.client(), f"{name}:{version}"
+        experiment = self.experiment_id(dataset_name)
+        with self.reporting_failures(f"open the monitoring run of {name} version {version}"):
+            found = client.search_runs([experiment], f"tags.`nexus.monitoring` = '{key}'", max_results=1)
+            if found:
+                return found[0].info.run_id
+            tags = {"nexus.monitoring": key, "nexus.registered_model": name, "nexus.model_version": version}
+            run = client.create_run(experiment, run_name=f"monitoring {name} v{version}", tags=tags)
+            client.set_terminated(run.info.run_id)
+            return run.info.run_id
+
     def version_url(self, name: str, version: str) -> str:
         """A registered version's page in the MLflow UI."""
         return f"{self.ui_url}/#/models/{quote(name)}/versions/{version}"

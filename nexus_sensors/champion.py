@@ -9,19 +9,20 @@ from nexus_core.config import NexusConfig
 from nexus_resources.mlflow import MlflowResource
 
 
-def build_champion_alias_sensor(config: NexusConfig) -> dg.SensorDefinition:
+def build_champion_alias_sensor(config: NexusConfig, interval: int | None = None) -> dg.SensorDefinition:
     name = config.model.registered_name
 
     @dg.sensor(
         name=names.CHAMPION_ALIAS_SENSOR,
         job_name=names.DEPLOY_JOB,
-        minimum_interval_seconds=10,
+        minimum_interval_seconds=10 if interval is None else interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Polls the aliases of {name} in MLflow; when `champion` moves, one run deploys it.",
     )
     def champion_alias_sensor(context: dg.SensorEvaluationContext, mlflow: MlflowResource) -> dg.SensorResult:
-        # The cursor holds the last aliases seen, so a restarted daemon never deploys the same move twice.
-        seen = json.loads(context.cursor or "{}")
+        # The cursor holds the last aliases seen, so a restarted daemon never deploys the same move twice; without
+        # one (a new daemon over the demo's instance), the version already deployed is not deployed again.
+        seen = json.loads(context.cursor) if context.cursor else {"aliases": _deployed(context.instance)}
         with mlflow.reporting_failures(f"read the aliases of {name}"):
             current = registry.aliases(mlflow.client(), name)
         if current == seen.get("aliases"):
@@ -42,6 +43,15 @@ def build_champion_alias_sensor(config: NexusConfig) -> dg.SensorDefinition:
             )
             context.log.info(f"{name}: champion is now version {champion}; requesting a deploy")
         cursor = json.dumps({"aliases": current, "deploys": deploys})
-        return dg.SensorResult(run_requests=runs, cursor=cursor, asset_events=events)
+        skipped = None if runs else f"champion of {name} still version {champion}; aliases now {current}"
+        return dg.SensorResult(run_requests=runs, cursor=cursor, asset_events=events, skip_reason=skipped)
 
     return champion_alias_sensor
+
+
+def _deployed(instance: dg.DagsterInstance) -> dict[str, str]:
+    """The champion alias as of the last successful deploy, if any."""
+    event = instance.get_latest_materialization_event(dg.AssetKey(names.DEPLOY[0]))
+    if event is None or event.asset_materialization is None:
+        return {}
+    return {registry.CHAMPION: event.asset_materialization.metadata["model_version"].value}

@@ -13,11 +13,11 @@ def new_files(config: NexusConfig, instance: dg.DagsterInstance) -> list[str]:
     return [key for key in file_keys(config.resolve_path(config.dataset.source.path)) if key not in known]
 
 
-def build_source_files_sensor(config: NexusConfig) -> dg.SensorDefinition:
+def build_source_files_sensor(config: NexusConfig, interval: int | None = None) -> dg.SensorDefinition:
     @dg.sensor(
         name="source_files_sensor",
         job_name=INGEST_JOB,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=30 if interval is None else interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Watches {config.dataset.source.path}: each new file becomes a partition and is ingested.",
     )

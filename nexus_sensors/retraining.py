@@ -16,13 +16,13 @@ IN_FLIGHT = [
 ]
 
 
-def build_retraining_sensor(config: NexusConfig) -> dg.SensorDefinition:
+def build_retraining_sensor(config: NexusConfig, interval: int | None = None) -> dg.SensorDefinition:
     name, rules = config.model.registered_name, config.monitoring.retraining
 
     @dg.sensor(
         name=names.RETRAINING_SENSOR,
         job_name=names.TRAINING_JOB,
-        minimum_interval_seconds=60,
+        minimum_interval_seconds=60 if interval is None else interval,
         default_status=dg.DefaultSensorStatus.RUNNING if rules.enabled else dg.DefaultSensorStatus.STOPPED,
         description=(
             f"Retrains {name} when {rules.consecutive_partitions} monitored partitions in a row show drift or "

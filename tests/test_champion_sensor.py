@@ -41,7 +41,7 @@ def test_one_run_per_champion_move_and_the_cursor_survives(trained, instance):
     assert not _tick(defs, instance, mlflow, cursor=moved.cursor).run_requests
 
 
-def test_serving_bento_builds_a_bento_tagged_with_the_version(trained, instance):
+def test_serving_bento_builds_a_bento_tagged_with_the_version_and_a_new_daemon_does_not_redeploy_it(trained, instance):
     defs = trained.defs
     result = dg.materialize(list(defs.assets), selection=["serving_bento"], instance=instance, resources=defs.resources)
     assert result.success
@@ -54,6 +54,8 @@ def test_serving_bento_builds_a_bento_tagged_with_the_version(trained, instance)
     assert {"serving", "nexus_core", "nexus.yaml"} <= packaged
     assert not packaged & {"nexus_assets", "nexus_resources", "nexus_cli"}, "the service needs only the core"
     assert not packaged & {".nexus", ".venv", ".git", "tests"}, "the Bento must hold code, not stores or the venv"
+    fresh = _tick(defs, instance, trained.mlflow)  # a new daemon, no cursor: version 1 is deployed already
+    assert not fresh.run_requests and fresh.cursor
 
 
 def test_serving_bento_refuses_a_version_that_cannot_load(trained, instance):

@@ -32,6 +32,7 @@ def test_nexus_config_env_var_selects_the_file(tmp_path, monkeypatch):
         ({"model": {"registered_name": None}}, "model.registered_name: required key is missing"),
         ({"training": {"window_dayz": 3}}, "training.window_dayz: unknown key"),
         ({"checks": {"max_null_rate": 2}}, "checks.max_null_rate"),
+        ({"dataset": {"owners": ["retention team"]}}, "dataset.owners.0"),
     ],
 )
 def test_bad_config_names_the_key_and_file(tmp_path, changes, expected):

@@ -25,14 +25,20 @@ def _metadata(instance, key):
     return instance.get_latest_materialization_event(dg.AssetKey(key)).asset_materialization.metadata
 
 
-def test_data_assets_materialize_per_partition_with_metadata(write_config, instance):
-    defs = build_definitions(write_config())
+def test_data_assets_materialize_per_partition_with_metadata_owners_and_column_descriptions(write_config, instance):
+    described = {"owners": ["team:retention", "ana@example.com"], "descriptions": {"age": "customer age in years"}}
+    defs = build_definitions(write_config({"dataset": described}))
     _materialize_days(defs, instance, DAYS[:3])
     assert instance.get_materialized_partitions(dg.AssetKey("features")) == set(DAYS[:3])
     raw = _metadata(instance, "raw_data")
     assert raw["dagster/row_count"].value == 300
     assert "customer_id" in raw["preview"].value
-    assert {c.name for c in raw["dagster/column_schema"].value.columns} >= {"age", "plan", "churned"}
+    columns = {c.name: c for c in raw["dagster/column_schema"].value.columns}
+    assert set(columns) >= {"age", "plan", "churned"}
+    assert columns["age"].description == "customer age in years (numeric, read as float64)"
+    graph = defs.get_repository_def().asset_graph
+    for asset in ("raw_data", "features"):
+        assert graph.get(dg.AssetKey(asset)).owners == ["team:retention", "ana@example.com"]
     features = defs.load_asset_value("features", partition_key=DAYS[0], instance=instance)
     assert features["age"].dtype == "float64" and features["plan"].dtype == object
     assert list(features.columns[:2]) == ["customer_id", "event_time"] and features.columns[-1] == "churned"

@@ -1,6 +1,7 @@
 """batch_predictions stores the champion's predictions per day (replacing, never duplicating); ground_truth
 delivers labels only after their delay; model_performance judges each day per model version."""
 
+import datetime as dt
 import re
 import urllib.request
 from pathlib import Path
@@ -65,7 +66,8 @@ def test_labels_arrive_only_after_their_delay(trained, instance):
     assert _run(defs, instance, ["ground_truth"], DAY, as_of="2026-01-08").success  # delay is 2 days
     assert defs.load_asset_value("ground_truth", partition_key=DAY, instance=instance).empty
     note = instance.get_latest_materialization_event(dg.AssetKey("ground_truth")).asset_materialization
-    assert note.metadata["labels"].value == "no labels for 2026-01-07 yet as of 2026-01-08"
+    assert note.metadata["labels"].value == "0 of 300 labels known as of 2026-01-08"
+    assert note.metadata["pending_labels"].value == 300
     assert _run(defs, instance, ["ground_truth"], DAY, as_of="2026-01-09").success
     assert len(defs.load_asset_value("ground_truth", partition_key=DAY, instance=instance)) == 300
 
@@ -158,8 +160,22 @@ def test_drift_report_flags_the_drifted_day_only(drifting, instance):
     drifted = set(metadata["drifted_columns"].value.split(", "))
     assert {"monthly_charges", "support_calls", "prediction_score"} <= drifted
     assert 0 < metadata["drifted_percent"].value <= 100
-    report = Path(metadata["report"].value)
+    report = Path(metadata["report_file"].value)
     assert report.name == f"{DRIFT_DAY}.html" and "monthly_charges" in report.read_text()
+    recent = metadata["recent_partitions"].value
+    assert f"| {DAY} " in recent and f"| {DRIFT_DAY} " in recent
+
+    # The champion's monitoring run in MLflow holds each day's report and its drift share at the day's own time.
+    client = build_resources()["mlflow"].client()
+    [run] = client.search_runs(
+        [client.get_experiment_by_name("nexus/churn").experiment_id], "tags.`nexus.monitoring` = 'nexus-churn-test:1'"
+    )
+    assert metadata["report"].value.endswith(f"/runs/{run.info.run_id}/artifactPath/drift/{DRIFT_DAY}.html")
+    logged = Path(client.download_artifacts(run.info.run_id, f"drift/{DRIFT_DAY}.html", str(report.parent / "mlflow")))
+    assert logged.read_text() == report.read_text()
+    history = client.get_metric_history(run.info.run_id, "drift_share")
+    days = [dt.datetime.fromtimestamp(point.timestamp / 1000, dt.UTC).date() for point in history]
+    assert sorted(days) == [dt.date.fromisoformat(DAY), dt.date.fromisoformat(DRIFT_DAY)]
 
 
 def test_prometheus_metrics_show_the_newest_drift_performance_and_counts(drifting, instance):

@@ -3,7 +3,9 @@ labels and a retrain in flight; the gate decides (waiting for `nexus promote` wh
 serving sensor deploys what it promotes."""
 
 import datetime as dt
+import json
 
+import dagster as dg
 import pandas as pd
 import pytest
 
@@ -91,21 +93,34 @@ def drifting(write_config, instance, monkeypatch):
 
 
 def test_drift_scenario_retrains_once_and_serves_the_model_the_gate_promotes(drifting, instance):
-    replay = Replay(drifting, instance)
     days = [(dt.date(2026, 1, 7) + dt.timedelta(days=i)) for i in range(10)]
-    outcomes = {day: replay.day(day.isoformat()) for day in days}
+    with Replay(drifting, instance) as replay:
+        outcomes = {day: replay.day(day.isoformat()) for day in days}
     for day, outcome in outcomes.items():  # shown when the test fails
         print(day, "FLAGGED" if outcome.flagged else "ok", *outcome.decisions, sep="\n  ")
     assert all(o.monitoring.success for o in outcomes.values())
+
+    # Labels arrive two days late: each day is first monitored without them, then read again by late_labels_sensor.
+    history = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("ground_truth"), asset_partitions=["2026-01-07"]),
+        limit=10,
+        ascending=True,
+    ).records
+    seen = [
+        (r.asset_materialization.metadata["as_of"].value, r.asset_materialization.metadata["pending_labels"].value)
+        for r in history
+    ]
+    assert seen == [("2026-01-08", 300), ("2026-01-09", 0)], seen
+    assert all(run.status == dg.DagsterRunStatus.SUCCESS for o in outcomes.values() for _, run in o.runs)
 
     flagged = [day for day, outcome in outcomes.items() if outcome.flagged]
     assert flagged and min(flagged) - DRIFT_DAY <= dt.timedelta(days=1), "flagged within 2 partitions of the drift"
     assert all(day >= DRIFT_DAY for day in flagged), f"false alarms before the drift: {flagged}"
 
-    retrains = [day for day, outcome in outcomes.items() if "retraining_sensor" in outcome.runs]
+    retrains = [day for day, outcome in outcomes.items() if outcome.run_of("retraining_sensor")]
     assert len(retrains) == 1, f"one retrain, not {retrains}"
-    retrain = outcomes[retrains[0]].runs["retraining_sensor"]
-    assert retrain.success and retrain.dagster_run.job_name == names.TRAINING_JOB  # the daemon's job, not an ad-hoc run
+    retrain = outcomes[retrains[0]].run_of("retraining_sensor")
+    assert retrain.job_name == names.TRAINING_JOB and retrain.tags["dagster/sensor_name"] == names.RETRAINING_SENSOR
     app_db = build_resources()["app_db"]
     history = app_db.retraining_history(NAME)
     assert [d["decision"] for d in history].count(retraining.REQUESTED) == 1
@@ -115,13 +130,21 @@ def test_drift_scenario_retrains_once_and_serves_the_model_the_gate_promotes(dri
     assert gate["actor"] == "gate" and gate["champion_version"] == "1" and gate["challenger_version"] == "2"
     assert gate["decision"] == "promoted", gate["reason"]
     assert gate["challenger_score"] > gate["champion_score"] + gate["margin"]
-    deploy = outcomes[retrains[0]].runs["champion_alias_sensor"]
-    assert deploy.success and deploy.dagster_run.tags["nexus/model_version"] == "2"
-    assert deploy.dagster_run.job_name == names.DEPLOY_JOB
+    deploy = outcomes[retrains[0]].run_of("champion_alias_sensor")
+    assert deploy.tags["nexus/model_version"] == "2" and deploy.job_name == names.DEPLOY_JOB
     later = [d for d in days if d > retrains[0]]
     assert all(
         outcomes[d].monitoring.output_for_node("batch_predictions")["model_version"].eq("2").all() for d in later
     )
+
+    # Each evaluation is a tick of Dagster's with its reason, and the cursors stay for a daemon started later.
+    states = {state.instigator_name: state for state in instance.all_instigator_state()}
+    retraining_state = states[names.RETRAINING_SENSOR]
+    ticks = instance.get_ticks(retraining_state.instigator_origin_id, retraining_state.selector_id)
+    assert any("cooling down" in (tick.skip_reason or "") for tick in ticks)
+    assert [tick.run_ids for tick in ticks if tick.run_ids] == [[retrain.run_id]]
+    cursor = json.loads(states[names.CHAMPION_ALIAS_SENSOR].instigator_data.cursor)
+    assert cursor["aliases"][registry.CHAMPION] == "2"
 
 
 def test_approval_required_stops_at_the_gate_until_nexus_promote(write_config, instance, monkeypatch):

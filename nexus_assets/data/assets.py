@@ -24,6 +24,7 @@ def build_raw_data(config: NexusConfig) -> dg.AssetsDefinition:
         partitions_def=partitions.definition(),
         check_specs=raw_data_check_specs("raw_data", partitions.definition()),
         metadata={"partitions": partitions.note},
+        owners=config.dataset.owners,
     )
     def raw_data(context: dg.AssetExecutionContext, app_db: AppDatabase):
         """Rows of the configured source for one partition, stored as read so failed checks can be inspected."""
@@ -40,7 +41,7 @@ def build_raw_data(config: NexusConfig) -> dg.AssetsDefinition:
         failed = blocking_failures(checks)
         for check in failed:
             context.log.error(f"check {check.check_name} failed: {check.description}")
-        metadata = {**frame_metadata(frame, columns), "source": config.dataset.source.kind}
+        metadata = {**frame_metadata(frame, columns, config.dataset.descriptions), "source": config.dataset.source.kind}
         if not failed and len(frame):
             # The first load that passes fixes the contract; later ones keep it (a new version only when the
             # config declares different roles).

@@ -24,6 +24,7 @@ def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         code_version="3",
         partitions_def=partitions_def(config),
         io_manager_key="parquet_io_manager",
+        owners=dataset.owners,
     )
     def features(raw_data: pd.DataFrame, app_db: AppDatabase) -> dg.MaterializeResult[pd.DataFrame]:
         """Validated rows of one partition in the model's canonical types: ids, timestamp, features and target."""
@@ -33,9 +34,9 @@ def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         return dg.MaterializeResult(
             value=frame,
             metadata={
-                **frame_metadata(frame),
-                "numeric_features": dg.MetadataValue.json(list(spec.numeric)),
-                "categorical_features": dg.MetadataValue.json(list(spec.categorical)),
+                **frame_metadata(frame, descriptions=dataset.descriptions),
+                "numeric_features": ", ".join(spec.numeric),
+                "categorical_features": ", ".join(spec.categorical),
             },
         )
 

@@ -7,19 +7,26 @@ import pandas as pd
 
 
 def frame_metadata(
-    frame: pd.DataFrame, contract: dict[str, dict[str, str]] | None = None, preview_rows: int = 10
+    frame: pd.DataFrame,
+    contract: dict[str, dict[str, str]] | None = None,
+    descriptions: dict[str, str] | None = None,
+    preview_rows: int = 10,
 ) -> dict[str, dg.MetadataValue]:
-    """Row count, column schema (with the data contract's roles and types when given), null rates, a preview."""
+    """Row count, column schema (with the data contract's roles and types, and the configured column descriptions,
+    when given), null rates, a preview."""
     null_rates = frame.isna().mean() if len(frame) else pd.Series(0.0, index=frame.columns)
+    descriptions = descriptions or {}
+
+    def described(name: str, what: str) -> str:
+        return f"{descriptions[name]} ({what})" if name in descriptions else what
+
     if contract:
         schema = [
-            dg.TableColumn(name, column["type"], description=f"{column['role']} (read as {frame[name].dtype})")
-            if name in frame.columns
-            else dg.TableColumn(name, column["type"], description=f"{column['role']} (missing)")
+            dg.TableColumn(name, column["type"], description=described(name, _role(column["role"], frame, name)))
             for name, column in contract.items()
         ]
     else:
-        schema = [dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()]
+        schema = [dg.TableColumn(str(c), str(t), description=descriptions.get(str(c))) for c, t in frame.dtypes.items()]
     return {
         "dagster/row_count": dg.MetadataValue.int(len(frame)),
         "dagster/column_schema": dg.MetadataValue.table_schema(dg.TableSchema(columns=schema)),
@@ -30,6 +37,10 @@ def frame_metadata(
         ),
         "preview": dg.MetadataValue.md(frame.head(preview_rows).to_markdown(index=False)),
     }
+
+
+def _role(role: str, frame: pd.DataFrame, name: str) -> str:
+    return f"{role}, read as {frame[name].dtype}" if name in frame else f"{role}, missing"
 
 
 def key_values(mapping: dict) -> dg.MetadataValue:

@@ -23,6 +23,7 @@ from nexus_resources.reports import ReportStore
 def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
     dataset, name = config.dataset, config.model.registered_name
     partitions = partitions_def(config)
+    periods = isinstance(partitions, dg.TimeWindowPartitionsDefinition)
     metric = metrics_for(dataset.task)[config.metric]
     id_column = dataset.id_column or "row"
 
@@ -85,6 +86,7 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                     passed=not judgement.degraded,
                     description=judgement.description,
                     severity=dg.AssetCheckSeverity.WARN,
+                    metadata={"labelled_rows": dg.MetadataValue.int(len(joined))},
                 )
             ],
         )
@@ -140,7 +142,20 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
             **{drift.PREDICTION: _prediction_score(batch_predictions).to_numpy()}
         )
         result = drift.measure(reference, current, spec, threshold)
-        where = reports.save(f"drift/{context.partition_key}.html", result.html)
+        key = context.partition_key
+        where = reports.save(f"drift/{key}.html", result.html)
+        with mlflow.reporting_failures(f"log the drift report of {key}"):
+            run_id = mlflow.monitoring_run(config.dataset.name, name, version)
+            client.log_text(run_id, result.html, f"drift/{key}.html")
+            # One point per partition, at the partition's own time, so MLflow charts drift over the data's days.
+            window = context.partition_time_window if periods else None
+            client.log_metric(
+                run_id,
+                "drift_share",
+                result.share,
+                timestamp=int(window.start.timestamp() * 1000) if window else None,
+                step=partitions.get_partition_keys().index(key) if window else 0,
+            )
         passed = result.share <= threshold
         app_db.record_health(name, context.partition_key, version, drift_share=result.share, drifted=not passed)
         description = f"{result.share:.0%} of columns drifted (threshold {threshold:.0%})" + (
@@ -151,9 +166,12 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
             "drifted_percent": dg.MetadataValue.float(round(100 * result.share, 1)),
             "drifted_columns": dg.MetadataValue.text(", ".join(result.drifted) or "none"),
             "columns": dg.MetadataValue.md(result.columns.to_markdown(index=False, floatfmt=".4f")),
-            "report": dg.MetadataValue.url(where) if where.startswith("s3://") else dg.MetadataValue.path(where),
+            "report": dg.MetadataValue.url(mlflow.artifact_url(run_id, f"drift/{key}.html")),
+            "report_file": dg.MetadataValue.url(where) if where.startswith("s3://") else dg.MetadataValue.path(where),
+            "mlflow_monitoring_run": dg.MetadataValue.url(mlflow.run_url(run_id)),
             "model_version": version,
             "rows_compared": dg.MetadataValue.int(min(len(current), drift.CURRENT_ROWS)),
+            "recent_partitions": _recent(app_db.health(name)),
         }
         return _drift_result(passed, description, metadata, {"drifted_percent": round(100 * result.share, 1)})
 
@@ -174,6 +192,13 @@ def _drift_result(passed: bool, description: str, metadata: dict, check_metadata
         metadata=check_metadata,
     )
     return dg.MaterializeResult(metadata=metadata, check_results=[check])
+
+
+def _recent(health: pd.DataFrame, count: int = 14) -> dg.MetadataValue:
+    """The last partitions' monitoring at a glance: drift, and performance once their labels arrived."""
+    columns = ["partition", "model_version", "drift_share", "metric", "metric_value", "labelled_rows", "degraded"]
+    recent = health[columns].tail(count).assign(drift_share=lambda f: (100 * f["drift_share"]).round(1))
+    return dg.MetadataValue.md(recent.rename(columns={"drift_share": "drifted %"}).to_markdown(index=False))
 
 
 def _version(scored: pd.DataFrame) -> str:

@@ -9,10 +9,11 @@ import pandas as pd
 from nexus_assets.data.sources import labels_known
 from nexus_assets.monitoring.scoring import ids
 from nexus_core.config import NexusConfig
+from nexus_sensors.labels import data_present
 
 
 class LabelsConfig(dg.Config):
-    as_of: str | None = None  # ISO date the labels are read as of; default today
+    as_of: str | None = None  # ISO date the labels are read as of; default: the data's present (`data_present`)
 
 
 def build_ground_truth(config: NexusConfig, partitions: dg.PartitionsDefinition | None) -> dg.AssetsDefinition:
@@ -25,13 +26,20 @@ def build_ground_truth(config: NexusConfig, partitions: dg.PartitionsDefinition 
     ) -> dg.MaterializeResult[pd.DataFrame]:
         """The labels of a partition's rows that are known so far (they arrive after the predictions)."""
         key = context.partition_key
-        as_of = dt.date.fromisoformat(config.as_of) if config.as_of else dt.date.today()
+        as_of = dt.date.fromisoformat(config.as_of) if config.as_of else data_present(context.instance, partitions)
         known = read_labels(key, features.assign(**{id_column: ids(features, id_column)}), as_of)
-        labels = known[[id_column, dataset.target]].rename(columns={dataset.target: "label"})
-        note = f"{len(labels)} labels known as of {as_of}" if len(labels) else f"no labels for {key} yet as of {as_of}"
-        context.log.info(note)
+        labels = known[[id_column, dataset.target]].dropna().rename(columns={dataset.target: "label"})
+        pending = len(features) - len(labels)
+        note = f"{len(labels)} of {len(features)} labels known as of {as_of}"
+        context.log.info(f"{key}: {note}")
         return dg.MaterializeResult(
-            value=labels, metadata={"dagster/row_count": dg.MetadataValue.int(len(labels)), "labels": note}
+            value=labels,
+            metadata={
+                "dagster/row_count": dg.MetadataValue.int(len(labels)),
+                "labels": note,
+                "pending_labels": dg.MetadataValue.int(pending),
+                "as_of": dg.MetadataValue.text(as_of.isoformat()),
+            },
         )
 
     return ground_truth

@@ -1,0 +1,68 @@
+"""`late_labels_sensor`: labels that were missing when a partition was monitored are read again once newer data
+has arrived, and the partition's performance judged again with them."""
+
+import datetime as dt
+
+import dagster as dg
+
+from nexus_core import names
+from nexus_core.config import NexusConfig
+
+
+def build_late_labels_sensor(
+    config: NexusConfig, partitions: dg.TimeWindowPartitionsDefinition, interval: int | None = None
+) -> dg.SensorDefinition:
+    window = config.monitoring.label_window_partitions
+
+    @dg.sensor(
+        name=names.LATE_LABELS_SENSOR,
+        job_name=names.LABELS_JOB,
+        minimum_interval_seconds=60 if interval is None else interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            f"Reads the missing labels of the last {window} monitored partitions again whenever a newer partition "
+            "has been ingested, and judges their performance again."
+        ),
+    )
+    def late_labels_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        present = data_present(context.instance, partitions).isoformat()
+        monitored = context.instance.get_materialized_partitions(dg.AssetKey("ground_truth"))
+        recent = [key for key in partitions.get_partition_keys() if key in monitored][-window:] if window else []
+        requests = []
+        for key in recent:
+            metadata = _latest_metadata(context.instance, key)
+            if metadata.get("pending_labels", 0) and metadata.get("as_of", present) < present:
+                requests.append(
+                    dg.RunRequest(
+                        run_key=f"labels:{key}:as-of:{present}",
+                        partition_key=key,
+                        tags={names.TRIGGER: names.LATE_LABELS_SENSOR},
+                    )
+                )
+        if not requests:
+            return dg.SensorResult(skip_reason=f"no partition waits for labels that could be known as of {present}")
+        context.log.info(
+            f"reading the missing labels of {', '.join(r.partition_key for r in requests)} as of {present}"
+        )
+        return dg.SensorResult(run_requests=requests)
+
+    return late_labels_sensor
+
+
+def data_present(instance: dg.DagsterInstance, definition: dg.PartitionsDefinition | None) -> dt.date:
+    """Today as the data knows it: the end of the newest time partition ingested so far, so replayed history and
+    production judge late labels alike; the calendar date when partitions are not periods of time."""
+    if not isinstance(definition, dg.TimeWindowPartitionsDefinition):
+        return dt.date.today()
+    ingested = instance.get_materialized_partitions(dg.AssetKey("raw_data"))
+    newest = [key for key in definition.get_partition_keys() if key in ingested]
+    return definition.time_window_for_partition_key(newest[-1]).end.date() if newest else dt.date.today()
+
+
+def _latest_metadata(instance: dg.DagsterInstance, key: str) -> dict:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("ground_truth"), asset_partitions=[key]), limit=1
+    ).records
+    if not records:
+        return {}
+    return {name: value.value for name, value in records[0].asset_materialization.metadata.items()}
