@@ -20,6 +20,7 @@ from nexus_resources.settings import build_resources
 from nexus_sensors.champion import build_champion_alias_sensor
 from nexus_sensors.files import build_source_files_sensor
 from nexus_sensors.labels import build_late_labels_sensor
+from nexus_sensors.lineage import build_openlineage_sensor
 from nexus_sensors.retraining import build_retraining_sensor
 
 # Checks per partition are a Dagster 1.13 preview we rely on knowingly (each day's checks are that day's).
@@ -28,7 +29,8 @@ warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec
 
 def build_definitions(config: NexusConfig | None = None) -> dg.Definitions:
     config = config or load_config()
-    interval = load_settings().sensor_interval_seconds
+    settings = load_settings()
+    interval = settings.sensor_interval_seconds
     jobs, partitions = build_jobs(config), partitioning(config)
     return dg.Definitions(
         assets=automate(
@@ -48,6 +50,7 @@ def build_definitions(config: NexusConfig | None = None) -> dg.Definitions:
             build_retraining_sensor(config, interval),
             *([build_source_files_sensor(config, interval)] if partitions.cadence == "files" else []),
             *([build_late_labels_sensor(config, partitions.definition(), interval)] if partitions.periods else []),
+            *([build_openlineage_sensor(config, interval)] if settings.lineage else []),
         ],
         resources=build_resources(),
         # Each job is a short chain of steps: one process per run, not one per step.

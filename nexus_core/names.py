@@ -5,7 +5,7 @@ MODEL_VERSION = "nexus/model_version"  # the registered version a run is about
 REASON = "nexus/reason"  # why a sensor requested it
 PARTITION = "dagster/partition"  # Dagster's tag for the partition a run materializes
 RETRAINING_SENSOR, CHAMPION_ALIAS_SENSOR = "retraining_sensor", "champion_alias_sensor"
-LATE_LABELS_SENSOR = "late_labels_sensor"
+LATE_LABELS_SENSOR, OPENLINEAGE_SENSOR = "late_labels_sensor", "openlineage_sensor"
 
 TRAINING_CHAIN = ["training_dataset", "candidate_models", "challenger_model", "champion_model"]
 DEPLOY = ["serving_bento"]

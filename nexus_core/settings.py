@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     serving_workers: int = Field(1, gt=0)
     serving_url: str | None = Field(None, description="A running service that deploys wait for.")
     serving_port: int = 3001
+    openlineage_url: str | None = Field(None, validation_alias=AliasChoices("OPENLINEAGE_URL"))
+    openlineage_config: str | None = Field(None, validation_alias=AliasChoices("OPENLINEAGE_CONFIG"))
+    openlineage_transport: str | None = Field(None, validation_alias=AliasChoices("OPENLINEAGE__TRANSPORT__TYPE"))
+    openlineage_disabled: bool = Field(False, validation_alias=AliasChoices("OPENLINEAGE_DISABLED"))
     sensor_interval_seconds: int | None = Field(
         None, gt=0, description="How often the sensors may tick; default each sensor's own (10-60 s)."
     )
@@ -70,6 +74,12 @@ class Settings(BaseSettings):
         if not self.mlflow_tracking_uri:
             raise ConfigError("NEXUS_MODE=production needs MLFLOW_TRACKING_URI (the MLflow tracking server)")
         return self.mlflow_tracking_uri
+
+    @property
+    def lineage(self) -> bool:
+        """OpenLineage is off until a transport is configured the way its clients read one."""
+        configured = self.openlineage_url or self.openlineage_config or self.openlineage_transport
+        return bool(configured) and not self.openlineage_disabled
 
 
 def load_settings() -> Settings:

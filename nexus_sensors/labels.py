@@ -6,13 +6,15 @@ import datetime as dt
 import dagster as dg
 
 from nexus_core import names
-from nexus_core.config import NexusConfig
+from nexus_core.config import NexusConfig, SyntheticSource
 
 
 def build_late_labels_sensor(
     config: NexusConfig, partitions: dg.TimeWindowPartitionsDefinition, interval: int | None = None
 ) -> dg.SensorDefinition:
-    window = config.monitoring.label_window_partitions
+    window, source = config.monitoring.label_window_partitions, config.dataset.source
+    # The synthetic source says when its labels land; other sources' missing labels may come on any day.
+    delay = dt.timedelta(days=source.label_delay_days if isinstance(source, SyntheticSource) else 0)
 
     @dg.sensor(
         name=names.LATE_LABELS_SENSOR,
@@ -25,13 +27,15 @@ def build_late_labels_sensor(
         ),
     )
     def late_labels_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        present = data_present(context.instance, partitions).isoformat()
+        today = data_present(context.instance, partitions)
+        present = today.isoformat()
         monitored = context.instance.get_materialized_partitions(dg.AssetKey("ground_truth"))
         recent = [key for key in partitions.get_partition_keys() if key in monitored][-window:] if window else []
         requests = []
         for key in recent:
             metadata = _latest_metadata(context.instance, key)
-            if metadata.get("pending_labels", 0) and metadata.get("as_of", present) < present:
+            due = partitions.time_window_for_partition_key(key).start.date() + delay <= today
+            if metadata.get("pending_labels", 0) and metadata.get("as_of", present) < present and due:
                 requests.append(
                     dg.RunRequest(
                         run_key=f"labels:{key}:as-of:{present}",
