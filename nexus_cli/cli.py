@@ -9,7 +9,6 @@ import os
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -18,7 +17,7 @@ from nexus_assets.definitions import build_definitions
 from nexus_assets.partitions import partitioning
 from nexus_cli import control
 from nexus_cli import stack as lib_stack
-from nexus_cli.processes import running, serve_command, served_bento, venv_bin
+from nexus_cli.processes import log_path, running, serve_command, served_bento, venv_bin
 from nexus_cli.replay import DayOutcome, Replay
 from nexus_cli.runs import dagster_instance, run_job
 from nexus_core.config import REPO_ROOT, ConfigError, NexusConfig, config_path, load_config
@@ -221,7 +220,7 @@ def _serve_once(record: dict) -> bool:
     command = [venv_bin("nexus"), "serve", "--port", str(port)]
     values = {k: None if pd.isna(v) else v.item() if hasattr(v, "item") else v for k, v in record.items()}
     body = json.dumps({"records": [values]})
-    log = _log_path("serve")
+    log = log_path("serve")
     try:
         with running(command, port, "/readyz", cwd=REPO_ROOT, log_path=log) as url:
             headers = {"Content-Type": "application/json"}
@@ -238,12 +237,6 @@ def _serve_once(record: dict) -> bool:
     return True
 
 
-def _log_path(name: str) -> Path:
-    folder = load_settings().home / "logs"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{name}.log"
-
-
 def _report(instance: dg.DagsterInstance, run_id: str, what: str) -> bool:
     """One line per run; a failure's checks and reasons in one line each, the stack traces in the demo's log."""
     if instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS:
@@ -254,7 +247,7 @@ def _report(instance: dg.DagsterInstance, run_id: str, what: str) -> bool:
         evaluation = entry.dagster_event.event_specific_data
         if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
             print(f"  check {evaluation.check_name}: {evaluation.description}", file=sys.stderr)
-    log = _log_path("demo")
+    log = log_path("demo")
     with log.open("a") as handle:
         for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
             error = entry.dagster_event.step_failure_data.error

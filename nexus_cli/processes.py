@@ -40,6 +40,13 @@ def reserved_port() -> int:
     raise OSError("no free port below the ephemeral range")
 
 
+def log_path(name: str) -> Path:
+    """`<name>.log` in the embedded folder's `logs/`, where the CLI keeps what it does not print."""
+    folder = load_settings().home / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{name}.log"
+
+
 def http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2):

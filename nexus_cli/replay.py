@@ -7,13 +7,14 @@ Dagster UI shows the story afterwards and a daemon started later (`make dev`) ca
 
 from __future__ import annotations
 
-import io
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, redirect_stderr
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from typing import TextIO
 
 import dagster as dg
 from dagster._core.scheduler.instigation import InstigatorType
@@ -22,6 +23,7 @@ from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster._daemon.sensor import execute_sensor_iteration
 from dagster._serdes import ConfigurableClassData
 
+from nexus_cli.processes import log_path
 from nexus_cli.runs import materialize, run_job
 from nexus_core.config import REPO_ROOT
 from nexus_core.names import INGEST_JOB
@@ -81,15 +83,18 @@ class Replay:
         self._stack = ExitStack()
         self._reasons: dict[str, str] = {}  # each sensor's last reported skip reason
         self._last_round = 0.0
-        self.log = io.StringIO()  # what Dagster printed while sensors ticked: it is in the ticks' and runs' logs
 
     def __enter__(self) -> Replay:
         # The code location of workspace.yaml, as the webserver and the daemon load it (so the UI finds these
         # ticks under the same origin), served with sensors that may tick as often as days are replayed.
+        # What Dagster prints while sensors tick (the code server's output included) goes to a log file: the
+        # replay reports each decision and run itself, and the ticks' and runs' logs are in the UI.
+        self._log = self._stack.enter_context(log_path("replay").open("a"))
         self._stack.enter_context(_environment(NEXUS_SENSOR_INTERVAL_SECONDS="1"))
-        self._workspace = self._stack.enter_context(
-            WorkspaceProcessContext(self.instance, WorkspaceFileTarget([str(REPO_ROOT / "workspace.yaml")]))
-        )
+        with _stderr_to(self._log):
+            self._workspace = self._stack.enter_context(
+                WorkspaceProcessContext(self.instance, WorkspaceFileTarget([str(REPO_ROOT / "workspace.yaml")]))
+            )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -112,7 +117,7 @@ class Replay:
         for _ in range(ROUNDS):
             time.sleep(max(0.0, self._last_round + PACE - time.time()))
             self._last_round, known = time.time(), set(self.instance.get_run_ids())
-            with redirect_stderr(self.log):
+            with _stderr_to(self._log):
                 list(execute_sensor_iteration(self._workspace, _LOG, None, None))
             new = [run for run in reversed(self.instance.get_runs(limit=50)) if run.run_id not in known]
             outcome.runs += [(run.tags.get(SENSOR_NAME, ""), run) for run in new]
@@ -123,7 +128,7 @@ class Replay:
 
     def gate(self) -> dict:
         """What the latest gate decided: the champion_model value (`promoted`, `reason`, `version`)."""
-        with redirect_stderr(self.log):
+        with _stderr_to(self._log):
             return self.defs.load_asset_value("champion_model", instance=self.instance)
 
     def _decisions(self, since: float) -> list[str]:
@@ -157,3 +162,17 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@contextmanager
+def _stderr_to(log: TextIO) -> Iterator[None]:
+    """Standard error, at the descriptor, so processes started meanwhile (the code server) write to `log` too."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)

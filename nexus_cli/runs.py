@@ -49,15 +49,9 @@ def run_job(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
     job_name: str,
-    tags: dict[str, str] | None = None,
-    run_config: dict | None = None,
     partition_key: str | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """One in-process run of a named job, with the tags the daemon's run would carry, recorded in `instance`."""
+    """One in-process run of a named job (of one partition), recorded in `instance`."""
     return defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance,
-        run_config={**QUIET, **(run_config or {})},
-        tags=tags,
-        partition_key=partition_key,
-        raise_on_error=False,
+        instance=instance, run_config=QUIET, partition_key=partition_key, raise_on_error=False
     )

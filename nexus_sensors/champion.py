@@ -7,6 +7,7 @@ import dagster as dg
 from nexus_core import names, registry
 from nexus_core.config import NexusConfig
 from nexus_resources.mlflow import MlflowResource
+from nexus_sensors.materializations import latest_metadata
 
 
 def build_champion_alias_sensor(config: NexusConfig, interval: int | None = None) -> dg.SensorDefinition:
@@ -51,7 +52,5 @@ def build_champion_alias_sensor(config: NexusConfig, interval: int | None = None
 
 def _deployed(instance: dg.DagsterInstance) -> dict[str, str]:
     """The champion alias as of the last successful deploy, if any."""
-    event = instance.get_latest_materialization_event(dg.AssetKey(names.DEPLOY[0]))
-    if event is None or event.asset_materialization is None:
-        return {}
-    return {registry.CHAMPION: event.asset_materialization.metadata["model_version"].value}
+    version = latest_metadata(instance, names.DEPLOY[0]).get("model_version")
+    return {registry.CHAMPION: version} if version else {}

@@ -7,6 +7,7 @@ import dagster as dg
 
 from nexus_core import names
 from nexus_core.config import NexusConfig, SyntheticSource
+from nexus_sensors.materializations import latest_metadata
 
 
 def build_late_labels_sensor(
@@ -33,7 +34,7 @@ def build_late_labels_sensor(
         recent = [key for key in partitions.get_partition_keys() if key in monitored][-window:] if window else []
         requests = []
         for key in recent:
-            metadata = _latest_metadata(context.instance, key)
+            metadata = latest_metadata(context.instance, "ground_truth", key)
             due = partitions.time_window_for_partition_key(key).start.date() + delay <= today
             if metadata.get("pending_labels", 0) and metadata.get("as_of", present) < present and due:
                 requests.append(
@@ -61,12 +62,3 @@ def data_present(instance: dg.DagsterInstance, definition: dg.PartitionsDefiniti
     ingested = instance.get_materialized_partitions(dg.AssetKey("raw_data"))
     newest = [key for key in definition.get_partition_keys() if key in ingested]
     return definition.time_window_for_partition_key(newest[-1]).end.date() if newest else dt.date.today()
-
-
-def _latest_metadata(instance: dg.DagsterInstance, key: str) -> dict:
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("ground_truth"), asset_partitions=[key]), limit=1
-    ).records
-    if not records:
-        return {}
-    return {name: value.value for name, value in records[0].asset_materialization.metadata.items()}
