@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nexus_core.files import header, source_files
 
@@ -71,6 +71,12 @@ class ColumnRoles(_Strict):
     drop: list[str] = []
 
 
+def _owner(value: str) -> str:
+    if not re.fullmatch(r"team:[\w.-]+|[^@\s]+@[^@\s]+\.[^@\s]+", value):
+        raise ValueError(f"an owner is an email or team:NAME (e.g. team:analytics), not {value!r}")
+    return value
+
+
 class DatasetConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
     source: Source
@@ -87,7 +93,7 @@ class DatasetConfig(_Strict):
     end_date: dt.date | None = None
     classes: list[str | int] | None = None
     columns: ColumnRoles = ColumnRoles()
-    owners: list[Annotated[str, Field(pattern=r"^(team:[\w.-]+|[^@\s]+@[^@\s]+\.[^@\s]+)$")]] = Field(
+    owners: list[Annotated[str, AfterValidator(_owner)]] = Field(
         default_factory=list, description="Who answers for the data: emails or team:NAME, shown as owners in Dagster."
     )
     descriptions: dict[str, str] = Field(
@@ -336,7 +342,7 @@ def _describe(path: Path, exc: ValidationError) -> str:
     lines = [f"{path}: {exc.error_count()} problem(s) in the configuration:"]
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-after"))
-        message = error["msg"]
+        message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "missing":
             message = "required key is missing"
         elif error["type"] == "extra_forbidden":
