@@ -91,7 +91,7 @@ class Replay:
         # replay reports each decision and run itself, and the ticks' and runs' logs are in the UI.
         self._log = self._stack.enter_context(log_path("replay").open("a"))
         self._stack.enter_context(_environment(NEXUS_SENSOR_INTERVAL_SECONDS="1"))
-        with _stderr_to(self._log):
+        with _output_to(self._log):
             self._workspace = self._stack.enter_context(
                 WorkspaceProcessContext(self.instance, WorkspaceFileTarget([str(REPO_ROOT / "workspace.yaml")]))
             )
@@ -117,7 +117,7 @@ class Replay:
         for _ in range(ROUNDS):
             time.sleep(max(0.0, self._last_round + PACE - time.time()))
             self._last_round, known = time.time(), set(self.instance.get_run_ids())
-            with _stderr_to(self._log):
+            with _output_to(self._log):
                 list(execute_sensor_iteration(self._workspace, _LOG, None, None))
             new = [run for run in reversed(self.instance.get_runs(limit=50)) if run.run_id not in known]
             outcome.runs += [(run.tags.get(SENSOR_NAME, ""), run) for run in new]
@@ -128,7 +128,7 @@ class Replay:
 
     def gate(self) -> dict:
         """What the latest gate decided: the champion_model value (`promoted`, `reason`, `version`)."""
-        with _stderr_to(self._log):
+        with _output_to(self._log):
             return self.defs.load_asset_value("champion_model", instance=self.instance)
 
     def _decisions(self, since: float) -> list[str]:
@@ -165,14 +165,17 @@ def _environment(**values: str) -> Iterator[None]:
 
 
 @contextmanager
-def _stderr_to(log: TextIO) -> Iterator[None]:
-    """Standard error, at the descriptor, so processes started meanwhile (the code server) write to `log` too."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    os.dup2(log.fileno(), 2)
+def _output_to(log: TextIO) -> Iterator[None]:
+    """Standard output and error, at the descriptors, so processes started meanwhile (the code server) write to
+    `log` too."""
+    sys.stdout.flush(), sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    for fd in saved:
+        os.dup2(log.fileno(), fd)
     try:
         yield
     finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
+        sys.stdout.flush(), sys.stderr.flush()
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
