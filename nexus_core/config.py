@@ -148,7 +148,7 @@ class TrainingConfig(_Strict):
 
 
 Family = Literal["linear", "random_forest", "hist_gradient_boosting"]
-CLASSIFICATION_METRICS = ("roc_auc", "accuracy", "f1", "balanced_accuracy")
+CLASSIFICATION_METRICS = ("roc_auc", "accuracy", "f1", "balanced_accuracy", "precision", "recall", "brier")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 
 
@@ -176,6 +176,34 @@ class GateConfig(_Strict):
     slice_column: str | None = Field(None, description="A categorical column; no slice may regress too much.")
     slice_tolerance: float = Field(0.02, ge=0)
     min_slice_rows: int = Field(50, gt=0)
+    guardrails: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        {},
+        description="Metrics besides the selection metric that may not get worse than the reference's by more "
+        "than the given tolerance on the holdout, e.g. {f1: 0.02, recall: 0.05, brier: 0.01}.",
+    )
+    max_predict_ms: float | None = Field(
+        None, gt=0, description="Latency budget: the challenger's median predict of one record, in milliseconds."
+    )
+
+
+class ThresholdConfig(_Strict):
+    """How a binary classifier turns the positive class's probability into a label, chosen on validation."""
+
+    objective: Literal["f1", "recall", "cost", "fixed"] = Field(
+        "f1",
+        description="f1: the threshold with the best F1; recall: the most precise one that keeps min_recall; "
+        "cost: the cheapest under the cost matrix; fixed: `value`.",
+    )
+    min_recall: float | None = Field(None, gt=0, le=1, description="objective recall: the recall to keep.")
+    false_positive_cost: float = Field(1.0, ge=0, description="objective cost: the cost of a false alarm.")
+    false_negative_cost: float = Field(1.0, ge=0, description="objective cost: the cost of a missed positive.")
+    value: float = Field(0.5, gt=0, lt=1, description="objective fixed: the threshold.")
+
+    @model_validator(mode="after")
+    def _recall_has_a_target(self) -> ThresholdConfig:
+        if self.objective == "recall" and self.min_recall is None:
+            raise ValueError("objective recall needs min_recall (e.g. 0.8): the recall the threshold must keep")
+        return self
 
 
 class ModelConfig(_Strict):
@@ -186,6 +214,7 @@ class ModelConfig(_Strict):
     candidates: list[Family] = ["linear", "random_forest", "hist_gradient_boosting"]
     seed: int = 7
     gate: GateConfig = GateConfig()
+    threshold: ThresholdConfig = ThresholdConfig()
 
 
 class RetrainingConfig(_Strict):
@@ -234,6 +263,12 @@ class NexusConfig(_Strict):
             raise ValueError(
                 f"model.selection_metric {self.model.selection_metric!r} does not fit task "
                 f"{self.dataset.task!r}; use one of {', '.join(allowed)}"
+            )
+        unknown = sorted(set(self.model.gate.guardrails) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"model.gate.guardrails: {', '.join(unknown)} is not a metric of task {self.dataset.task!r}; "
+                f"use some of {', '.join(allowed)}"
             )
         return self
 

@@ -23,7 +23,7 @@ from sklearn.pipeline import Pipeline
 from typing_extensions import TypedDict
 
 from nexus_core.features import FeatureSpec, compile_preprocessor, input_bounds, model_inputs
-from nexus_core.inference import predict
+from nexus_core.inference import decision_threshold, predict
 from nexus_core.registry import CHAMPION, load_pipeline
 from nexus_core.trees import UnsafeModel
 
@@ -45,6 +45,7 @@ class ServedModel:
     max_records: int = 10_000
     example: list[dict[str, Any]] = field(default_factory=list)  # validated records of the version's input example
     transform: Callable[[list[dict]], np.ndarray] | None = None  # the pipeline's feature step, compiled (checked)
+    threshold: float | None = None  # a binary model's decision threshold, logged with it
 
     def __post_init__(self) -> None:
         # TypedDicts validate straight into dicts: no model objects to build and dump per record.
@@ -62,6 +63,7 @@ class ServedModel:
         self.body = TypeAdapter(body)
         classes = getattr(self.pipeline, "classes_", None)
         self.classes = None if classes is None else [c.item() if hasattr(c, "item") else c for c in classes]
+        self.threshold = decision_threshold(self.pipeline)
 
     def healthy(self) -> bool:
         """Whether the version still answers its own input example (tells a bad request from a broken server)."""
@@ -94,7 +96,7 @@ class ServedModel:
         with warnings.catch_warnings(), sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             warnings.resetwarnings()
             warnings.simplefilter("ignore")
-            labels, probabilities = predict(model, inputs)
+            labels, probabilities = predict(model, inputs, self.threshold)
         if probabilities is None:
             return [{"prediction": float(p)} for p in labels]
         labels = labels.tolist()  # JSON-ready Python values
@@ -152,6 +154,10 @@ def _check(
         categorical=tuple(c["name"] for c in inputs if c["type"] not in _NUMBER_TYPES),
     )
     model = ServedModel(name, version, pipeline, spec, info, id_column=id_column, max_records=max_records)
+    if model.threshold is not None:
+        objective = (logged.metadata or {}).get("threshold_objective")
+        positive = model.classes[1]
+        info["decision_threshold"] = {"positive_class": positive, "from": model.threshold, "objective": objective}
     model.example = model.parse(to_json({"records": example.to_dict("records")}, inf_nan_mode="null"))
     model.transform = _compiled_transform(model)
     answers = model.answer(model.example)

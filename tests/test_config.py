@@ -33,6 +33,12 @@ def test_nexus_config_env_var_selects_the_file(tmp_path, monkeypatch):
         ({"training": {"window_dayz": 3}}, "training.window_dayz: unknown key"),
         ({"checks": {"max_null_rate": 2}}, "checks.max_null_rate"),
         ({"dataset": {"owners": ["retention team"]}}, "dataset.owners.0"),
+        (
+            {"model": {"gate": {"guardrails": {"recal": 0.05}}}},
+            "model.gate.guardrails: recal is not a metric of task 'binary_classification'; use some of roc_auc,",
+        ),
+        ({"model": {"gate": {"guardrails": {"f1": -0.1}}}}, "model.gate.guardrails.f1"),
+        ({"model": {"threshold": {"objective": "recall"}}}, "model.threshold: objective recall needs min_recall"),
     ],
 )
 def test_bad_config_names_the_key_and_file(tmp_path, changes, expected):

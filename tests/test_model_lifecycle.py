@@ -8,7 +8,7 @@ import pytest
 
 from nexus_assets.definitions import build_definitions
 from nexus_assets.training.candidates import check_trainable
-from nexus_assets.training.gate import Rule, decide
+from nexus_assets.training.gate import Rule, decide, guardrail_table
 from nexus_assets.training.metrics import CLASSIFICATION, REGRESSION
 from nexus_cli.cli import main as nexus
 from nexus_cli.processes import free_port
@@ -94,10 +94,21 @@ def test_training_is_deterministic(trained, instance):
     assert [c.validation for c in first] == [c.validation for c in again]
 
 
-def test_gate_promotes_a_better_challenger(trained, instance):
+def test_gate_promotes_a_better_challenger_unless_it_breaks_a_guardrail(trained, instance, write_config):
     good = registry.aliases(_client(trained), NAME)["champion"]
     bad = _register(trained, instance, shuffle_labels=True)
     registry.promote(_client(trained), NAME, bad)  # a weak champion, moved by hand
+    strict = write_config({"model": {"gate": {"guardrails": {"recall": 0.0, "brier": 0.05}, "max_predict_ms": 1e-3}}})
+    held_back = _gate_with_challenger(build_definitions(strict), instance, good)
+    assert not held_back["promoted"]
+    assert "but guardrail predict_ms: the challenger's median predict of one record takes" in held_back["reason"]
+    assert "over the budget model.gate.max_predict_ms=0.001" in held_back["reason"]
+    [audit, *_] = trained.resources["app_db"].decisions(NAME)
+    assert [g["guardrail"] for g in audit["details"]["guardrails"]] == ["recall", "brier", "predict_ms"]
+    assert [g["held"] for g in audit["details"]["guardrails"]] == [True, True, False]
+    metadata = instance.get_latest_materialization_event(dg.AssetKey("champion_model")).asset_materialization.metadata
+    assert "Guardrails:" in metadata["comparison"].value and "predict_ms" in metadata["comparison"].value
+    assert registry.aliases(_client(trained), NAME)["champion"] == bad
     outcome = _gate_with_challenger(trained.defs, instance, good)
     assert outcome["promoted"] and outcome["version"] == good
     aliases = registry.aliases(_client(trained), NAME)
@@ -143,6 +154,75 @@ def test_slice_regression_blocks_promotion():
     # the same gain, but an interval that reaches below the margin: not conclusive
     unsure = decide(metric, rule, 0.86, 0.83, "champion v1", slices.iloc[:1], (-0.01, 0.07))
     assert not unsure.promoted and "95% interval -0.0100 to +0.0700 does not clear the margin" in unsure.reason
+
+
+def test_a_guardrail_that_falls_beyond_its_tolerance_blocks_promotion_and_is_named():
+    rule = Rule(0.002, False, 0.02, 0.25, False, guardrails=(("f1", 0.02), ("recall", 0.05)))
+    challenger = {"f1": 0.65, "recall": 0.34}
+    champion = {"f1": 0.69, "recall": 0.52}  # the better ranker that catches fewer churners
+    guardrails = guardrail_table(rule, CLASSIFICATION, challenger, champion)
+    verdict = decide(
+        CLASSIFICATION["roc_auc"], rule, 0.86, 0.83, "champion v1", pd.DataFrame(), (0.01, 0.05), guardrails=guardrails
+    )
+    assert not verdict.promoted
+    assert "guardrail f1: 0.6500 vs champion v1 0.6900 (-0.0400), worse than model.gate.guardrails.f1=0.02" in (
+        verdict.reason
+    )
+    assert "guardrail recall: 0.3400 vs champion v1 0.5200 (-0.1800)" in verdict.reason
+    within = guardrail_table(rule, CLASSIFICATION, {"f1": 0.68, "recall": 0.50}, champion)
+    assert decide(
+        CLASSIFICATION["roc_auc"], rule, 0.86, 0.83, "champion v1", pd.DataFrame(), (0.01, 0.05), guardrails=within
+    ).promoted
+    brier = guardrail_table(
+        Rule(0.002, False, 0.02, 0.25, False, guardrails=(("brier", 0.01),)),
+        CLASSIFICATION,
+        {"brier": 0.14},
+        {"brier": 0.12},
+    )
+    assert not brier["held"].any(), "brier is lower-is-better: a rise of 0.02 breaks a tolerance of 0.01"
+
+
+@pytest.mark.parametrize(
+    ("setting", "check"),
+    [
+        ({"objective": "fixed", "value": 0.3}, lambda t, recall, precision: t == 0.3),
+        ({"objective": "recall", "min_recall": 0.9}, lambda t, recall, precision: recall >= 0.9),
+        ({"objective": "f1"}, lambda t, recall, precision: 0.05 < t < 0.6),
+    ],
+)
+def test_the_decision_threshold_fits_its_objective(setting, check):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import precision_score, recall_score
+
+    from nexus_assets.training.thresholds import choose_threshold
+    from nexus_core.config import ThresholdConfig
+    from nexus_core.inference import predict
+
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame({"x": rng.normal(size=4000)})
+    y = np.where(X["x"] + rng.normal(size=4000) > 1.6, "churn", "stay")  # a minority positive class, by name
+    model = LogisticRegression().fit(X, y)
+    assert list(model.classes_) == ["churn", "stay"]  # so the positive (second) class is "stay" here
+    config = ThresholdConfig(**setting)
+    threshold = choose_threshold(config, model, X, y)
+    labels, _ = predict(model, X, threshold)
+    recall, precision = (f(y, labels, pos_label="stay") for f in (recall_score, precision_score))
+    assert check(threshold, recall, precision), (threshold, recall, precision)
+
+
+def test_a_cost_matrix_that_fears_missed_positives_lowers_the_threshold():
+    from sklearn.linear_model import LogisticRegression
+
+    from nexus_assets.training.thresholds import choose_threshold
+    from nexus_core.config import ThresholdConfig
+
+    rng = np.random.default_rng(4)
+    X = pd.DataFrame({"x": rng.normal(size=4000)})
+    y = (X["x"] + rng.normal(size=4000) > 1.6).astype(int)
+    model = LogisticRegression().fit(X, y)
+    even = choose_threshold(ThresholdConfig(objective="cost"), model, X, y)
+    fearful = choose_threshold(ThresholdConfig(objective="cost", false_negative_cost=10), model, X, y)
+    assert fearful < even and abs(even - 0.5) < 0.1  # equal costs: about the likelier class
 
 
 def test_metric_names_agree_with_the_config():

@@ -49,6 +49,15 @@ def test_predictions_are_stored_once_per_partition_with_their_version(trained, i
     assert set(stored["model_version"]) == {"1"}
     assert stored["probability"].between(0, 1).all()
     assert set(stored["prediction"]) <= {"0", "1"}
+    # the champion's decision threshold, chosen on validation for F1, decides the label, not the likelier class
+    threshold = (
+        trained.mlflow.client()
+        .get_run(trained.defs.load_asset_value("challenger_model", instance=instance)["run_id"])
+        .data.params["decision_threshold"]
+    )
+    assert 0 < float(threshold) < 0.5, "a minority positive class takes a threshold under one half for F1"
+    assert stored["prediction"].eq((stored["probability"] >= float(threshold)).astype(int).astype(str)).all()
+    assert (stored["probability"].between(float(threshold), 0.5, inclusive="left")).any(), "no row tells argmax apart"
     parquet = pd.read_parquet(embedded_home / "storage" / "batch_predictions" / f"{DAY}.parquet")
     assert list(parquet.columns) == ["prediction", "probability", "id", "model_version"]
     assert parquet["id"].dtype == trained.data.train["customer_id"].dtype, "Parquet keeps the source's id type"

@@ -141,6 +141,20 @@ def test_model_route_matches_the_registry(served):
     assert info["promoted_at"] == version.tags["nexus.promoted_at"]
     assert info["trained_on"] == "2026-01-01...2026-01-06"
     assert info["holdout_metrics"]["roc_auc"] == run.data.metrics["holdout_roc_auc"]
+    threshold = float(run.data.params["decision_threshold"])
+    assert info["decision_threshold"] == {"positive_class": 1, "from": threshold, "objective": "f1"}
+
+
+def test_predictions_apply_the_versions_decision_threshold(served):
+    status, info = call(served.url, "/model", token=None)
+    threshold = info["decision_threshold"]["from"]
+    holdout = served.data.holdout[list(ROW)].head(50)
+    records = [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in holdout.to_dict("records")]
+    status, body = call(served.url, "/predict", {"records": records})
+    assert status == 200, body
+    positive = [p["probabilities"]["1"] for p in body["predictions"]]
+    assert [p["prediction"] for p in body["predictions"]] == [int(p >= threshold) for p in positive]
+    assert any(threshold <= p < 0.5 for p in positive), "no record tells the threshold from the likelier class"
 
 
 @pytest.mark.parametrize(

@@ -20,9 +20,11 @@ from nexus_assets.training.candidates import (
 )
 from nexus_assets.training.metrics import evaluate, metrics_for, unscorable
 from nexus_assets.training.promotion import build_champion_model
+from nexus_assets.training.thresholds import choose_threshold
 from nexus_core import registry
-from nexus_core.config import NexusConfig
+from nexus_core.config import NexusConfig, ThresholdConfig
 from nexus_core.features import model_inputs
+from nexus_core.inference import THRESHOLD
 from nexus_resources.mlflow import MlflowResource
 
 
@@ -41,6 +43,7 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         except ValueError as exc:
             raise dg.Failure(description=f"not training: {exc}") from exc
         X_val, y_val = model_inputs(data.validation, data.spec), target(config, data.validation)
+        threshold_objective = _objective(config.model.threshold)
         X_hold, y_hold = model_inputs(data.holdout, data.spec), target(config, data.holdout)
         example = X_val.dropna().head(5)
         lineage = _lineage_tags(data)
@@ -49,6 +52,10 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
             context.log.info(f"[{number}/{len(config.model.candidates)}] training {family}")
             with mlflow.start_run(context, config.dataset.name, family, {**lineage, "nexus.family": family}) as run:
                 model = pipeline(config, data, estimator(family, task, config.model.seed))
+                threshold = choose_threshold(config.model.threshold, model, X_val, y_val)
+                if threshold is not None:  # travels inside the artifact: batch scoring and serving apply it too
+                    setattr(model, THRESHOLD, threshold)
+                    log_params({"decision_threshold": threshold, "threshold_objective": threshold_objective})
                 validation, holdout = evaluate(task, model, X_val, y_val), evaluate(task, model, X_hold, y_hold)
                 log_params({k: v for k, v in model.named_steps["model"].get_params().items() if _simple(v)})
                 log_metrics(
@@ -63,13 +70,15 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                     pip_requirements=PIP_REQUIREMENTS,
                     signature=infer_signature(example, model.predict(example)),
                     input_example=example,
+                    metadata={"decision_threshold": threshold, "threshold_objective": threshold_objective}
+                    if threshold is not None
+                    else None,
                 )
                 log_reference(model_inputs(data.train, data.spec), config.model.seed)
-            candidates.append(
-                Candidate(
-                    family, run.info.run_id, info.model_uri, validation, holdout, {**lineage, "nexus.family": family}
-                )
-            )
+            tags = {**lineage, "nexus.family": family}
+            if threshold is not None:
+                tags["nexus.decision_threshold"] = f"{threshold:.6g} ({threshold_objective})"
+            candidates.append(Candidate(family, run.info.run_id, info.model_uri, validation, holdout, tags, threshold))
         if all(np.isnan(c.validation[config.metric]) for c in candidates):
             raise dg.Failure(
                 description=f"cannot choose a challenger: {unscorable(config.metric, y_val, 'validation')}"
@@ -78,6 +87,7 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
             [
                 {
                     "family": c.family,
+                    **({"threshold": c.threshold} if c.threshold is not None else {}),
                     **{f"validation {k}": v for k, v in c.validation.items()},
                     f"holdout {config.metric}": c.holdout.get(config.metric),
                     "mlflow run": f"[{c.run_id[:8]}]({mlflow.run_url(c.run_id)})",
@@ -115,6 +125,7 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
             "family": best.family,
             "validation": best.validation,
             "holdout": best.holdout,
+            "decision_threshold": best.threshold,
         }
         return dg.MaterializeResult(
             value=challenger,
@@ -123,6 +134,7 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                 "version": dg.MetadataValue.int(int(version)),
                 "family": best.family,
                 config.metric: best.validation[config.metric],
+                **({"decision_threshold": best.tags["nexus.decision_threshold"]} if best.threshold is not None else {}),
                 "mlflow_version": dg.MetadataValue.url(mlflow.version_url(name, version)),
                 "mlflow_run": dg.MetadataValue.url(mlflow.run_url(best.run_id)),
             },
@@ -141,6 +153,15 @@ def _lineage_tags(data: TrainingDataset) -> dict[str, str]:
             f"{data.manifest['train']['partitions'][0]}...{data.manifest['holdout']['partitions'][1]}"
         )
     return tags
+
+
+def _objective(setting: ThresholdConfig) -> str:
+    """The threshold's objective as the UI and `GET /model` show it."""
+    if setting.objective == "recall":
+        return f"recall >= {setting.min_recall}"
+    if setting.objective == "cost":
+        return f"cost (false positive {setting.false_positive_cost}, false negative {setting.false_negative_cost})"
+    return setting.objective
 
 
 def _simple(value: object) -> bool:

@@ -38,6 +38,7 @@ class Candidate:
     validation: dict[str, float]
     holdout: dict[str, float]
     tags: dict[str, str] = field(default_factory=dict)
+    threshold: float | None = None  # a binary classifier's decision threshold
 
 
 def estimator(family: str, task: str, seed: int) -> BaseEstimator:

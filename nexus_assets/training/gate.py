@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -19,6 +19,7 @@ class GateDecision:
     reference_score: float
     slices: pd.DataFrame
     interval: tuple[float, float] = (math.nan, math.nan)  # of the gain, at the rule's confidence
+    guardrails: pd.DataFrame = field(default_factory=pd.DataFrame)  # GUARDRAIL_COLUMNS
     awaiting_approval: bool = False  # would promote, but an automatic retrain waits for `nexus promote`
 
     @property
@@ -52,6 +53,8 @@ class Rule:
     max_holdout_drop: float
     refuse_unstable: bool
     confidence: float = 0.95
+    guardrails: tuple[tuple[str, float], ...] = ()  # (metric, how much worse than the reference it may get)
+    max_predict_ms: float | None = None
 
     def required_gain(self, reference_score: float) -> float:
         return self.margin * abs(reference_score) if self.relative else self.margin
@@ -60,6 +63,39 @@ class Rule:
         if self.relative:
             return f"{self.required_gain(reference_score):.4g} ({self.margin:.2%} of the reference's score)"
         return f"{self.margin}"
+
+
+GUARDRAIL_COLUMNS = ["guardrail", "challenger", "reference", "change", "allowed", "held"]
+
+
+def guardrail_table(
+    rule: Rule, metrics: dict[str, Metric], challenger: dict[str, float], reference: dict[str, float]
+) -> pd.DataFrame:
+    """Each guardrail with both models' values and whether the challenger held it. `challenger` and `reference`
+    hold every metric and `predict_ms` (the median predict of one record); a value that cannot be computed holds."""
+    rows = []
+    for name, tolerance in rule.guardrails:
+        new, old = challenger[name], reference[name]
+        change = metrics[name].gain(new, old)
+        rows.append([name, new, old, change, -tolerance, bool(math.isnan(change) or change >= -tolerance)])
+    if rule.max_predict_ms is not None:
+        new, old = challenger["predict_ms"], reference["predict_ms"]
+        rows.append(["predict_ms", new, old, old - new, rule.max_predict_ms, bool(new <= rule.max_predict_ms)])
+    return pd.DataFrame(rows, columns=GUARDRAIL_COLUMNS)
+
+
+def _broken(guardrails: pd.DataFrame, reference: str) -> str | None:
+    broken = guardrails[~guardrails["held"].astype(bool)]
+    if broken.empty:
+        return None
+    return "; ".join(
+        f"guardrail predict_ms: the challenger's median predict of one record takes {g.challenger:.2f} ms, over "
+        f"the budget model.gate.max_predict_ms={g.allowed:g}"
+        if g.guardrail == "predict_ms"
+        else f"guardrail {g.guardrail}: {g.challenger:.4f} vs {reference} {g.reference:.4f} ({g.change:+.4f}), "
+        f"worse than model.gate.guardrails.{g.guardrail}={-g.allowed:g} allows"
+        for g in broken.itertuples()
+    )
 
 
 def instability(metric: Metric, validation_score: float, holdout_score: float, rule: Rule) -> str | None:
@@ -85,16 +121,19 @@ def decide(
     slices: pd.DataFrame,
     interval: tuple[float, float],
     validation_score: float = math.nan,
+    guardrails: pd.DataFrame | None = None,
 ) -> GateDecision:
     """Promote only when the challenger's gain clears the margin with the rule's confidence (the lower end of the
-    gain's interval), it loses no more than the tolerance on any slice, and (when configured) it holds its
-    validation score on the holdout."""
+    gain's interval), it loses no more than the tolerance on any slice, holds every guardrail, and (when
+    configured) holds its validation score on the holdout."""
+    guardrails = pd.DataFrame(columns=GUARDRAIL_COLUMNS) if guardrails is None else guardrails
     verdict = dict(
         reference=reference,
         challenger_score=challenger_score,
         reference_score=reference_score,
         slices=slices,
         interval=interval,
+        guardrails=guardrails,
     )
     if math.isnan(challenger_score) or math.isnan(reference_score):
         return GateDecision(
@@ -138,6 +177,9 @@ def decide(
                 f"{metric.name} gains {gain:+.4f} overall but regresses beyond {rule.slice_tolerance} on {listed}",
                 **verdict,
             )
+    broken = _broken(guardrails, reference)
+    if broken:
+        return GateDecision(False, f"{metric.name} gains {gain:+.4f}, but {broken}", **verdict)
     return GateDecision(
         True,
         f"{metric.name} {challenger_score:.4f} beats {reference} {reference_score:.4f} "

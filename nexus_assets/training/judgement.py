@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import statistics
+import time
 
 import dagster as dg
 import pandas as pd
@@ -10,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from nexus_assets.features.split import TrainingDataset
 from nexus_assets.lib import plots
-from nexus_assets.training.gate import GateDecision, Rule, decide, slice_scores
+from nexus_assets.training.gate import GateDecision, Rule, decide, guardrail_table, slice_scores
 from nexus_assets.training.metrics import evaluate_output, metrics_for, paired_gain_interval
 from nexus_core.config import NexusConfig
 from nexus_core.features import model_inputs
@@ -41,12 +43,30 @@ def judge(
         else pd.DataFrame()
     )
     challenger_score, reference_score = scores["challenger"][config.metric], scores[reference][config.metric]
+    if rule.max_predict_ms is not None:
+        for label, model in models.items():
+            scores[label]["predict_ms"] = predict_ms(model, X)
+    guardrails = guardrail_table(rule, metrics_for(task), scores["challenger"], scores[reference])
     if already_champion:
         reason = "the challenger already holds the champion alias"
         verdict = GateDecision(False, reason, reference, challenger_score, reference_score, slices, interval)
     else:
-        verdict = decide(metric, rule, challenger_score, reference_score, reference, slices, interval, validation_score)
+        verdict = decide(
+            metric, rule, challenger_score, reference_score, reference, slices, interval, validation_score, guardrails
+        )
     return verdict, scores, {label: output[0] for label, output in outputs.items()}
+
+
+def predict_ms(model, X: pd.DataFrame, calls: int = 25) -> float:
+    """The median time, in milliseconds, of `model` predicting one record (as a request would)."""
+    row = X.head(1)
+    predict(model, row)  # warm-up
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        predict(model, row)
+        times.append((time.perf_counter() - start) * 1000)
+    return float(statistics.median(times))
 
 
 def tag_decision(client: MlflowClient, name: str, version: str, verdict: GateDecision, data: TrainingDataset) -> None:
@@ -88,6 +108,8 @@ def decision_metadata(
     ]
     if not verdict.slices.empty:
         text += ["", "Per slice:", "", verdict.slices.to_markdown(index=False, floatfmt=".4f")]
+    if not verdict.guardrails.empty:
+        text += ["", "Guardrails:", "", verdict.guardrails.to_markdown(index=False, floatfmt=".4f")]
     metadata = {
         "decision": verdict.label,
         "champion_version": str(champion["version"]),

@@ -17,7 +17,7 @@ class Metric:
     name: str
     higher_is_better: bool
     needs_scores: bool
-    fn: Callable[..., float]
+    fn: Callable[[np.ndarray, np.ndarray, list | None], float]  # (labels, predictions or scores, classes)
 
     def better(self, a: float, b: float, margin: float = 0.0) -> bool:
         """True when `a` beats `b` by at least `margin`."""
@@ -28,7 +28,7 @@ class Metric:
         return new - old if self.higher_is_better else old - new
 
 
-def _rmse(y, p) -> float:
+def _rmse(y, p, classes=None) -> float:
     return float(np.sqrt(metrics.mean_squared_error(y, p)))
 
 
@@ -46,21 +46,47 @@ def _auc(y, scores, classes=None) -> float:
     return float(np.mean([metrics.roc_auc_score(y == c, scores[:, classes.index(c)]) for c in present]))
 
 
+def _by_class(fn: Callable[..., float]) -> Callable[[np.ndarray, np.ndarray, list | None], float]:
+    """`fn` of the positive (last) class for a binary model, macro-averaged over the classes for several."""
+
+    def score(y, predictions, classes=None) -> float:
+        if classes is not None and len(classes) == 2:
+            return float(fn(y, predictions, pos_label=classes[1], average="binary", zero_division=0))
+        return float(fn(y, predictions, average="macro", zero_division=0))
+
+    return score
+
+
+def _brier(y, scores, classes=None) -> float:
+    """Mean squared error of the class probabilities (binary: of the positive class's)."""
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim == 1:  # the positive class's probability, as batch scoring stores it
+        scores = np.column_stack([1 - scores, scores])
+    classes = list(range(scores.shape[1])) if classes is None else list(classes)
+    if scores.shape[1] == 2:
+        return float(metrics.brier_score_loss(np.asarray(y) == classes[1], scores[:, 1]))
+    onehot = np.asarray(y)[:, None] == np.asarray(classes)[None, :]
+    return float(np.mean(np.sum((scores - onehot) ** 2, axis=1)))
+
+
 CLASSIFICATION = {
     m.name: m
     for m in (
         Metric("roc_auc", True, True, _auc),
-        Metric("accuracy", True, False, lambda y, p: float(metrics.accuracy_score(y, p))),
-        Metric("f1", True, False, lambda y, p: float(metrics.f1_score(y, p, average="macro"))),
-        Metric("balanced_accuracy", True, False, lambda y, p: float(metrics.balanced_accuracy_score(y, p))),
+        Metric("accuracy", True, False, lambda y, p, classes=None: float(metrics.accuracy_score(y, p))),
+        Metric("f1", True, False, _by_class(metrics.f1_score)),
+        Metric("balanced_accuracy", True, False, lambda y, p, c=None: float(metrics.balanced_accuracy_score(y, p))),
+        Metric("precision", True, False, _by_class(metrics.precision_score)),
+        Metric("recall", True, False, _by_class(metrics.recall_score)),
+        Metric("brier", False, True, _brier),
     )
 }
 REGRESSION = {
     m.name: m
     for m in (
         Metric("rmse", False, False, _rmse),
-        Metric("mae", False, False, lambda y, p: float(metrics.mean_absolute_error(y, p))),
-        Metric("r2", True, False, lambda y, p: float(metrics.r2_score(y, p))),
+        Metric("mae", False, False, lambda y, p, classes=None: float(metrics.mean_absolute_error(y, p))),
+        Metric("r2", True, False, lambda y, p, classes=None: float(metrics.r2_score(y, p))),
     )
 }
 
@@ -72,11 +98,9 @@ def metrics_for(task: str) -> dict[str, Metric]:
 def score_rows(metric: Metric, y: np.ndarray, output: tuple[np.ndarray, np.ndarray | None], classes) -> float:
     """`metric` of one model's (predictions, scores) against `y`, NaN when it cannot be computed."""
     predictions, scores = output
-    if len(y) == 0:
+    if len(y) == 0 or (metric.needs_scores and scores is None):
         return np.nan
-    if metric.name == "roc_auc":
-        return _auc(y, scores, classes)
-    return metric.fn(y, scores if metric.needs_scores else predictions)
+    return metric.fn(y, scores if metric.needs_scores else predictions, classes)
 
 
 BOOTSTRAP_ROWS = 20_000  # larger holdouts are bootstrapped on a sample of this many rows, the spread rescaled

@@ -19,7 +19,16 @@ from nexus_resources.mlflow import MlflowResource
 def build_champion_model(config: NexusConfig) -> dg.AssetsDefinition:
     task, name, gate = config.dataset.task, config.model.registered_name, config.model.gate
     margin, relative = config.gate_margin
-    rule = Rule(margin, relative, gate.slice_tolerance, gate.max_holdout_drop, gate.refuse_unstable, gate.confidence)
+    rule = Rule(
+        margin,
+        relative,
+        gate.slice_tolerance,
+        gate.max_holdout_drop,
+        gate.refuse_unstable,
+        gate.confidence,
+        tuple(gate.guardrails.items()),
+        gate.max_predict_ms,
+    )
 
     @dg.asset(group_name="training", kinds={"mlflow"}, code_version="1")
     def champion_model(
@@ -80,6 +89,7 @@ def build_champion_model(config: NexusConfig) -> dg.AssetsDefinition:
                 "confidence": gate.confidence,
                 "holdout_hash": data.manifest["holdout"]["content_hash"],
                 "scores": scores,
+                "guardrails": verdict.guardrails.to_dict("records"),
             },
         )
         champion = {
