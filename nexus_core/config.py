@@ -144,6 +144,11 @@ class TrainingConfig(_Strict):
     validation_fraction: float = Field(0.15, gt=0, lt=0.5)
     holdout_fraction: float = Field(0.15, gt=0, lt=0.5)
     min_rows: int = Field(50, gt=0, description="Fewer training rows than this is refused.")
+    cut_at_change: bool = Field(
+        True,
+        description="A retrain requested for persistent drift or degradation trains on the partitions since the "
+        "change began, when they hold min_rows training rows: the model learns the new regime.",
+    )
     seed: int = 7
 
 

@@ -3,6 +3,7 @@
 TRIGGER = "nexus/trigger"  # which sensor requested a run
 MODEL_VERSION = "nexus/model_version"  # the registered version a run is about
 REASON = "nexus/reason"  # why a sensor requested it
+REGIME_START = "nexus/regime_start"  # the first partition of the change a retrain was requested for
 PARTITION = "dagster/partition"  # Dagster's tag for the partition a run materializes
 RETRAINING_SENSOR, CHAMPION_ALIAS_SENSOR = "retraining_sensor", "champion_alias_sensor"
 LATE_LABELS_SENSOR, OPENLINEAGE_SENSOR = "late_labels_sensor", "openlineage_sensor"

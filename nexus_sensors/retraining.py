@@ -70,6 +70,7 @@ def build_retraining_sensor(config: NexusConfig, interval: int | None = None) ->
                 names.TRIGGER: names.RETRAINING_SENSOR,
                 names.REASON: verdict.reason[:1000],
                 names.MODEL_VERSION: champion,
+                names.REGIME_START: verdict.regime_start,
             },
         )
         return dg.SensorResult(run_requests=[request], asset_events=[observation])

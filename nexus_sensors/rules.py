@@ -16,6 +16,7 @@ class Assessment:
     decision: str  # requested | held | quiet (nothing persistent to act on)
     reason: str
     partition: str | None = None  # the newest flagged partition
+    regime_start: str | None = None  # the first partition of the flagged run the newest belongs to
 
 
 def assess(
@@ -59,7 +60,22 @@ def assess(
             f"(monitoring.retraining.min_labelled_rows is {rules.min_labelled_rows})",
             newest,
         )
-    return Assessment(REQUESTED, f"{persistent}; {labelled} labelled predictions since it took over", newest)
+    start = _run_start(health)
+    return Assessment(
+        REQUESTED,
+        f"{persistent} since {start}; {labelled} labelled predictions since it took over",
+        newest,
+        start,
+    )
+
+
+def _run_start(health: pd.DataFrame) -> str:
+    """The oldest partition of the unbroken run of flagged partitions that ends with the newest one."""
+    flagged = (health["drifted"].eq(True) | health["degraded"].eq(True)).to_numpy()
+    start = len(flagged) - 1
+    while start > 0 and flagged[start - 1]:
+        start -= 1
+    return str(health["partition"].iloc[start])
 
 
 def _signals(row) -> str:

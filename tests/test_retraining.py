@@ -53,6 +53,25 @@ def test_persistent_drift_or_degradation_requests_a_retrain():
     verdict = retraining.assess(RULES, _health((False, False), (True, False), (False, True)), "1", None, [])
     assert verdict.decision == retraining.REQUESTED and verdict.partition == "2026-01-09"
     assert "version 1 flagged on 2 partitions in a row" in verdict.reason and "900 labelled" in verdict.reason
+    assert verdict.regime_start == "2026-01-08" and "since 2026-01-08" in verdict.reason
+    longer = retraining.assess(RULES, _health((True, False), (False, False), *[(True, None)] * 4), "1", None, [])
+    assert (longer.regime_start, longer.partition) == ("2026-01-09", "2026-01-12")
+
+
+def test_a_retrain_for_a_change_learns_from_the_partitions_since_it_when_they_are_enough(write_config):
+    from nexus_assets.features.split import split_by_partition
+    from nexus_core.features import feature_spec
+
+    config = write_config({"training": {"window_partitions": 14, "min_rows": 400}})
+    days = {f"2026-01-{d:02d}": pd.DataFrame({"age": [float(d)] * 300, "churned": [0, 1] * 150}) for d in range(1, 15)}
+    spec = feature_spec(config, days["2026-01-01"])
+    cut = split_by_partition(days, config, spec, since="2026-01-10")
+    assert cut.manifest["train"]["partitions"][0] == "2026-01-10" and cut.train["age"].min() == 10
+    assert cut.manifest["window"] == "from 2026-01-10, where the change the retrain was requested for began"
+    too_recent = split_by_partition(days, config, spec, since="2026-01-14")  # 210 training rows by time
+    assert too_recent.manifest["train"]["partitions"][0] == "2026-01-01"
+    assert "hold 210 training rows, fewer than training.min_rows=400" in too_recent.manifest["window"]
+    assert "window" not in split_by_partition(days, config, spec).manifest
 
 
 def test_guardrails_hold_a_persistent_signal():

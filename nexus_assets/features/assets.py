@@ -9,6 +9,7 @@ from nexus_assets.data import contract
 from nexus_assets.features.split import TrainingDataset, split_by_partition, split_by_row
 from nexus_assets.lib.metadata import frame_metadata
 from nexus_assets.partitions import partitions_def
+from nexus_core import names
 from nexus_core.config import NexusConfig
 from nexus_core.features import feature_spec, model_inputs
 from nexus_resources.app_db import AppDatabase
@@ -46,14 +47,14 @@ def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         code_version="1",
         ins={"features": dg.AssetIn(metadata={"allow_missing_partitions": True})},
     )
-    def training_dataset(features: Any) -> dg.MaterializeResult[TrainingDataset]:
+    def training_dataset(context: dg.AssetExecutionContext, features: Any) -> dg.MaterializeResult[TrainingDataset]:
         """The latest training window, split by time into train, validation and a frozen holdout."""
         # Partitioned features arrive as {partition: frame}; an unpartitioned dataset as one frame.
         if isinstance(features, dict):
             if not features:
                 raise dg.Failure("no partition of features is materialized yet; materialize raw_data and features")
             spec = feature_spec(config, next(iter(features.values())))
-            data = split_by_partition(features, config, spec)
+            data = split_by_partition(features, config, spec, since=context.run.tags.get(names.REGIME_START))
         else:
             data = split_by_row(features, config, feature_spec(config, features))
         return dg.MaterializeResult(value=data, metadata=_split_metadata(data))
@@ -69,7 +70,8 @@ def _split_metadata(data: TrainingDataset) -> dict[str, dg.MetadataValue]:
             if isinstance(part, dict)
         }
     ).T
-    return {
+    window = {"window": dg.MetadataValue.text(data.manifest["window"])} if "window" in data.manifest else {}
+    return window | {
         "dagster/row_count": dg.MetadataValue.int(sum(len(data.part(p)) for p in ("train", "validation", "holdout"))),
         "split": dg.MetadataValue.md(rows.to_markdown()),
         "window_hash": dg.MetadataValue.text(data.manifest["window_hash"]),

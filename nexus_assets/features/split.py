@@ -35,9 +35,31 @@ def content_hash(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def split_by_partition(partitions: dict[str, pd.DataFrame], config: NexusConfig, spec: FeatureSpec) -> TrainingDataset:
+def split_by_partition(
+    partitions: dict[str, pd.DataFrame], config: NexusConfig, spec: FeatureSpec, since: str | None = None
+) -> TrainingDataset:
     """Oldest partitions train, the next validate, the newest are the frozen holdout. The window is the newest
-    `training.window_partitions` (default all), newest first until `training.max_rows`."""
+    `training.window_partitions` (default all), newest first until `training.max_rows`.
+
+    `since` (the start of a change a retrain was requested for) cuts the window to the partitions from there on,
+    so the model learns the new regime, when they hold `training.min_rows` training rows; the manifest says which."""
+    if since is None or not config.training.cut_at_change:
+        return _split_window(partitions, config, spec)
+    recent = {key: frame for key, frame in partitions.items() if key >= since}
+    cut = _split_window(recent, config, spec) if sum(map(len, recent.values())) else None
+    if cut is not None and len(cut.train) >= config.training.min_rows and len(cut.holdout):
+        cut.manifest["window"] = f"from {since}, where the change the retrain was requested for began"
+        return cut
+    data = _split_window(partitions, config, spec)
+    rows = 0 if cut is None else len(cut.train)
+    data.manifest["window"] = (
+        f"the whole window: the partitions since the change at {since} hold {rows} training rows, fewer than "
+        f"training.min_rows={config.training.min_rows}"
+    )
+    return data
+
+
+def _split_window(partitions: dict[str, pd.DataFrame], config: NexusConfig, spec: FeatureSpec) -> TrainingDataset:
     keys = (
         sorted(partitions)[-config.training.window_partitions :]
         if config.training.window_partitions

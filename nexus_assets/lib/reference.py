@@ -18,11 +18,13 @@ def sample(frame: pd.DataFrame, rows: int, seed: int = 0) -> pd.DataFrame:
     return frame if len(frame) <= rows else frame.sample(n=rows, random_state=seed).sort_index()
 
 
-def log_reference(inputs: pd.DataFrame, seed: int) -> None:
-    """Inside an active MLflow run: a sample of the training inputs, the reference for later drift checks."""
+def log_reference(learned_from: pd.DataFrame, seed: int) -> None:
+    """Inside an active MLflow run: the reference for later drift checks, a sample of the newest half of the rows
+    the model learned from (oldest first). The newest, so that once a retrain has learned a new regime the drift
+    alarm measured against it clears, instead of comparing each day with the old regime for a whole window."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / REFERENCE_ARTIFACT
-        sample(inputs, REFERENCE_ROWS, seed).to_parquet(path)
+        sample(learned_from.iloc[len(learned_from) // 2 :], REFERENCE_ROWS, seed).to_parquet(path)
         mlflow.log_artifact(str(path))
 
 

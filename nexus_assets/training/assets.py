@@ -74,7 +74,8 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                     if threshold is not None
                     else None,
                 )
-                log_reference(model_inputs(data.train, data.spec), config.model.seed)
+                learned_from = pd.concat([data.train, data.validation], ignore_index=True)
+                log_reference(model_inputs(learned_from, data.spec), config.model.seed)
             tags = {**lineage, "nexus.family": family}
             if threshold is not None:
                 tags["nexus.decision_threshold"] = f"{threshold:.6g} ({threshold_objective})"
