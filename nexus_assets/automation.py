@@ -16,6 +16,8 @@ from nexus_core.config import NexusConfig
 from nexus_core.names import (
     DEPLOY,
     DEPLOY_JOB,
+    GATE,
+    GATE_JOB,
     INGEST,
     INGEST_JOB,
     LABELS,
@@ -26,7 +28,7 @@ from nexus_core.names import (
 
 # `eager()` alone ignores failed checks: a partition whose data contract failed must stop here.
 FOLLOWS = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
-FOLLOWERS = ["features", "batch_predictions", "ground_truth", "model_performance", "drift_report"]
+FOLLOWERS = ["features", "batch_predictions", "ground_truth", "model_performance", "drift_report", "shadow_comparison"]
 
 
 def automate(assets: list[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
@@ -51,6 +53,9 @@ def build_jobs(config: NexusConfig) -> dict[str, dg.UnresolvedAssetJobDefinition
         ),
         DEPLOY_JOB: dg.define_asset_job(
             DEPLOY_JOB, selection=DEPLOY, description=f"Package the champion of {name} and serve it."
+        ),
+        GATE_JOB: dg.define_asset_job(
+            GATE_JOB, selection=GATE, description=f"The promotion gate again, for the challenger of {name}."
         ),
     }
 

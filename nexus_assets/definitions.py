@@ -22,6 +22,7 @@ from nexus_sensors.files import build_source_files_sensor
 from nexus_sensors.labels import build_late_labels_sensor
 from nexus_sensors.lineage import build_openlineage_sensor
 from nexus_sensors.retraining import build_retraining_sensor
+from nexus_sensors.shadow import build_shadow_gate_sensor
 
 # Checks per partition are a Dagster 1.13 preview we rely on knowingly (each day's checks are that day's).
 warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec", category=dg.PreviewWarning)
@@ -51,6 +52,7 @@ def build_definitions(config: NexusConfig | None = None) -> dg.Definitions:
             *([build_source_files_sensor(config, interval)] if partitions.cadence == "files" else []),
             *([build_late_labels_sensor(config, partitions.definition(), interval)] if partitions.periods else []),
             *([build_openlineage_sensor(config, interval)] if settings.lineage else []),
+            *([build_shadow_gate_sensor(config, interval)] if config.model.gate.min_shadow_rows else []),
         ],
         resources=build_resources(),
         # Each job is a short chain of steps: one process per run, not one per step.

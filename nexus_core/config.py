@@ -189,6 +189,12 @@ class GateConfig(_Strict):
     max_predict_ms: float | None = Field(
         None, gt=0, description="Latency budget: the challenger's median predict of one record, in milliseconds."
     )
+    min_shadow_rows: int = Field(
+        0,
+        ge=0,
+        description="Labelled live requests the challenger must have answered in shadow (shadow_comparison) before "
+        "it may be promoted; 0: the holdout alone decides.",
+    )
 
 
 class ThresholdConfig(_Strict):

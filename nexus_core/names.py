@@ -7,11 +7,13 @@ REGIME_START = "nexus/regime_start"  # the first partition of the change a retra
 PARTITION = "dagster/partition"  # Dagster's tag for the partition a run materializes
 RETRAINING_SENSOR, CHAMPION_ALIAS_SENSOR = "retraining_sensor", "champion_alias_sensor"
 LATE_LABELS_SENSOR, OPENLINEAGE_SENSOR = "late_labels_sensor", "openlineage_sensor"
+SHADOW_GATE_SENSOR = "shadow_gate_sensor"
 
 TRAINING_CHAIN = ["training_dataset", "candidate_models", "challenger_model", "champion_model"]
 DEPLOY = ["serving_bento"]
 INGEST = ["raw_data", "features"]
-LABELS = ["ground_truth", "model_performance"]
+LABELS = ["ground_truth", "model_performance", "shadow_comparison"]
 FILES_PARTITIONS = "source_files"  # the dynamic partitions of a source that arrives as files
 INGEST_JOB, TRAINING_JOB, DEPLOY_JOB = "ingest", "training", "deploy"  # the named jobs of the lists above
-LABELS_JOB = "labels"
+LABELS_JOB, GATE_JOB = "labels", "gate"
+GATE = ["champion_model"]

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     serving_trace_sample_rate: float = Field(0.0, ge=0, le=1)
     serving_workers: int = Field(1, gt=0)
     serving_url: str | None = Field(None, description="A running service that deploys wait for.")
+    serving_shadow_share: float = Field(
+        0.0, ge=0, le=1, description="Share of live requests the `challenger` also answers, off the request's path."
+    )
     serving_port: int = 3001
     openlineage_url: str | None = Field(None, validation_alias=AliasChoices("OPENLINEAGE_URL"))
     openlineage_config: str | None = Field(None, validation_alias=AliasChoices("OPENLINEAGE_CONFIG"))
@@ -74,6 +77,11 @@ class Settings(BaseSettings):
         if not self.mlflow_tracking_uri:
             raise ConfigError("NEXUS_MODE=production needs MLFLOW_TRACKING_URI (the MLflow tracking server)")
         return self.mlflow_tracking_uri
+
+    @property
+    def app_database_url(self) -> str:
+        """The app database: `NEXUS_APP_DB_URL`, else the embedded SQLite file."""
+        return self.app_db_url or f"sqlite:///{self.home.resolve() / 'app.db'}"
 
     @property
     def lineage(self) -> bool:

@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
+from nexus_core import shadow
+
 metadata = sa.MetaData()
 
 gate_decisions = sa.Table(
@@ -102,6 +104,24 @@ retraining_decisions = sa.Table(
     sa.Column("partition", sa.String(256)),  # the newest flagged partition
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("run_key", sa.String(256)),
+)
+
+# Each partition's judgement of the challengers shadow-scored on live requests (shadow_comparison), replaced when
+# its labels are read again; the gate sums a challenger's labelled records here (model.gate.min_shadow_rows).
+shadow_results = sa.Table(
+    "shadow_results",
+    metadata,
+    sa.Column("registered_model", sa.String(256), nullable=False),
+    sa.Column("partition", sa.String(256), nullable=False),
+    sa.Column("champion", sa.String(32), nullable=False),
+    sa.Column("challenger", sa.String(32), nullable=False),
+    sa.Column("labelled", sa.Integer, nullable=False),
+    sa.Column("agreement", sa.Float),
+    sa.Column("champion_score", sa.Float),
+    sa.Column("challenger_score", sa.Float),
+    sa.Column("gain", sa.Float),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("registered_model", "partition", "champion", "challenger"),
 )
 
 # The data contract of each dataset: the role and type of every column, fixed by the first partition that passed
@@ -273,6 +293,35 @@ class AppDatabase(dg.ConfigurableResource):
         with self.engine().connect() as connection:
             return pd.read_sql_query(query, connection)
 
+    def replace_shadow_results(self, registered_model: str, partition: str, table: pd.DataFrame) -> None:
+        """One partition's shadow judgement (shadow_comparison's table), replacing an earlier one."""
+        key = (shadow_results.c.registered_model == registered_model) & (shadow_results.c.partition == partition)
+        rows = [
+            {
+                "registered_model": registered_model,
+                "partition": partition,
+                "updated_at": dt.datetime.now(dt.UTC),
+                **{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()},  # NaN as NULL
+            }
+            for row in table.to_dict("records")
+        ]
+        with self.engine().begin() as connection:
+            connection.execute(shadow_results.delete().where(key))
+            if rows:
+                connection.execute(shadow_results.insert(), rows)
+
+    def shadow_record(self, registered_model: str, challenger: str) -> pd.DataFrame:
+        """Every partition's shadow judgement of `challenger`, oldest first."""
+        query = (
+            sa.select(shadow_results)
+            .where(
+                (shadow_results.c.registered_model == registered_model) & (shadow_results.c.challenger == challenger)
+            )
+            .order_by(shadow_results.c.partition)
+        )
+        with self.engine().connect() as connection:
+            return pd.read_sql_query(query, connection)
+
     def decisions(self, registered_model: str, limit: int = 20) -> list[dict[str, Any]]:
         """The newest promotion decisions first."""
         return self._newest(gate_decisions, registered_model, limit)
@@ -365,6 +414,7 @@ def _engine(url: str) -> sa.Engine:
         inspector = sa.inspect(connection)
         wide = "predictions" in inspector.get_table_names()  # an app database from before scoring batches
         metadata.create_all(connection)
+        shadow.metadata.create_all(connection)  # the service writes it; defined in the core it may import
         if wide:
             _split_wide_predictions(connection)
         if "predictions" not in inspector.get_view_names():

@@ -34,7 +34,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
                 artifact_location=(home / "mlflow" / "artifacts").as_uri(),
                 ui_url=settings.mlflow_ui,
             ),
-            "app_db": AppDatabase(url=settings.app_db_url or f"sqlite:///{home / 'app.db'}"),
+            "app_db": AppDatabase(url=settings.app_database_url),
             "reports": ReportStore(location=str(home / "reports")),
         }
     found = {

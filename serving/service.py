@@ -26,13 +26,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nexus_core.config import load_config
-from nexus_core.registry import CHAMPION, aliases
+from nexus_core.registry import CHALLENGER, CHAMPION, aliases
 from nexus_core.settings import load_settings, mlflow_client
 from nexus_core.trees import UnsafeModel
 from serving.batcher import MicroBatcher, UnscorableRecord
 from serving.errors import ApiError, invalid_body
 from serving.guard import RequestGuard
 from serving.model import ServedModel, load_version
+from serving.shadow import Shadow
 
 log = logging.getLogger("nexus.serving")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one log line per swap, not a progress bar
@@ -127,6 +128,7 @@ class NexusModelService:
         self._registry_down = False
         self.waiting = "the registry has not been read yet"  # why no version is served, while none is
         self.batcher = MicroBatcher(lambda: self.model)
+        self.shadow = Shadow(self.name, SETTINGS.serving_shadow_share, SETTINGS.app_database_url)
         self._poll()  # not ready (503) until a version loads; the watcher keeps trying
         # Long-lived objects (the model, the libraries) out of the collector's way, and collections 70 times rarer
         # than the default 700 allocations: a request leaves little cyclic garbage but allocates a lot, and the
@@ -145,7 +147,7 @@ class NexusModelService:
         started = time.perf_counter()
         model = self.model
         try:
-            used, predictions = await self._predict(model, records)
+            used, rows, predictions = await self._predict(model, records)
         except ApiError as error:
             error.log("POST /predict")
             outcome = "unavailable" if model is None else "client_error" if error.status < 500 else "server_error"
@@ -156,10 +158,13 @@ class NexusModelService:
         LATENCY.labels(model_version=used.version).observe(time.perf_counter() - started)
         REQUESTS.labels(model_version=used.version, outcome="ok").inc()
         ROWS.labels(model_version=used.version).inc(len(predictions))
+        self.shadow.offer(rows, predictions, used)
         answer = {"model": {"name": used.name, "version": used.version}, "predictions": predictions}
         return Response(to_json(answer, inf_nan_mode="null"), media_type="application/json")
 
-    async def _predict(self, model: ServedModel | None, body: bytes) -> tuple[ServedModel, list[dict[str, Any]]]:
+    async def _predict(
+        self, model: ServedModel | None, body: bytes
+    ) -> tuple[ServedModel, list[dict[str, Any]], list[dict[str, Any]]]:
         if model is None:
             raise ApiError(
                 HTTPStatus.SERVICE_UNAVAILABLE,
@@ -170,7 +175,8 @@ class NexusModelService:
         except ValidationError as exc:
             raise invalid_body(exc, MAX_RECORDS) from None
         try:
-            return await self.batcher.predict(rows)
+            used, predictions = await self.batcher.predict(rows)
+            return used, rows, predictions
         except UnscorableRecord as exc:
             where = "records" if exc.index is None else f"records[{exc.index}]"
             raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, f"{where}: {exc}; check its values", where) from exc
@@ -185,7 +191,7 @@ class NexusModelService:
         """The served version (name, version, alias, promotion time, training window, holdout metrics), the last
         swap, and the version the alias names if this worker refused it: why, and whether it will retry."""
         info = self.model.info if self.model else {"name": self.name, "version": None, "waiting": self.waiting}
-        return {**info, "last_swap": self.last_swap, "refused": self.refused}
+        return {**info, "last_swap": self.last_swap, "refused": self.refused, "shadow": self.shadow.describe()}
 
     def _watch(self) -> None:
         while True:
@@ -194,7 +200,7 @@ class NexusModelService:
 
     def _poll(self) -> None:
         try:
-            wanted = aliases(self.client, self.name).get(CHAMPION)
+            named = aliases(self.client, self.name)
         except Exception as exc:  # the service must outlive a registry outage
             self.waiting = f"the registry is unreachable ({type(exc).__name__}); retrying"
             if not self._registry_down:  # once per outage, not once per poll
@@ -204,7 +210,27 @@ class NexusModelService:
         if self._registry_down:
             log.info("the registry answers again")
             self._registry_down = False
-        self._refresh(wanted)
+        self._refresh(named.get(CHAMPION))
+        if self.shadow.share > 0:
+            self._refresh_shadow(named.get(CHALLENGER))
+
+    def _refresh_shadow(self, wanted: str | None) -> None:
+        """Load the `challenger` for shadow scoring when it moved; a version that fails to load is not shadowed."""
+        current = self.shadow.model.version if self.shadow.model else None
+        if wanted == current or (self.shadow.refused or "").startswith(f"version {wanted}:"):
+            return
+        if wanted is None:
+            self.shadow.model = None
+            return
+        try:
+            self.shadow.model = load_version(self.client, self.name, wanted, self.id_column, MAX_RECORDS)
+            self.shadow.refused = None
+            log.info(
+                "shadow scoring %.0f%% of requests with the challenger, version %s", self.shadow.share * 100, wanted
+            )
+        except Exception as exc:
+            self.shadow.model, self.shadow.refused = None, f"version {wanted}: {type(exc).__name__}: {exc}"
+            log.warning("not shadow scoring with challenger version %s: %s", wanted, exc)
 
     def _refresh(self, wanted: str | None) -> None:
         """Swap to the registry's champion if it moved and the new version passes its check."""

@@ -109,7 +109,35 @@ def test_gate_promotes_a_better_challenger_unless_it_breaks_a_guardrail(trained,
     metadata = instance.get_latest_materialization_event(dg.AssetKey("champion_model")).asset_materialization.metadata
     assert "Guardrails:" in metadata["comparison"].value and "predict_ms" in metadata["comparison"].value
     assert registry.aliases(_client(trained), NAME)["champion"] == bad
-    outcome = _gate_with_challenger(trained.defs, instance, good)
+
+    # With a minimum shadow record the challenger waits for labelled live answers, and is judged again once it has
+    shadowing = build_definitions(write_config({"model": {"gate": {"min_shadow_rows": 50}}}))
+    waiting = _gate_with_challenger(shadowing, instance, good)
+    assert not waiting["promoted"] and "answered only 0 labelled live requests in shadow" in waiting["reason"]
+    assert trained.resources["app_db"].decisions(NAME)[0]["decision"] == "awaiting_shadow"
+    _client(trained).set_registered_model_alias(NAME, registry.CHALLENGER, good)
+    sensor = shadowing.get_sensor_def("shadow_gate_sensor")
+    with dg.build_sensor_context(instance=instance, resources=shadowing.resources) as context:
+        assert f"challenger v{good}: 0 of 50 labelled shadow predictions" in sensor(context).skip_reason
+    record = pd.DataFrame(
+        [
+            {
+                "champion": bad,
+                "challenger": good,
+                "labelled": 60,
+                "agreement": 0.8,
+                "champion_score": 0.55,
+                "challenger_score": 0.8,
+                "gain": 0.25,
+            }
+        ]
+    )
+    trained.resources["app_db"].replace_shadow_results(NAME, "2026-01-07", record)
+    with dg.build_sensor_context(instance=instance, resources=shadowing.resources) as context:
+        [request] = sensor(context).run_requests
+    assert request.tags["nexus/model_version"] == good
+    assert shadowing.get_job_def("gate").asset_layer.executable_asset_keys == {dg.AssetKey("champion_model")}
+    outcome = _gate_with_challenger(shadowing, instance, good)
     assert outcome["promoted"] and outcome["version"] == good
     aliases = registry.aliases(_client(trained), NAME)
     assert (aliases["champion"], aliases["previous_champion"]) == (good, bad)

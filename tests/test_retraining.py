@@ -94,13 +94,16 @@ def test_the_cooldown_counts_from_the_last_request_however_many_holds_followed(t
     assert app_db.retraining_counts(NAME) == {"requested": 1, "held": 29}
 
 
+SCENARIO_DAYS = 60
+
+
 @pytest.fixture
 def drifting(write_config, instance, monkeypatch):
     """Champion trained on days 1-6; from DRIFT_DAY on two features shift hard and churn depends more on price."""
     drift = {"start_date": DRIFT_DAY.isoformat(), "features": ["monthly_charges", "support_calls"], "strength": 3.0}
     config = write_config(
         {
-            "dataset": {"source": {"drift": drift}},
+            "dataset": {"source": {"drift": drift}, "end_date": "2026-03-31"},
             "monitoring": {"retraining": {"min_labelled_rows": 1800, "cooldown_partitions": 7}},
         }
     )
@@ -111,8 +114,10 @@ def drifting(write_config, instance, monkeypatch):
     return defs
 
 
-def test_drift_scenario_retrains_once_and_serves_the_model_the_gate_promotes(drifting, instance):
-    days = [(dt.date(2026, 1, 7) + dt.timedelta(days=i)) for i in range(10)]
+def test_sixty_days_of_drift_retrain_converge_and_serve_what_the_gate_promotes(drifting, instance):
+    """The loop over 60 days with a lasting change at DRIFT_DAY: flagged within two days and not before, at most two
+    retrains, the alarms clear within 10 days of the promoted retrain, every decision with its reason."""
+    days = [(dt.date(2026, 1, 7) + dt.timedelta(days=i)) for i in range(SCENARIO_DAYS)]
     with Replay(drifting, instance) as replay:
         outcomes = {day: replay.day(day.isoformat()) for day in days}
     for day, outcome in outcomes.items():  # shown when the test fails
@@ -133,37 +138,47 @@ def test_drift_scenario_retrains_once_and_serves_the_model_the_gate_promotes(dri
     assert all(run.status == dg.DagsterRunStatus.SUCCESS for o in outcomes.values() for _, run in o.runs)
 
     flagged = [day for day, outcome in outcomes.items() if outcome.flagged]
-    assert flagged and min(flagged) - DRIFT_DAY <= dt.timedelta(days=1), "flagged within 2 partitions of the drift"
+    assert flagged and min(flagged) - DRIFT_DAY <= dt.timedelta(days=2), "flagged within 2 partitions of the drift"
     assert all(day >= DRIFT_DAY for day in flagged), f"false alarms before the drift: {flagged}"
 
     retrains = [day for day, outcome in outcomes.items() if outcome.run_of("retraining_sensor")]
-    assert len(retrains) == 1, f"one retrain, not {retrains}"
+    assert 1 <= len(retrains) <= 2, f"at most two retrains, not {retrains}"
     retrain = outcomes[retrains[0]].run_of("retraining_sensor")
     assert retrain.job_name == names.TRAINING_JOB and retrain.tags["dagster/sensor_name"] == names.RETRAINING_SENSOR
+    assert retrain.tags[names.REGIME_START] >= DRIFT_DAY.isoformat(), "the retrain learns from the change on"
     app_db = build_resources()["app_db"]
-    history = app_db.retraining_history(NAME)
-    assert [d["decision"] for d in history].count(retraining.REQUESTED) == 1
-    assert any("cooling down" in d["reason"] for d in history if d["decision"] == retraining.HELD)
+    history = app_db.retraining_history(NAME, limit=1000)
+    assert [d["decision"] for d in history].count(retraining.REQUESTED) == len(retrains)
+    assert all(d["reason"] for d in history)
 
-    [gate, *_] = app_db.decisions(NAME)
-    assert gate["actor"] == "gate" and gate["champion_version"] == "1" and gate["challenger_version"] == "2"
-    assert gate["decision"] == "promoted", gate["reason"]
-    assert gate["challenger_score"] > gate["champion_score"] + gate["margin"]
-    deploy = outcomes[retrains[0]].run_of("champion_alias_sensor")
-    assert deploy.tags["nexus/model_version"] == "2" and deploy.job_name == names.DEPLOY_JOB
-    later = [d for d in days if d > retrains[0]]
+    gates = [d for d in app_db.decisions(NAME) if d["actor"] == "gate" and d["champion_version"] is not None]
+    assert len(gates) == len(retrains) and all(d["reason"] for d in gates)
+    promoted_day = next(day for day in retrains if outcomes[day].run_of("champion_alias_sensor"))
+    promoted = next(d for d in gates if d["decision"] == "promoted")
+    assert promoted["challenger_score"] > promoted["champion_score"] + promoted["margin"]
+    deploy = outcomes[promoted_day].run_of("champion_alias_sensor")
+    assert deploy.tags["nexus/model_version"] == promoted["challenger_version"] and deploy.job_name == names.DEPLOY_JOB
+    later = [d for d in days if d > promoted_day]
     assert all(
-        outcomes[d].monitoring.output_for_node("batch_predictions")["model_version"].eq("2").all() for d in later
+        outcomes[d]
+        .monitoring.output_for_node("batch_predictions")["model_version"]
+        .eq(deploy.tags["nexus/model_version"])
+        .all()
+        for d in later
     )
+    settled = [d for d in flagged if d > promoted_day + dt.timedelta(days=10)]
+    assert not settled, f"alarms after {promoted_day} + 10 days: {settled}"
 
     # Each evaluation is a tick of Dagster's with its reason, and the cursors stay for a daemon started later.
     states = {state.instigator_name: state for state in instance.all_instigator_state()}
     retraining_state = states[names.RETRAINING_SENSOR]
-    ticks = instance.get_ticks(retraining_state.instigator_origin_id, retraining_state.selector_id)
-    assert any("cooling down" in (tick.skip_reason or "") for tick in ticks)
-    assert [tick.run_ids for tick in ticks if tick.run_ids] == [[retrain.run_id]]
+    ticks = instance.get_ticks(retraining_state.instigator_origin_id, retraining_state.selector_id, limit=1000)
+    assert all(tick.skip_reason or tick.run_ids for tick in ticks)
+    assert sorted(tick.run_ids[0] for tick in ticks if tick.run_ids) == sorted(
+        outcomes[day].run_of("retraining_sensor").run_id for day in retrains
+    )
     cursor = json.loads(states[names.CHAMPION_ALIAS_SENSOR].instigator_data.cursor)
-    assert cursor["aliases"][registry.CHAMPION] == "2"
+    assert cursor["aliases"][registry.CHAMPION] == deploy.tags["nexus/model_version"]
 
 
 def test_approval_required_stops_at_the_gate_until_nexus_promote(write_config, instance, monkeypatch):

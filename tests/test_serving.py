@@ -26,10 +26,11 @@ from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
 
 from nexus_assets.definitions import build_definitions
 from nexus_cli.processes import free_port, running, serve_command
-from nexus_core import registry
+from nexus_core import registry, shadow
 from nexus_core.config import load_config
 from nexus_core.features import compile_preprocessor
 from nexus_resources.mlflow import MlflowResource
+from nexus_resources.settings import build_resources
 from serving.batcher import MicroBatcher, UnscorableRecord
 from serving.model import load_version
 from tests.conftest import SMALL_CONFIG, TRAINING_CHAIN, materialize_window, register_version
@@ -90,12 +91,13 @@ def served(tmp_path_factory):
         "NEXUS_SERVING_POLL_SECONDS": "0.5",
         "NEXUS_SERVING_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
         "NEXUS_SERVING_READ_SECONDS": "1",
+        "NEXUS_SERVING_SHADOW_SHARE": "1",  # every request, once a challenger differs from the champion
     }
     log = home / "bentoml.log"
     with running(
         command, port, "/readyz", env=serving_env, cwd=Path(__file__).resolve().parent.parent, log_path=log
     ) as url:
-        yield SimpleNamespace(url=url, mlflow=mlflow, config=config, data=data, log=log)
+        yield SimpleNamespace(url=url, mlflow=mlflow, config=config, data=data, log=log, env=env, defs=defs)
 
 
 def call(url: str, path: str, body: bytes | dict | None = None, token: str | None = TOKEN) -> tuple[int, dict | str]:
@@ -437,3 +439,51 @@ def test_a_crafted_tree_is_refused_for_good_and_a_storage_outage_is_retried_unti
         away.rename(stored)
     info = wait_for(served.url, lambda i: i["version"] == fine)
     assert info["refused"] is None
+
+
+def test_the_challenger_answers_live_requests_in_shadow_and_is_judged_on_their_labels(served, monkeypatch):
+    for key, value in served.env.items():
+        monkeypatch.setenv(key, value)
+    client, day = served.mlflow.client(), "2026-01-07"
+    champion = call(served.url, "/model", token=None)[1]["version"]
+    challenger = register_version(served.mlflow, served.config, served.data, family="random_forest")
+    client.set_registered_model_alias(NAME, registry.CHALLENGER, challenger)
+    wait_for(served.url, lambda info: info["shadow"]["version"] == challenger)
+    with dg.instance_for_test() as instance:
+        assert dg.materialize(
+            list(served.defs.assets),
+            selection=["raw_data", "features"],
+            partition_key=day,
+            instance=instance,
+            resources=served.defs.resources,
+        ).success
+        features = served.defs.load_asset_value("features", partition_key=day, instance=instance)
+        records = [
+            {k: (None if pd.isna(v) else v) for k, v in row.items()}
+            for row in features[["customer_id", *ROW]].head(100).to_dict("records")
+        ]
+        answers = [call(served.url, "/predict", {"records": records[i : i + 50]})[1] for i in (0, 50)]
+        assert all(answer["model"]["version"] == champion for answer in answers), "the champion answers"
+        app_db = build_resources()["app_db"]
+        ids = [str(r["customer_id"]) for r in records]
+        deadline = time.monotonic() + 30
+        while len(stored := shadow.read(app_db.engine(), NAME, ids)) < 100 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(stored) == 100 and set(stored["challenger_version"]) == {challenger}
+        served_labels = {str(p["id"]): str(p["prediction"]) for answer in answers for p in answer["predictions"]}
+        assert dict(zip(stored["record_id"], stored["champion_prediction"], strict=True)) == served_labels
+        assert dg.materialize(
+            list(served.defs.assets),
+            selection=["ground_truth", "shadow_comparison"],
+            partition_key=day,
+            instance=instance,
+            resources=served.defs.resources,
+            run_config={"ops": {"ground_truth": {"config": {"as_of": "2026-11-01"}}}},
+        ).success
+        table = served.defs.load_asset_value("shadow_comparison", partition_key=day, instance=instance)
+    [row] = table.to_dict("records")
+    assert (row["champion"], row["challenger"], row["labelled"]) == (champion, challenger, 100)
+    assert 0 < row["agreement"] <= 1 and 0.5 < row["challenger_score"] <= 1 and 0.5 < row["champion_score"] <= 1
+    assert app_db.shadow_record(NAME, challenger)["labelled"].sum() == 100
+    text = call(served.url, "/metrics", token=None)[1]
+    assert f'nexus_shadow_records_total{{challenger_version="{challenger}",outcome="stored"}} 100.0' in text

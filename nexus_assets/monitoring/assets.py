@@ -10,6 +10,7 @@ from nexus_assets.lib import reference as reference_sample
 from nexus_assets.monitoring import drift, performance
 from nexus_assets.monitoring.labels import build_ground_truth
 from nexus_assets.monitoring.scoring import build_batch_predictions, score
+from nexus_assets.monitoring.shadow import build_shadow_comparison
 from nexus_assets.partitions import partitions_def
 from nexus_assets.training.metrics import metrics_for
 from nexus_core import registry
@@ -137,7 +138,9 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                 f"champion logs one. The predictions of {context.partition_key} stay stored."
             )
         spec = feature_spec(config, features)
-        reference = reference.assign(**{drift.PREDICTION: _prediction_score(score(pipeline, reference[spec.columns]))})
+        # by position: a sampled reference keeps its rows' original index, the scores come numbered from 0
+        scores = _prediction_score(score(pipeline, reference[spec.columns])).to_numpy()
+        reference = reference.assign(**{drift.PREDICTION: scores})
         current = model_inputs(features, spec).assign(
             **{drift.PREDICTION: _prediction_score(batch_predictions).to_numpy()}
         )
@@ -180,6 +183,7 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         build_ground_truth(config, partitions),
         model_performance,
         drift_report,
+        build_shadow_comparison(config, partitions),
     ]
 
 

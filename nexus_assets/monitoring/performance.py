@@ -30,7 +30,7 @@ def judge(config: NexusConfig, metric: Metric, joined: pd.DataFrame, holdout: Ca
     monitoring, minimum = config.monitoring, config.monitoring.min_labelled_rows
     rows = []
     for version, part in joined.groupby("model_version"):
-        score, reference = _score(config, metric, part), holdout(str(version))
+        score, reference = stored_score(config, metric, part), holdout(str(version))
         gap = metric.gain(score, reference) if not (np.isnan(score) or np.isnan(reference)) else np.nan
         allowed = monitoring.degradation_tolerance * (abs(reference) if config.dataset.task == "regression" else 1)
         judged = len(part) >= minimum and not np.isnan(gap)
@@ -67,7 +67,8 @@ def _describe(table: pd.DataFrame, metric: Metric, labelled: int, minimum: int) 
     return "every version within tolerance of its holdout score"
 
 
-def _score(config: NexusConfig, metric: Metric, rows: pd.DataFrame) -> float:
+def stored_score(config: NexusConfig, metric: Metric, rows: pd.DataFrame) -> float:
+    """`metric` of stored rows (label, prediction, probability), NaN when it cannot be computed."""
     classes = None  # stored labels are text; a binary model's positive class is the configured second one
     if config.dataset.task == "binary_classification" and config.dataset.classes:
         classes = [str(c) for c in config.dataset.classes]

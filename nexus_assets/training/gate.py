@@ -20,11 +20,12 @@ class GateDecision:
     slices: pd.DataFrame
     interval: tuple[float, float] = (math.nan, math.nan)  # of the gain, at the rule's confidence
     guardrails: pd.DataFrame = field(default_factory=pd.DataFrame)  # GUARDRAIL_COLUMNS
-    awaiting_approval: bool = False  # would promote, but an automatic retrain waits for `nexus promote`
+    # would promote, but waits: for `nexus promote` ("approval") or for its shadow record on live traffic ("shadow")
+    awaiting: str | None = None
 
     @property
     def label(self) -> str:
-        return "awaiting_approval" if self.awaiting_approval else "promoted" if self.promoted else "rejected"
+        return f"awaiting_{self.awaiting}" if self.awaiting else "promoted" if self.promoted else "rejected"
 
 
 def slice_scores(

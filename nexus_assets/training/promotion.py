@@ -54,6 +54,17 @@ def build_champion_model(config: NexusConfig) -> dg.AssetsDefinition:
                 reference = registry.load_pipeline(f"models:/{name}/{current}")
         models = {"challenger": challenger, reference_name: reference}
         verdict, scores, predictions = judgement.judge(config, rule, models, data, current == version, validation_score)
+        shadowed = int(app_db.shadow_record(name, version)["labelled"].sum()) if gate.min_shadow_rows else 0
+        if verdict.promoted and shadowed < gate.min_shadow_rows:
+            verdict = replace(
+                verdict,
+                promoted=False,
+                awaiting="shadow",
+                reason=f"{verdict.reason}; but it answered only {shadowed} labelled live requests in shadow, "
+                f"fewer than model.gate.min_shadow_rows={gate.min_shadow_rows}: it stays `challenger` while the "
+                "service shadows it (NEXUS_SERVING_SHADOW_SHARE), and shadow_comparison runs the gate again once "
+                "the record is complete",
+            )
         if (
             verdict.promoted
             and config.monitoring.retraining.approval_required
@@ -62,7 +73,7 @@ def build_champion_model(config: NexusConfig) -> dg.AssetsDefinition:
             verdict = replace(
                 verdict,
                 promoted=False,
-                awaiting_approval=True,
+                awaiting="approval",
                 reason=f"{verdict.reason}; an automatic retrain needs approval: run `nexus promote {version}`",
             )
         with mlflow.reporting_failures("move the champion alias"):
