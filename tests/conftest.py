@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+import shutil
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -58,9 +61,13 @@ def merge(base: dict, changes: dict) -> dict:
 
 
 @pytest.fixture(autouse=True)
-def embedded_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own embedded folder, so nothing leaks between tests or into the repo."""
-    home = tmp_path / "nexus-home"
+def embedded_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Path:
+    """Every test gets its own embedded folder, so nothing leaks between tests or into the repo; a test that uses
+    `trained` gets its own copy of the trained state."""
+    if "trained" in request.fixturenames:
+        home = request.getfixturevalue("_trained_snapshot").copy_to(tmp_path / "trained") / "nexus-home"
+    else:
+        home = tmp_path / "nexus-home"
     monkeypatch.setenv("NEXUS_HOME", str(home))
     monkeypatch.setenv("NEXUS_MODE", "embedded")
     monkeypatch.delenv("NEXUS_CONFIG", raising=False)
@@ -83,9 +90,58 @@ def write_config(tmp_path: Path) -> Callable[..., NexusConfig]:
 
 
 @pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as test_instance:
+def instance(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dg.DagsterInstance]:
+    trained = tmp_path / "trained" / "dagster" if "trained" in request.fixturenames else None
+    with dg.instance_for_test(temp_dir=str(trained) if trained else None) as test_instance:
         yield test_instance
+
+
+class TrainedSnapshot:
+    """The small config's window materialized and trained once per session; each test gets a copy of its embedded
+    folder and Dagster instance, moved to the test's own folder."""
+
+    def __init__(self, saved: Path, built_at: Path) -> None:
+        self.saved, self.built_at = saved, built_at
+
+    def copy_to(self, target: Path) -> Path:
+        shutil.copytree(self.saved, target)
+        _relocate(target, str(self.built_at), str(target))
+        return target
+
+
+def _relocate(root: Path, old: str, new: str) -> None:
+    """Rewrite the absolute paths the SQLite stores under `root` hold (MLflow's artifact locations, Dagster's
+    metadata) from `old` to `new`."""
+    for path in root.rglob("*.db"):
+        with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+            tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            for table in tables:
+                for column in [row[1] for row in connection.execute(f'PRAGMA table_info("{table}")')]:
+                    connection.execute(
+                        f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
+                        f'WHERE typeof("{column}") = \'text\' AND instr("{column}", ?) > 0',
+                        (old, new, old),
+                    )
+
+
+@pytest.fixture(scope="session")
+def _trained_snapshot(tmp_path_factory: pytest.TempPathFactory) -> TrainedSnapshot:
+    from nexus_assets.definitions import build_definitions
+    from nexus_cli.runs import materialize
+
+    root = tmp_path_factory.mktemp("trained-snapshot")
+    live, config_path = root / "live", root / "nexus.yaml"
+    config_path.write_text(yaml.safe_dump(SMALL_CONFIG, sort_keys=False))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NEXUS_HOME", str(live / "nexus-home"))
+        patch.setenv("NEXUS_MODE", "embedded")
+        patch.setenv("NEXUS_CONFIG", str(config_path))
+        defs = build_definitions(load_config(config_path))
+        with dg.instance_for_test(temp_dir=str(live / "dagster")) as instance:
+            materialize_window(defs, instance)
+            assert materialize(defs, instance, TRAINING_CHAIN).success
+    shutil.copytree(live, root / "saved")
+    return TrainedSnapshot(root / "saved", live)
 
 
 def _require_postgres() -> None:
@@ -166,16 +222,14 @@ def mlflow_server(postgres_database, s3_endpoint, tmp_path, monkeypatch) -> Iter
 
 @pytest.fixture
 def trained(write_config, instance, monkeypatch) -> SimpleNamespace:
-    """The small config's data window materialized and the training chain run once on the embedded store."""
+    """The small config's data window materialized and the training chain run once, on the embedded store: a copy
+    of the session's snapshot (`embedded_home` and `instance` put it in place)."""
     from nexus_assets.definitions import build_definitions
-    from nexus_cli.runs import materialize
     from nexus_resources.settings import build_resources
 
     config = write_config()
     monkeypatch.setenv("NEXUS_CONFIG", str(config.path))
     defs = build_definitions(config)
-    materialize_window(defs, instance)
-    assert materialize(defs, instance, TRAINING_CHAIN).success
     resources = build_resources()
     resources["mlflow"].activate()
     data = defs.load_asset_value("training_dataset", instance=instance)

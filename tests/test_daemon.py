@@ -109,6 +109,17 @@ def test_the_daemon_alone_ingests_monitors_retrains_and_deploys_day_by_day(daemo
         wait_for(f"the monitoring of {day}", partial(monitored, instance, day), instance, log)
     relabelled = partial(succeeded, instance, LABELS_JOB, **{PARTITION: "2026-01-07"})
     wait_for("the late labels of 2026-01-07", relabelled, instance, log)
+    # labels arrive two days late: 2026-01-07 is first judged without them, then read again once they are known
+    history = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("ground_truth"), asset_partitions=["2026-01-07"]),
+        limit=10,
+        ascending=True,
+    ).records
+    seen = [
+        (r.asset_materialization.metadata["as_of"].value, r.asset_materialization.metadata["pending_labels"].value)
+        for r in history
+    ]
+    assert seen == [("2026-01-08", 300), ("2026-01-09", 0)], seen
     wait_for("a retrain", partial(succeeded, instance, TRAINING_JOB), instance, log)
     wait_for("the deploy of version 2", lambda: succeeded(instance, DEPLOY_JOB, **{version: "2"}), instance, log)
 
