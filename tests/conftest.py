@@ -132,6 +132,7 @@ def _trained_snapshot(tmp_path_factory: pytest.TempPathFactory) -> TrainedSnapsh
     root = tmp_path_factory.mktemp("trained-snapshot")
     live, config_path = root / "live", root / "nexus.yaml"
     config_path.write_text(yaml.safe_dump(SMALL_CONFIG, sort_keys=False))
+    (live / "dagster").mkdir(parents=True)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("NEXUS_HOME", str(live / "nexus-home"))
         patch.setenv("NEXUS_MODE", "embedded")
