@@ -256,6 +256,11 @@ class MonitoringConfig(_Strict):
     label_window_partitions: int = Field(
         7, ge=0, description="Recent partitions whose missing labels are read again as newer partitions arrive."
     )
+    shadow_batch: bool = Field(
+        False,
+        description="batch_predictions also scores the `challenger` alias, stored as shadow predictions that "
+        "shadow_comparison judges against the labels beside live traffic.",
+    )
     retraining: RetrainingConfig = RetrainingConfig()
 
 

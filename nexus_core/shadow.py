@@ -18,6 +18,7 @@ shadow_predictions = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("registered_model", sa.String(256), nullable=False),
     sa.Column("record_id", sa.String(128)),  # the dataset's id column, when the request carried it
+    sa.Column("source", sa.String(16), nullable=False),  # live (the service) | batch (batch_predictions)
     sa.Column("served_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("champion_version", sa.String(32), nullable=False),
     sa.Column("champion_prediction", sa.String(128), nullable=False),
@@ -66,4 +67,4 @@ def read(engine: sa.Engine, registered_model: str, record_ids: list[str]) -> pd.
             )
             frames.append(pd.read_sql_query(query, connection))
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[c.name for c in table.c])
-    return rows.sort_values("id").drop_duplicates(["record_id", "challenger_version"], keep="last")
+    return rows.sort_values("id").drop_duplicates(["record_id", "source", "challenger_version"], keep="last")

@@ -113,6 +113,7 @@ shadow_results = sa.Table(
     metadata,
     sa.Column("registered_model", sa.String(256), nullable=False),
     sa.Column("partition", sa.String(256), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),  # live | batch
     sa.Column("champion", sa.String(32), nullable=False),
     sa.Column("challenger", sa.String(32), nullable=False),
     sa.Column("labelled", sa.Integer, nullable=False),
@@ -121,7 +122,7 @@ shadow_results = sa.Table(
     sa.Column("challenger_score", sa.Float),
     sa.Column("gain", sa.Float),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint("registered_model", "partition", "champion", "challenger"),
+    sa.PrimaryKeyConstraint("registered_model", "partition", "source", "champion", "challenger"),
 )
 
 # The data contract of each dataset: the role and type of every column, fixed by the first partition that passed

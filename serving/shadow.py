@@ -88,6 +88,7 @@ class Shadow:
                     {
                         "registered_model": self.name,
                         "record_id": None if record_id is None else str(record_id),
+                        "source": "live",
                         "served_at": served_at,
                         "champion_version": champion.version,
                         "champion_prediction": str(answer["prediction"]),

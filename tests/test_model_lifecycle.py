@@ -113,7 +113,7 @@ def test_gate_promotes_a_better_challenger_unless_it_breaks_a_guardrail(trained,
     # With a minimum shadow record the challenger waits for labelled live answers, and is judged again once it has
     shadowing = build_definitions(write_config({"model": {"gate": {"min_shadow_rows": 50}}}))
     waiting = _gate_with_challenger(shadowing, instance, good)
-    assert not waiting["promoted"] and "answered only 0 labelled live requests in shadow" in waiting["reason"]
+    assert not waiting["promoted"] and "has only 0 labelled shadow predictions" in waiting["reason"]
     assert trained.resources["app_db"].decisions(NAME)[0]["decision"] == "awaiting_shadow"
     _client(trained).set_registered_model_alias(NAME, registry.CHALLENGER, good)
     sensor = shadowing.get_sensor_def("shadow_gate_sensor")
@@ -122,6 +122,7 @@ def test_gate_promotes_a_better_challenger_unless_it_breaks_a_guardrail(trained,
     record = pd.DataFrame(
         [
             {
+                "source": "live",
                 "champion": bad,
                 "challenger": good,
                 "labelled": 60,

@@ -233,3 +233,21 @@ def test_trace_leads_from_a_prediction_to_its_data_and_code(trained, instance, c
     assert "model version        nexus-churn-test v1" in out and data_hash in out
     assert "2026-01-01...2026-01-06" in out and "gate                 promoted" in out
     assert nexus(["trace", "no-such-id"]) == 2
+
+
+def test_batch_scoring_can_shadow_the_challenger_and_the_comparison_judges_it_on_the_labels(
+    trained, instance, write_config
+):
+    challenger = register_version(trained.mlflow, trained.config, trained.data, family="random_forest")
+    trained.mlflow.client().set_registered_model_alias(NAME, registry.CHALLENGER, challenger)
+    defs = build_definitions(write_config({"monitoring": {"shadow_batch": True}}))
+    assert materialize(defs, instance, ["raw_data", "features"], DAY).success
+    chain = ["batch_predictions", "ground_truth", "shadow_comparison"]
+    result = _run(defs, instance, chain, DAY)
+    assert result.success
+    [row] = result.output_for_node("shadow_comparison").to_dict("records")
+    assert (row["source"], row["champion"], row["challenger"], row["labelled"]) == ("batch", "1", challenger, 300)
+    assert 0.5 < row["champion_score"] <= 1 and 0.5 < row["challenger_score"] <= 1 and 0 < row["agreement"] <= 1
+    assert trained.resources["app_db"].shadow_record(NAME, challenger)["labelled"].sum() == 300
+    summary = result.asset_materializations_for_node("shadow_comparison")[0].metadata["summary"].value
+    assert f"challenger v{challenger} roc_auc" in summary and "on 300 labelled batch records" in summary

@@ -1,11 +1,13 @@
 """`batch_predictions`: the champion scores every validated row of a partition, and the scores are stored."""
 
+import datetime as dt
+
 import dagster as dg
 import numpy as np
 import pandas as pd
 
 from nexus_assets.lib.background import Background
-from nexus_core import registry
+from nexus_core import registry, shadow
 from nexus_core.config import NexusConfig
 from nexus_core.features import feature_spec, model_inputs
 from nexus_core.inference import predict
@@ -29,13 +31,18 @@ def build_batch_predictions(config: NexusConfig, partitions: dg.PartitionsDefini
         """The champion's prediction for every validated row of a day, also stored in the app database."""
         client = mlflow.client()
         with mlflow.reporting_failures("load the champion"):
-            version = registry.aliases(client, name).get(registry.CHAMPION)
+            named = registry.aliases(client, name)
+            version = named.get(registry.CHAMPION)
             if version is None:
                 raise dg.Failure(f"{name} has no champion yet; run the training chain before scoring")
             pipeline = registry.load_pipeline(f"models:/{name}/{version}")
+            challenger = named.get(registry.CHALLENGER) if config.monitoring.shadow_batch else None
+            shadowing = (
+                registry.load_pipeline(f"models:/{name}/{challenger}") if challenger not in (None, version) else None
+            )
         spec, step = feature_spec(config, features), config.monitoring.score_chunk_rows
         row_ids = ids(features, id_column).to_numpy()  # in their source type here and in Parquet; text in the app DB
-        parts = []
+        parts, shadows = [], []
         # Rows are written to the app database on a thread while the next chunk is scored.
         with Background(
             lambda chunks: app_db.replace_predictions(name, context.partition_key, version, chunks)
@@ -45,12 +52,18 @@ def build_batch_predictions(config: NexusConfig, partitions: dg.PartitionsDefini
                 scored = score(pipeline, chunk).assign(id=row_ids[start : start + step])
                 store.put(scored)
                 parts.append(scored)
+                if shadowing is not None:
+                    shadows.append(score(shadowing, chunk))
                 if len(features) > step:
                     context.log.info(f"scored {start + len(chunk):,} of {len(features):,} rows")
         rows = (
             pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["prediction", "probability", "id"])
         )
         rows = rows.assign(model_version=version)
+        if shadows:
+            theirs = pd.concat(shadows, ignore_index=True)
+            shadow.write(app_db.engine(), shadow_rows(name, rows, version, theirs, challenger))
+            context.log.info(f"challenger v{challenger} scored the {len(theirs):,} rows in shadow")
         app_db.record_health(name, context.partition_key, version, predictions=len(rows))
         counts = rows["prediction"].value_counts().rename_axis("prediction").rename("rows").to_frame()
         return dg.MaterializeResult(
@@ -63,6 +76,27 @@ def build_batch_predictions(config: NexusConfig, partitions: dg.PartitionsDefini
         )
 
     return batch_predictions
+
+
+def shadow_rows(
+    name: str, ours: pd.DataFrame, version: str, theirs: pd.DataFrame, challenger: str
+) -> list[dict[str, object]]:
+    """The champion's and the challenger's scores of the same rows, as shadow predictions."""
+    frame = pd.DataFrame(
+        {
+            "registered_model": name,
+            "record_id": ours["id"].astype(str).to_numpy(),
+            "source": "batch",
+            "served_at": dt.datetime.now(dt.UTC),
+            "champion_version": version,
+            "champion_prediction": ours["prediction"].to_numpy(),
+            "champion_probability": ours["probability"].to_numpy(),
+            "challenger_version": challenger,
+            "challenger_prediction": theirs["prediction"].to_numpy(),
+            "challenger_probability": theirs["probability"].to_numpy(),
+        }
+    )
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
 def ids(frame: pd.DataFrame, id_column: str) -> pd.Series:

@@ -11,7 +11,7 @@ from nexus_core import shadow
 from nexus_core.config import NexusConfig
 from nexus_resources.app_db import AppDatabase
 
-COLUMNS = ["champion", "challenger", "labelled", "agreement", "champion_score", "challenger_score", "gain"]
+COLUMNS = ["source", "champion", "challenger", "labelled", "agreement", "champion_score", "challenger_score", "gain"]
 
 
 def build_shadow_comparison(config: NexusConfig, partitions: dg.PartitionsDefinition | None) -> dg.AssetsDefinition:
@@ -35,7 +35,7 @@ def build_shadow_comparison(config: NexusConfig, partitions: dg.PartitionsDefini
         else:
             note = "; ".join(
                 f"challenger v{r.challenger} {metric.name} {r.challenger_score:.4f} vs champion v{r.champion} "
-                f"{r.champion_score:.4f} on {r.labelled} labelled live records ({r.agreement:.0%} agree)"
+                f"{r.champion_score:.4f} on {r.labelled} labelled {r.source} records ({r.agreement:.0%} agree)"
                 for r in table.itertuples()
             )
         context.log.info(note)
@@ -58,7 +58,7 @@ def compare(config: NexusConfig, metric, rows: pd.DataFrame) -> pd.DataFrame:
     """Per champion and challenger version pair: the labelled records both answered, how often they agreed, and
     the metric of each on them."""
     results = []
-    for (champion, challenger), pair in rows.groupby(["champion_version", "challenger_version"]):
+    for (source, champion, challenger), pair in rows.groupby(["source", "champion_version", "challenger_version"]):
         scores = [
             stored_score(
                 config,
@@ -69,5 +69,5 @@ def compare(config: NexusConfig, metric, rows: pd.DataFrame) -> pd.DataFrame:
         ]
         gain = metric.gain(scores[1], scores[0]) if not np.isnan(scores).any() else np.nan
         agreement = float((pair["champion_prediction"] == pair["challenger_prediction"]).mean())
-        results.append([champion, challenger, len(pair), agreement, *scores, gain])
+        results.append([source, champion, challenger, len(pair), agreement, *scores, gain])
     return pd.DataFrame(results, columns=COLUMNS)

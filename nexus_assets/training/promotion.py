@@ -60,10 +60,10 @@ def build_champion_model(config: NexusConfig) -> dg.AssetsDefinition:
                 verdict,
                 promoted=False,
                 awaiting="shadow",
-                reason=f"{verdict.reason}; but it answered only {shadowed} labelled live requests in shadow, "
-                f"fewer than model.gate.min_shadow_rows={gate.min_shadow_rows}: it stays `challenger` while the "
-                "service shadows it (NEXUS_SERVING_SHADOW_SHARE), and shadow_comparison runs the gate again once "
-                "the record is complete",
+                reason=f"{verdict.reason}; but it has only {shadowed} labelled shadow predictions, fewer than "
+                f"model.gate.min_shadow_rows={gate.min_shadow_rows}: it stays `challenger` while the service "
+                "(NEXUS_SERVING_SHADOW_SHARE) or batch scoring (monitoring.shadow_batch) shadows it, and "
+                "shadow_gate_sensor runs the gate again once the record is complete",
             )
         if (
             verdict.promoted
