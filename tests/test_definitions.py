@@ -28,6 +28,7 @@ def test_definitions_hold_the_data_assets_and_their_blocking_checks():
         "ground_truth",
         "model_performance",
         "drift_report",
+        "shadow_comparison",
     }
     checks = {
         key.name: graph.get_check_spec(key).blocking
