@@ -28,7 +28,7 @@ from nexus_cli.runs import materialize, run_job
 from nexus_core.config import REPO_ROOT
 from nexus_core.names import INGEST_JOB
 
-MONITORING = ["batch_predictions", "ground_truth", "model_performance", "drift_report"]
+MONITORING = ["batch_predictions", "ground_truth", "model_performance", "drift_report", "shadow_comparison"]
 SENSOR_NAME = "dagster/sensor_name"  # the tag the sensor daemon puts on the runs it launches
 ROUNDS = 3  # sensor iterations per day at most: a retrain that promotes is deployed on the same day
 PACE = 1.05  # seconds between sensor iterations: the replay's sensors may tick once a second

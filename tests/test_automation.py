@@ -49,7 +49,7 @@ def test_monitoring_follows_a_new_partition_only_once_its_blocking_checks_pass(t
     asked, cursor = requested(defs, instance)  # the first evaluation only starts the cursor
     assert materialize(defs, instance, INGEST, LAST_DAY).success
     asked, cursor = requested(defs, instance, cursor)
-    monitoring = ["batch_predictions", "ground_truth", "model_performance", "drift_report"]
+    monitoring = ["batch_predictions", "ground_truth", "model_performance", "drift_report", "shadow_comparison"]
     assert asked == {(name, LAST_DAY) for name in monitoring}, asked  # one tick plans the whole chain
     assert materialize(defs, instance, monitoring, LAST_DAY).success  # what the sensor's run does
     asked, cursor = requested(defs, instance, cursor)
