@@ -450,13 +450,18 @@ def test_the_challenger_answers_live_requests_in_shadow_and_is_judged_on_their_l
     client.set_registered_model_alias(NAME, registry.CHALLENGER, challenger)
     wait_for(served.url, lambda info: info["shadow"]["version"] == challenger)
     with dg.instance_for_test() as instance:
-        assert dg.materialize(
-            list(served.defs.assets),
-            selection=["raw_data", "features"],
-            partition_key=day,
-            instance=instance,
-            resources=served.defs.resources,
-        ).success
+
+        def materialize_day(selection: list[str], **kwargs) -> bool:
+            return dg.materialize(
+                list(served.defs.assets),
+                selection=selection,
+                partition_key=day,
+                instance=instance,
+                resources=served.defs.resources,
+                **kwargs,
+            ).success
+
+        assert materialize_day(["raw_data", "features"])
         features = served.defs.load_asset_value("features", partition_key=day, instance=instance)
         records = [
             {k: (None if pd.isna(v) else v) for k, v in row.items()}
@@ -472,14 +477,8 @@ def test_the_challenger_answers_live_requests_in_shadow_and_is_judged_on_their_l
         assert len(stored) == 100 and set(stored["challenger_version"]) == {challenger}
         served_labels = {str(p["id"]): str(p["prediction"]) for answer in answers for p in answer["predictions"]}
         assert dict(zip(stored["record_id"], stored["champion_prediction"], strict=True)) == served_labels
-        assert dg.materialize(
-            list(served.defs.assets),
-            selection=["ground_truth", "shadow_comparison"],
-            partition_key=day,
-            instance=instance,
-            resources=served.defs.resources,
-            run_config={"ops": {"ground_truth": {"config": {"as_of": "2026-11-01"}}}},
-        ).success
+        labels_as_of = {"ops": {"ground_truth": {"config": {"as_of": "2026-11-01"}}}}
+        assert materialize_day(["ground_truth", "shadow_comparison"], run_config=labels_as_of)
         table = served.defs.load_asset_value("shadow_comparison", partition_key=day, instance=instance)
     [row] = table.to_dict("records")
     assert (row["champion"], row["challenger"], row["labelled"]) == (champion, challenger, 100)
