@@ -1,9 +1,10 @@
-"""Shadow scoring's cost to the live path: the service at concurrency 32 with no shadow, then with the challenger
-answering every request in shadow (the worst case; a real share is smaller), alternated to show the noise.
+"""Shadow scoring's cost to the live path: the service at concurrency 32 with no shadow, with the challenger
+answering a share of requests in shadow (`--share`, 10% by default) and every request (the worst case),
+alternated to show the noise.
 
 Needs a champion and an older version in the embedded store (`make demo`) and `wrk`. The benchmark points the
 `challenger` alias at the newest other version while it runs and puts it back afterwards. Run:
-    .venv/bin/python benchmarks/shadow_bench.py [--seconds 20] [--rounds 2]
+    .venv/bin/python -m benchmarks.shadow_bench [--seconds 20] [--rounds 2] [--share 0.1]
 Prints, per run: req/s, p50, p99 and errors, then how many shadow rows were stored.
 """
 
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--share", default="0.1", help="the NEXUS_SERVING_SHADOW_SHARE measured beside 0 and 1")
     args = parser.parse_args()
     name = load_config().model.registered_name
     resource = build_resources()["mlflow"]
@@ -46,7 +48,7 @@ def main() -> None:
     client.set_registered_model_alias(name, registry.CHALLENGER, challenger)
     try:
         for round_ in range(1, args.rounds + 1):
-            for share in ("0", "1"):
+            for share in ("0", args.share, "1"):
                 env = {"DO_NOT_TRACK": "1", "NEXUS_SERVING_WORKERS": str(args.workers)}
                 env["NEXUS_SERVING_SHADOW_SHARE"] = share
                 shadow.create_table(engine)
@@ -54,7 +56,7 @@ def main() -> None:
                 with _server(["bentoml", "serve", "serving.service:NexusModelService"], env, "/readyz") as url:
                     _wrk(f"{url}/predict", {"records": row}, 32, 3)  # warm-up, and the challenger loaded
                     measured = _wrk(f"{url}/predict", {"records": row}, 32, args.seconds)
-                label = "no shadow" if share == "0" else f"shadow v{challenger}, every request"
+                label = "no shadow" if share == "0" else f"shadow v{challenger}, share {float(share):.0%}"
                 results.append({"round": round_, "service": label, **measured, "shadow rows": _rows(engine) - before})
     finally:
         if named.get(registry.CHALLENGER):

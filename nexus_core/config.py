@@ -250,6 +250,13 @@ class MonitoringConfig(_Strict):
         description="How far below its holdout score a partition may fall: in the metric's units for "
         "classification, as a share of the holdout score for regression.",
     )
+    degradation_confidence: float = Field(
+        0.95,
+        ge=0,
+        lt=1,
+        description="A partition is degraded only when the optimistic end of this confidence interval of its score "
+        "(a bootstrap of its rows) is still beyond the tolerance; 0 judges the score alone.",
+    )
     min_labelled_rows: int = Field(30, gt=0, description="Fewer labelled predictions than this are not judged.")
     min_drift_rows: int = Field(30, gt=0, description="A partition with fewer rows than this is not judged for drift.")
     score_chunk_rows: int = Field(200_000, gt=0, description="Rows scored per predict call in batch_predictions.")

@@ -2,8 +2,10 @@
 are stored for `shadow_comparison` to judge once the labels arrive.
 
 Off the request's path: a request only draws a random number and, when chosen, hands its parsed records and
-answers to a bounded queue (dropped, and counted, when the queue is full). The thread scores whatever has queued
-in one call, at the lowest CPU priority, and writes the rows in one insert; nothing it does reaches an answer.
+answers to a bounded queue (dropped, and counted, when the queue is full). The thread wakes every `FLUSH_SECONDS`,
+scores whatever has queued in one call, at the lowest CPU priority, and writes the rows in one insert; nothing it
+does reaches an answer. Waking per request instead cost a tenth of the throughput whatever the share: each call's
+fixed cost holds the interpreter lock the requests need (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import queue
 import random
 import threading
+import time
 from typing import Any
 
 import bentoml
@@ -32,8 +35,11 @@ SHADOWED = bentoml.metrics.Counter(
 )
 
 
+FLUSH_SECONDS = 0.5
+
+
 class Shadow:
-    def __init__(self, name: str, share: float, database_url: str, max_pending: int = 200) -> None:
+    def __init__(self, name: str, share: float, database_url: str, max_pending: int = 2_000) -> None:
         self.name, self.share = name, share
         self.model: ServedModel | None = None  # the challenger, loaded by the service's watcher
         self.refused: str | None = None
@@ -63,6 +69,7 @@ class Shadow:
         created = False
         while True:
             batch = [self._pending.get()]
+            time.sleep(FLUSH_SECONDS)  # let the batch fill: one call per interval, not per request
             while not self._pending.empty():
                 batch.append(self._pending.get_nowait())
             for challenger in {id(item[0]): item[0] for item in batch}.values():

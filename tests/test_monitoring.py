@@ -7,16 +7,20 @@ import urllib.request
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from nexus_assets.definitions import build_definitions
+from nexus_assets.monitoring import performance
+from nexus_assets.training.metrics import metrics_for
 from nexus_cli.exporter import serve_metrics
 from nexus_cli.processes import free_port
 from nexus_cli.runs import materialize
 from nexus_core import registry
+from nexus_core.config import load_config
 from nexus_resources.settings import build_resources
 from tests.conftest import TRAINING_CHAIN, materialize_window, register_version
 
@@ -98,6 +102,36 @@ def test_performance_is_judged_per_version_and_unlabelled_days_are_not(trained, 
     assert list(table["model_version"]) == ["1"] and table["rows"].iloc[0] == 300
     assert 0.6 < table["roc_auc"].iloc[0] <= 1
     assert check.passed, check.description
+
+
+def test_a_small_days_bad_luck_is_not_degradation_but_a_confident_fall_is(write_config):
+    """One model whose labels follow its probabilities: roc_auc 0.77, and a day of 60 rows strays by about 0.06."""
+    metric = metrics_for("binary_classification")["roc_auc"]
+    rng = np.random.default_rng(3)
+
+    def day(rows: int, flipped: float) -> pd.DataFrame:
+        probability = rng.uniform(0, 1, rows)
+        label = (rng.uniform(0, 1, rows) < 0.1 + 0.8 * probability).astype(int)
+        label = np.where(rng.uniform(0, 1, rows) < flipped, 1 - label, label)  # labels the model did not foresee
+        return pd.DataFrame({"model_version": "1", "label": label, "probability": probability, "prediction": "0"})
+
+    def judged(rows: int, flipped: float, confidence: float):
+        config = write_config({"monitoring": {"degradation_confidence": confidence}})
+        return performance.judge(config, metric, day(rows, flipped), lambda version: 0.77)
+
+    days = [judged(60, 0.0, 0.95).table.iloc[0] for _ in range(60)]
+    by_chance = sum(day["gap"] < -0.05 for day in days)
+    alarms = sum(bool(day["degraded"]) for day in days)
+    assert by_chance >= 6, "a fifth of 60-row days score more than the tolerance below by chance alone"
+    assert alarms <= 1, f"{alarms} of 60 small days of an unchanged model alarmed"
+    falls = [day for day in days if day["gap"] < -0.05]
+    assert all(day["low"] < day["roc_auc"] < day["high"] for day in falls), "a fall is shown with its interval"
+    bare = judged(60, 0.0, 0).table.iloc[0]
+    assert bare["degraded"] == (bare["gap"] < -0.05) and np.isnan(bare["high"]), "0 judges the score alone"
+
+    fallen = judged(2_000, 0.3, 0.95)
+    assert fallen.degraded and "95% interval" in fallen.description
+    assert fallen.table.iloc[0]["high"] < 0.72
 
 
 def test_labels_without_predictions_and_deleted_versions_keep_the_stored_rows(trained, instance):
@@ -192,7 +226,7 @@ def test_prometheus_metrics_show_the_newest_drift_performance_and_counts(driftin
         chain = ["batch_predictions", "ground_truth", "model_performance", "drift_report"]
         assert _run(drifting, instance, chain, day).success
     app_db = build_resources()["app_db"]
-    server, _ = serve_metrics(app_db, NAME, "127.0.0.1", port := free_port())
+    server, _ = serve_metrics(app_db, load_config(), "127.0.0.1", port := free_port())
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
             text = response.read().decode()
@@ -212,6 +246,22 @@ def test_prometheus_metrics_show_the_newest_drift_performance_and_counts(driftin
     assert samples[("nexus_model_degraded", "1", None)] == 1
     assert samples[("nexus_predictions", "1", None)] == 600
     assert samples[("nexus_labelled_predictions", "1", None)] == 600
+    # what the alert rules read: streaks up to the newest partition, its cadence, the champion and the gate's news
+    newest_sample = {sample.name: sample for family in families for sample in family.samples}
+    for streak in ("nexus_drift_streak_partitions", "nexus_degradation_streak_partitions"):
+        assert newest_sample[streak].value == 1 and newest_sample[streak].labels["partition"] == DRIFT_DAY
+    assert newest_sample["nexus_partition_period_seconds"].value == 86_400
+    consecutive = load_config().monitoring.retraining.consecutive_partitions
+    assert newest_sample["nexus_retraining_consecutive_partitions"].value == consecutive
+    assert newest_sample["nexus_champion_version"].value == 1
+    promoted = newest_sample["nexus_gate_decision_timestamp_seconds"]
+    assert promoted.labels == {
+        "registered_model": NAME,
+        "decision": "promoted",
+        "challenger_version": "1",
+        "champion_version": "",
+    }
+    assert 0 < dt.datetime.now(dt.UTC).timestamp() - promoted.value < 3600
 
     dashboard = (REPO / "docker" / "grafana" / "dashboards" / "nexusml.json").read_text()
     exported = {f.name + ("_total" if f.type == "counter" else "") for f in families}

@@ -117,13 +117,8 @@ def paired_gain_interval(
 ) -> tuple[float, float]:
     """The `confidence` interval of the challenger's gain over the reference (outputs in that order) by a paired
     bootstrap: both models are scored on the same resampled holdout rows, so only the difference varies. Each
-    output is (predictions, scores, classes) as `predict` gives them.
-
-    Above `max_rows` rows the draws resample a fixed random sample of `max_rows` rows (an m-out-of-n bootstrap),
-    and their spread around the sample's gain is scaled by sqrt(m / n) around the whole holdout's gain: the same
-    interval for smooth metrics at a fixed cost (docs/benchmarks.md), instead of minutes on a million rows."""
+    output is (predictions, scores, classes) as `predict` gives them."""
     y = np.asarray(y)
-    rng = np.random.default_rng(seed)
 
     def gain(rows) -> float:
         new, old = (
@@ -131,14 +126,32 @@ def paired_gain_interval(
         )
         return metric.gain(new, old)
 
-    every = np.arange(len(y))
-    sample = every if len(y) <= max_rows else np.sort(rng.choice(len(y), max_rows, replace=False))
-    centre, scale = gain(sample), np.sqrt(len(sample) / len(y))
-    deltas = [gain(sample[rng.integers(0, len(sample), len(sample))]) - centre for _ in range(draws)]
+    return bootstrap_interval(gain, len(y), confidence, draws, seed, max_rows)
+
+
+def bootstrap_interval(
+    statistic: Callable[[np.ndarray], float],
+    n: int,
+    confidence: float,
+    draws: int = 400,
+    seed: int = 0,
+    max_rows: int = BOOTSTRAP_ROWS,
+) -> tuple[float, float]:
+    """The `confidence` percentile-bootstrap interval of `statistic(row positions)` over `n` rows; (NaN, NaN)
+    when it cannot be computed on most draws.
+
+    Above `max_rows` rows the draws resample a fixed random sample of `max_rows` rows (an m-out-of-n bootstrap),
+    and their spread around the sample's value is scaled by sqrt(m / n) around the whole set's value: the same
+    interval for smooth metrics at a fixed cost (docs/benchmarks.md), instead of minutes on a million rows."""
+    rng = np.random.default_rng(seed)
+    every = np.arange(n)
+    sample = every if n <= max_rows else np.sort(rng.choice(n, max_rows, replace=False))
+    centre, scale = statistic(sample), np.sqrt(len(sample) / n) if n else 1.0
+    deltas = [statistic(sample[rng.integers(0, len(sample), len(sample))]) - centre for _ in range(draws)]
     deltas = [d for d in deltas if not np.isnan(d)]
     if len(deltas) < draws // 2 or np.isnan(centre):
         return np.nan, np.nan
-    whole = centre if len(sample) == len(y) else gain(every)
+    whole = centre if len(sample) == n else statistic(every)
     tail = (1 - confidence) / 2 * 100
     low, high = whole + scale * np.percentile(deltas, [tail, 100 - tail])
     return float(low), float(high)
