@@ -17,8 +17,9 @@ $(INSTALLED): pyproject.toml constraints.txt
 
 install: $(INSTALLED)
 
-# Debian packages the full-stack test drives: Prometheus (scrapes the stack) and docker-compose (validates the file).
-DEBIAN_PACKAGES := prometheus docker-compose
+# Debian packages the full-stack test drives: Prometheus (scrapes the stack, promtool tests the alert rules),
+# Alertmanager and the Blackbox exporter (alerting and probes), docker-compose (validates the file).
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager prometheus-blackbox-exporter docker-compose
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 system:

@@ -21,7 +21,7 @@ from nexus_sensors.champion import build_champion_alias_sensor
 from nexus_sensors.files import build_source_files_sensor
 from nexus_sensors.labels import build_late_labels_sensor
 from nexus_sensors.lineage import build_openlineage_sensor
-from nexus_sensors.retraining import build_retraining_sensor
+from nexus_sensors.retraining import build_retraining_sensor, build_training_failure_sensor
 from nexus_sensors.shadow import build_shadow_gate_sensor
 
 # Checks per partition are a Dagster 1.13 preview we rely on knowingly (each day's checks are that day's).
@@ -49,6 +49,7 @@ def build_definitions(config: NexusConfig | None = None) -> dg.Definitions:
             build_automation_sensor(),
             build_champion_alias_sensor(config, interval),
             build_retraining_sensor(config, interval),
+            build_training_failure_sensor(config),
             *([build_source_files_sensor(config, interval)] if partitions.cadence == "files" else []),
             *([build_late_labels_sensor(config, partitions.definition(), interval)] if partitions.periods else []),
             *([build_openlineage_sensor(config, interval)] if settings.lineage else []),

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import threading
 
 import pandas as pd
 
 from nexus_cli.exporter import serve_metrics
-from nexus_core import registry
+from nexus_core import logs, registry
 from nexus_core.config import NexusConfig
 from nexus_resources.app_db import AppDatabase
 from nexus_resources.mlflow import MlflowResource
@@ -52,9 +53,13 @@ def status(config: NexusConfig, args: argparse.Namespace) -> int:
 
 def exporter(config: NexusConfig, args: argparse.Namespace) -> int:
     """Serve the monitoring metrics for Prometheus until interrupted."""
+    logs.configure("exporter")
     _, app_db = _resources()
-    server, _ = serve_metrics(app_db, config.model.registered_name, args.host, args.port)
-    print(f"Prometheus metrics of {config.model.registered_name} on http://{args.host}:{args.port}/metrics")
+    server, _ = serve_metrics(app_db, config, args.host, args.port)
+    logging.getLogger("nexus.exporter").info(
+        f"Prometheus metrics of {config.model.registered_name} on http://{args.host}:{args.port}/metrics",
+        extra={"registered_model": config.model.registered_name},
+    )
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -2,7 +2,8 @@
 
 PostgreSQL is the machine's own (one fresh database per purpose); an S3 endpoint (moto's server standing in for
 MinIO), `mlflow server` with basic auth, the user-code gRPC server, dagster-webserver, dagster-daemon, the
-BentoML service, the metrics exporter and Prometheus run as child processes, each in its own process group.
+BentoML service, the metrics exporter, Prometheus with the alert rules, Alertmanager and the Blackbox exporter run
+as child processes, each in its own process group.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from nexus_core.settings import load_settings
 BUCKETS = ("nexus", "mlflow")
 DATABASES = ("dagster", "mlflow", "app")
 LOCATION = "nexusml"
+DOCKER = REPO_ROOT / "docker"
 
 
 class LocalStack:
@@ -39,12 +41,14 @@ class LocalStack:
         config_path: Path | None = None,
         *,
         serving_token: str | None = None,
+        alert_webhook_url: str | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
         self.folder, self.admin_url, self.log = folder.resolve(), pg_admin_url, log
         self.folder.mkdir(parents=True, exist_ok=True)
         self.config_path = config_path or REPO_ROOT / "nexus.yaml"
         services = ("moto", "mlflow", "user-code", "webserver", "serving", "exporter", "prometheus")
+        services += ("alertmanager", "alertmanager-cluster", "blackbox")
         self.ports = {name: free_port() for name in services}
         # Clients reach S3 through a relay, so a test can take the endpoint away and bring it back with its data.
         self.s3 = Relay(self.ports["moto"])
@@ -53,6 +57,7 @@ class LocalStack:
         self.dagster_home = self.folder / "dagster-home"
         self.mlflow_password = uuid.uuid4().hex
         self.serving_token = serving_token
+        self.alert_webhook_url = alert_webhook_url or os.environ.get("NEXUS_ALERT_WEBHOOK_URL")
         self.servers: dict[str, Server] = {}
 
     def url(self, service: str) -> str:
@@ -84,6 +89,7 @@ class LocalStack:
             "DAGSTER_HOME": str(self.dagster_home),
             "BENTOML_HOME": str(self.folder / "bentoml"),
             "DO_NOT_TRACK": "1",
+            "NEXUS_LOG_FORMAT": "json",
         }
 
     def __enter__(self) -> LocalStack:
@@ -101,7 +107,10 @@ class LocalStack:
         """Two waves, each started at once: what needs nothing, then what needs the gRPC server or MLflow."""
         self._create_databases()
         self.s3.open()
-        self._wave(self._moto(), self._mlflow(), self._user_code(), self._exporter(), self._prometheus())
+        self._wave(
+            self._moto(), self._mlflow(), self._user_code(), self._exporter(),
+            self._alertmanager(), self._blackbox(), self._prometheus(),
+        )  # fmt: skip
         s3 = boto3.client("s3", endpoint_url=self.url("s3"), region_name="us-east-1", **self._s3_keys())
         for bucket in BUCKETS:
             s3.create_bucket(Bucket=bucket)
@@ -150,7 +159,7 @@ class LocalStack:
 
     def _mlflow(self) -> Server:
         auth_ini = self.folder / "mlflow-auth.ini"
-        settings = (REPO_ROOT / "docker" / "mlflow" / "basic_auth.ini").read_text()
+        settings = (DOCKER / "mlflow" / "basic_auth.ini").read_text()
         auth_ini.write_text(settings.replace("sqlite:////var/lib/mlflow-auth/", f"sqlite:///{self.folder}/mlflow-"))
         command = [venv_bin("mlflow"), "server", "--app-name", "basic-auth", "--host", "127.0.0.1"]
         command += ["--port", str(self.ports["mlflow"]), "--workers", "1"]
@@ -165,7 +174,7 @@ class LocalStack:
 
     def _user_code(self) -> Server:
         self.dagster_home.mkdir(exist_ok=True)
-        shutil.copy(REPO_ROOT / "docker" / "dagster.production.yaml", self.dagster_home / "dagster.yaml")
+        shutil.copy(DOCKER / "dagster.production.yaml", self.dagster_home / "dagster.yaml")
         port = str(self.ports["user-code"])
         command = [venv_bin("dagster"), "code-server", "start", "--host", "127.0.0.1", "--port", port]
         command += ["--module-name", "nexus_assets.definitions", "--location-name", LOCATION]
@@ -191,23 +200,58 @@ class LocalStack:
         return self._server("exporter", command, "/metrics")
 
     def _prometheus(self) -> Server:
-        if shutil.which("prometheus") is None:
-            raise RuntimeError("prometheus is not installed: `apt-get install prometheus` (`make test` does it)")
-        scrape = yaml.safe_load((REPO_ROOT / "docker" / "prometheus.yml").read_text())
-        scrape["global"]["scrape_interval"] = "1s"
-        targets = {"nexus-monitoring": "exporter", "nexus-serving": "serving"}
+        """docker/prometheus/ pointed at the local ports, scraping and evaluating the alert rules every second."""
+        _require("prometheus")
+        scrape = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
+        scrape["global"].update(scrape_interval="1s", evaluation_interval="1s")
+        scrape["rule_files"] = [str(DOCKER / "prometheus" / "alerts.yml")]
+        scrape["alerting"]["alertmanagers"][0]["static_configs"] = [{"targets": [self._address("alertmanager")]}]
+        targets = {
+            "nexus-monitoring": self._address("exporter"),
+            "nexus-serving": self._address("serving"),
+            "blackbox": self._address("blackbox"),
+            "nexus-probe-ready": self.url("serving") + "/readyz",
+            "nexus-probe-predict": self.url("serving") + "/predict",
+        }
         for job in scrape["scrape_configs"]:
-            job["static_configs"] = [{"targets": [f"127.0.0.1:{self.ports[targets[job['job_name']]]}"]}]
+            job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
+            for relabel in job.get("relabel_configs", []):
+                if relabel.get("target_label") == "__address__":
+                    relabel["replacement"] = self._address("blackbox")
         config = self.folder / "prometheus.yml"
         config.write_text(yaml.safe_dump(scrape))
         command = ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={self.folder / 'prometheus'}"]
-        return self._server(
-            "prometheus", [*command, f"--web.listen-address=127.0.0.1:{self.ports['prometheus']}"], "/-/ready"
-        )
+        return self._server("prometheus", [*command, f"--web.listen-address={self._address('prometheus')}"], "/-/ready")
+
+    def _alertmanager(self) -> Server:
+        """docker/alertmanager/ with the webhook from the environment (none: alerts show in its UI only)."""
+        _require("prometheus-alertmanager")
+        config = self.folder / "alertmanager.yml"
+        config.write_text(yaml.safe_dump(alertmanager_config(self.alert_webhook_url)))
+        command = ["prometheus-alertmanager", f"--config.file={config}"]
+        command += [f"--storage.path={self.folder / 'alertmanager'}"]
+        command += [f"--web.listen-address={self._address('alertmanager')}"]
+        command += [f"--cluster.listen-address={self._address('alertmanager-cluster')}"]
+        return self._server("alertmanager", command, "/-/ready")
+
+    def _blackbox(self) -> Server:
+        _require("prometheus-blackbox-exporter")
+        probes = yaml.safe_load((DOCKER / "blackbox" / "blackbox.yml").read_text())
+        token = self.folder / "serving-token"
+        token.write_text(self.serving_token or "")
+        token.chmod(0o600)
+        probes["modules"]["nexus_predict"]["http"]["authorization"]["credentials_file"] = str(token)
+        config = self.folder / "blackbox.yml"
+        config.write_text(yaml.safe_dump(probes))
+        command = ["prometheus-blackbox-exporter", f"--config.file={config}"]
+        return self._server("blackbox", [*command, f"--web.listen-address={self._address('blackbox')}"], "/-/ready")
+
+    def _address(self, service: str) -> str:
+        return f"127.0.0.1:{self.ports[service]}"
 
     def _workspace(self) -> Path:
         """The compose file's workspace (docker/workspace.yaml) pointed at the local gRPC server."""
-        workspace = yaml.safe_load((REPO_ROOT / "docker" / "workspace.yaml").read_text())
+        workspace = yaml.safe_load((DOCKER / "workspace.yaml").read_text())
         workspace["load_from"][0]["grpc_server"].update(host="127.0.0.1", port=self.ports["user-code"])
         path = self.folder / "workspace.yaml"
         path.write_text(yaml.safe_dump(workspace))
@@ -217,12 +261,28 @@ class LocalStack:
         return lambda: subprocess.run(command, capture_output=True, env={**os.environ, **self.env}).returncode == 0
 
 
+def alertmanager_config(webhook_url: str | None) -> dict:
+    """docker/alertmanager/alertmanager.yml with the webhook filled in, or without it when there is none."""
+    config = yaml.safe_load((DOCKER / "alertmanager" / "alertmanager.yml").read_text())
+    [receiver] = config["receivers"]
+    if webhook_url:
+        receiver["webhook_configs"][0]["url"] = webhook_url
+    else:
+        del receiver["webhook_configs"]
+    return config
+
+
+def _require(program: str) -> None:
+    if shutil.which(program) is None:
+        raise RuntimeError(f"{program} is not installed: `apt-get install {program}` (`make test` does it)")
+
+
 def run(config: NexusConfig, args: argparse.Namespace) -> int:
     """`nexus stack`: the production stack on this machine until Ctrl-C."""
     folder = load_settings().home.resolve() / "stack"
     shutil.rmtree(folder, ignore_errors=True)  # its databases are new each time; so are the logs and the auth store
     with LocalStack(folder, args.postgres, config.path) as stack:
-        for name in ("webserver", "mlflow", "serving", "prometheus", "s3"):
+        for name in ("webserver", "mlflow", "serving", "prometheus", "alertmanager", "s3"):
             print(f"{name:10} {stack.url(name)}")
         print(f"MLflow sign-in: {stack.env['MLFLOW_TRACKING_USERNAME']} / {stack.mlflow_password}")
         print(f"logs in {folder}; Ctrl-C stops everything and drops the stack's databases")

@@ -7,7 +7,7 @@ REGIME_START = "nexus/regime_start"  # the first partition of the change a retra
 PARTITION = "dagster/partition"  # Dagster's tag for the partition a run materializes
 RETRAINING_SENSOR, CHAMPION_ALIAS_SENSOR = "retraining_sensor", "champion_alias_sensor"
 LATE_LABELS_SENSOR, OPENLINEAGE_SENSOR = "late_labels_sensor", "openlineage_sensor"
-SHADOW_GATE_SENSOR = "shadow_gate_sensor"
+SHADOW_GATE_SENSOR, TRAINING_FAILURE_SENSOR = "shadow_gate_sensor", "training_failure_sensor"
 
 TRAINING_CHAIN = ["training_dataset", "candidate_models", "challenger_model", "champion_model"]
 DEPLOY = ["serving_bento"]

@@ -327,6 +327,20 @@ class AppDatabase(dg.ConfigurableResource):
         """The newest promotion decisions first."""
         return self._newest(gate_decisions, registered_model, limit)
 
+    def newest_by_decision(self, registered_model: str) -> tuple[dict[str, dict], dict[str, dict]]:
+        """The newest gate decision of each kind and the newest retraining decision of each kind."""
+        newest = []
+        for table in (gate_decisions, retraining_decisions):
+            ids = (
+                sa.select(sa.func.max(table.c.id))
+                .where(table.c.registered_model == registered_model)
+                .group_by(table.c.decision)
+            )
+            with self.engine().connect() as connection:
+                rows = connection.execute(sa.select(table).where(table.c.id.in_(ids)))
+                newest.append({row.decision: dict(row._mapping) for row in rows})
+        return newest[0], newest[1]
+
     def _newest(self, table: sa.Table, registered_model: str, limit: int) -> list[dict[str, Any]]:
         query = sa.select(table).where(table.c.registered_model == registered_model).order_by(table.c.id.desc())
         with self.engine().connect() as connection:

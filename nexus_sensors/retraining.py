@@ -1,4 +1,5 @@
-"""`retraining_sensor`: persistent drift or degradation of the champion requests one retrain through the gate."""
+"""`retraining_sensor`: persistent drift or degradation of the champion requests one retrain through the gate;
+`training_failure_sensor` records a training or gate run that failed, beside those decisions, for the alerts."""
 
 import dagster as dg
 
@@ -76,3 +77,41 @@ def build_retraining_sensor(config: NexusConfig, interval: int | None = None) ->
         return dg.SensorResult(run_requests=[request], asset_events=[observation])
 
     return retraining_sensor
+
+
+FAILED = "failed"
+
+
+def build_training_failure_sensor(config: NexusConfig) -> dg.SensorDefinition:
+    name = config.model.registered_name
+
+    @dg.run_failure_sensor(
+        name=names.TRAINING_FAILURE_SENSOR,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Records a failed training or gate run of {name} as a retraining decision `failed`, which the "
+        "exporter counts and NexusRetrainingFailed alerts on.",
+    )
+    def training_failure_sensor(context: dg.RunFailureSensorContext, app_db: AppDatabase) -> None:
+        run = context.dagster_run
+        if run.job_name not in (names.TRAINING_JOB, names.GATE_JOB) or _will_retry(context.instance, run):
+            return
+        message = (context.failure_event.message or "").strip()
+        app_db.record_retraining(
+            registered_model=name,
+            decision=FAILED,
+            champion_version=run.tags.get(names.MODEL_VERSION),
+            partition=run.tags.get(names.REGIME_START) or run.tags.get(names.PARTITION),
+            reason=f"{run.job_name} run {run.run_id} failed: {message}"[:2000],
+            run_key=run.tags.get("dagster/run_key"),
+        )
+
+    return training_failure_sensor
+
+
+def _will_retry(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """Whether the daemon re-executes this failed run (docker/dagster.production.yaml `run_retries`): only the last
+    attempt's failure is news."""
+    if not instance.run_retries_enabled:
+        return False
+    allowed = int(run.tags.get("dagster/max_retries", instance.run_retries_max_retries))
+    return int(run.tags.get("dagster/retry_number", 0)) < allowed

@@ -62,12 +62,16 @@ class ApiError(Exception):
             headers["allow"] = "POST"
         return headers
 
-    def log(self, route: str) -> None:
-        """4xx as one INFO line (the client's mistake, not the service's); 5xx with the traceback of its cause."""
+    def log(self, route: str, model_version: str | None = None) -> None:
+        """4xx as one INFO line (the client's mistake, not the service's), 503 (no model yet) as a WARNING, other
+        5xx as an ERROR with the traceback of its cause."""
+        fields = {"status": int(self.status), "model_version": model_version, "route": route}
         if self.status < 500:
-            log.info("%s %d: %s", route, self.status, self.message)
+            log.info("%s %d: %s", route, self.status, self.message, extra=fields)
+        elif self.status == HTTPStatus.SERVICE_UNAVAILABLE:
+            log.warning("%s %d: %s", route, self.status, self.message, extra=fields)
         else:
-            log.error("%s %d: %s", route, self.status, self.message, exc_info=self.__cause__)
+            log.error("%s %d: %s", route, self.status, self.message, exc_info=self.__cause__, extra=fields)
 
 
 def invalid_body(exc: ValidationError, max_records: int) -> ApiError:

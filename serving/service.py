@@ -25,6 +25,7 @@ from pydantic_core import to_json
 from starlette.requests import Request
 from starlette.responses import Response
 
+from nexus_core import logs
 from nexus_core.config import load_config
 from nexus_core.registry import CHALLENGER, CHAMPION, aliases
 from nexus_core.settings import load_settings, mlflow_client
@@ -116,7 +117,7 @@ class PredictResponse(BaseModel):
 @bentoml.asgi_app(admin, path="/")
 class NexusModelService:
     def __init__(self) -> None:
-        log.setLevel(logging.INFO)  # BentoML leaves the root at WARNING; swaps and refused requests are INFO lines
+        logs.configure("serving")  # BentoML leaves the root at WARNING; swaps and refused requests are INFO lines
         config = load_config(check_files=False)  # the service reads no data: only names from the config
         self.name = SETTINGS.serving_model or config.model.registered_name
         self.id_column = config.dataset.id_column
@@ -149,7 +150,7 @@ class NexusModelService:
         try:
             used, rows, predictions = await self._predict(model, records)
         except ApiError as error:
-            error.log("POST /predict")
+            error.log("POST /predict", model.version if model else None)
             outcome = "unavailable" if model is None else "client_error" if error.status < 500 else "server_error"
             REQUESTS.labels(model_version=model.version if model else "none", outcome=outcome).inc()
             # Answered here, in the one error shape: BentoML would log a traceback for every 4xx it renders.
@@ -254,7 +255,8 @@ class NexusModelService:
         self.last_swap = {"version": wanted, "previous": current, "at": candidate.info["loaded_at"]}
         SWAPS.labels(model_version=wanted, outcome="swapped").inc()
         SERVED.labels(registered_model=self.name).set(float(wanted))
-        log.info("now serving version %s of %s (was %s)", wanted, self.name, current)
+        fields = {"model_version": wanted, "registered_model": self.name}
+        log.info("now serving version %s of %s (was %s)", wanted, self.name, current, extra=fields)
 
     def _refuse(self, version: str, current: str | None, exc: Exception) -> None:
         content = isinstance(exc, UnsafeModel)

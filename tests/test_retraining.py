@@ -11,6 +11,7 @@ import pytest
 
 from nexus_assets.definitions import build_definitions
 from nexus_cli.cli import main as nexus
+from nexus_cli.exporter import MonitoringCollector
 from nexus_cli.replay import Replay
 from nexus_cli.runs import materialize
 from nexus_core import names, registry
@@ -196,3 +197,49 @@ def test_approval_required_stops_at_the_gate_until_nexus_promote(write_config, i
 
     assert nexus(["promote", "2", "--reason", "approved after review"]) == 0
     assert registry.aliases(mlflow.client(), NAME)[registry.CHAMPION] == "2"
+
+
+@pytest.fixture
+def retrying_instance():
+    """An instance that retries a failed run once, as dagster.yaml says."""
+    with dg.instance_for_test(overrides={"run_retries": {"enabled": True, "max_retries": 1}}) as instance:
+        yield instance
+
+
+def test_a_training_runs_last_failed_attempt_is_recorded_and_exported_for_the_alerts(
+    write_config, retrying_instance, monkeypatch
+):
+    """The first attempt's failure is not news (the daemon retries it); the last attempt's is."""
+    instance = retrying_instance
+    config = write_config()
+    monkeypatch.setenv("NEXUS_CONFIG", str(config.path))
+    defs = build_definitions(config)
+    app_db = build_resources()["app_db"]
+    tags = {names.TRIGGER: names.RETRAINING_SENSOR, names.MODEL_VERSION: "3", names.REGIME_START: "2026-01-09"}
+    for attempt in (0, 1):
+        result = defs.resolve_job_def(names.TRAINING_JOB).execute_in_process(
+            instance=instance, tags={**tags, "dagster/retry_number": str(attempt)}, raise_on_error=False
+        )
+        assert not result.success, "no data was ingested, so training_dataset fails"
+        [failure] = instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+        context = dg.build_run_status_sensor_context(
+            sensor_name=names.TRAINING_FAILURE_SENSOR,
+            dagster_event=failure.event_log_entry.dagster_event,
+            dagster_instance=instance,
+            dagster_run=result.dagster_run,
+            resources={"app_db": app_db},
+        ).for_run_failure()
+        defs.resolve_sensor_def(names.TRAINING_FAILURE_SENSOR)(context)
+        if attempt == 0:
+            assert app_db.retraining_history(NAME) == [], "a failure the daemon retries is not recorded"
+
+    [recorded] = app_db.retraining_history(NAME, limit=1)
+    assert (recorded["decision"], recorded["champion_version"], recorded["partition"]) == ("failed", "3", "2026-01-09")
+    assert recorded["reason"].startswith(f"training run {result.run_id} failed")
+    samples = {
+        (sample.name, sample.labels.get("decision")): sample
+        for family in MonitoringCollector(app_db, config).collect()
+        for sample in family.samples
+    }
+    assert samples[("nexus_retraining_decisions_total", "failed")].value == 1
+    assert samples[("nexus_retraining_decision_timestamp_seconds", "failed")].labels["partition"] == "2026-01-09"

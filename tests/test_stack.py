@@ -1,13 +1,18 @@
 """The production stack as processes (docker-compose.yml without Docker): the loop runs through dagster-daemon,
-and the stack survives an MLflow restart, an S3 outage and a daemon restart."""
+its promotion reaches a webhook through the alert rules and Alertmanager, the Blackbox probes see the service, the
+logs are JSON with run ids and versions, and the stack survives an MLflow restart, an S3 outage and a daemon
+restart."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import dagster as dg
@@ -15,6 +20,7 @@ import pytest
 import yaml
 from dagster_graphql import DagsterGraphQLClient
 
+from nexus_cli.processes import free_port
 from nexus_cli.stack import LOCATION, LocalStack
 from nexus_core import registry
 from nexus_resources.settings import build_resources
@@ -92,13 +98,43 @@ class Driver:
         raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
+class Webhook(ThreadingHTTPServer):
+    """A local receiver of Alertmanager's webhook: the alerts it posted, newest last."""
+
+    def __init__(self) -> None:
+        self.alerts: list[dict] = []
+        webhook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                webhook.alerts.extend(body["alerts"])
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/alerts"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
 @pytest.fixture(scope="module")
-def driver(tmp_path_factory) -> Iterator[Driver]:
+def webhook() -> Iterator[Webhook]:
+    receiver = Webhook()
+    yield receiver
+    receiver.shutdown()
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory, webhook) -> Iterator[Driver]:
     _require_postgres()
     folder = tmp_path_factory.mktemp("stack")
     config = folder / "nexus.yaml"
     config.write_text(yaml.safe_dump(SMALL_CONFIG, sort_keys=False))
-    with LocalStack(folder, PG_ADMIN_URL, config, serving_token=TOKEN) as stack, pytest.MonkeyPatch.context() as mp:
+    stack = LocalStack(folder, PG_ADMIN_URL, config, serving_token=TOKEN, alert_webhook_url=webhook.url)
+    with stack, pytest.MonkeyPatch.context() as mp:
         for key, value in stack.env.items():
             mp.setenv(key, value)
         driver = Driver(stack)
@@ -193,6 +229,41 @@ def test_an_s3_outage_fails_the_run_clearly_and_the_retry_succeeds(driver):
     assert day in driver.instance.get_materialized_partitions(dg.AssetKey("raw_data"))
     s3 = boto3.client("s3", endpoint_url=driver.stack.url("s3"), region_name="us-east-1")
     assert s3.head_object(Bucket="nexus", Key=f"nexus/raw_data/{day}")["ContentLength"] > 0
+
+
+def test_the_promotion_alerts_the_webhook_the_probes_pass_and_the_logs_are_json(driver, webhook):
+    """Last in the module, so Alertmanager's wait for news (one minute for info alerts) has long passed."""
+    promoted = driver.eventually(
+        "NexusChampionPromoted at the webhook",
+        lambda: [a for a in webhook.alerts if a["labels"]["alertname"] == "NexusChampionPromoted"],
+        timeout=180,
+    )
+    assert promoted[0]["labels"]["registered_model"] == NAME and promoted[0]["labels"]["severity"] == "info"
+    assert promoted[0]["annotations"]["summary"].startswith(f"{NAME}: v1 is champion")
+    for probe in ("nexus-probe-ready", "nexus-probe-predict"):  # the prober's POST /predict carries the token
+        answer = driver.eventually(probe, lambda p=probe: driver.prometheus(f'probe_success{{job="{p}"}} == 1'))
+        assert answer[0]["metric"]["instance"].startswith(driver.stack.url("serving"))
+    assert not [a for a in webhook.alerts if a["labels"]["severity"] == "critical" and a["status"] == "firing"]
+
+    served = _json_lines(driver.stack.folder / "serving.log")
+    swap = next(line for line in served if line["message"].startswith("now serving version 1"))
+    assert swap["service"] == "serving" and swap["model_version"] == "1" and swap["registered_model"] == NAME
+    deploy = driver.deploys()[0]
+    run_lines = [line for line in _json_lines(driver.stack.folder / "user-code.log") if line.get("run_id")]
+    assert any(line["run_id"] == deploy.run_id and line["service"] == "dagster-run" for line in run_lines)
+    assert {line.get("event") for line in run_lines if line["run_id"] == deploy.run_id} >= {
+        "STEP_START",
+        "STEP_SUCCESS",
+    }
+
+
+def _json_lines(path) -> list[dict]:
+    lines = []
+    for line in path.read_text().splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(json.JSONDecodeError):
+                lines.append(json.loads(line))
+    return lines
 
 
 def _sensor_ticks(driver: Driver) -> list:
