@@ -50,7 +50,7 @@ serve: install  ## the champion over HTTP on http://127.0.0.1:3001 from the newe
 exporter: install  ## Prometheus metrics of drift, performance and predictions on http://127.0.0.1:9108/metrics
 	NEXUS_HOME=$(NEXUS_HOME) $(BIN)/nexus exporter --host 127.0.0.1 --port 9108
 
-stack: install system  ## the production stack as local processes (PostgreSQL here, S3, MLflow, Dagster, serving, Prometheus)
+stack: install system  ## the production stack as local processes (PostgreSQL here, S3, MLflow, Dagster, serving, Prometheus, Alertmanager, Blackbox)
 	$(BIN)/nexus stack
 
 bench: install  ## serving benchmark against mlflow models serve and a bare ASGI app (needs wrk and `make demo`)
