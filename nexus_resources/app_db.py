@@ -99,7 +99,7 @@ retraining_decisions = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("registered_model", sa.String(256), nullable=False),
-    sa.Column("decision", sa.String(32), nullable=False),  # requested | held
+    sa.Column("decision", sa.String(32), nullable=False),  # requested | held | failed
     sa.Column("champion_version", sa.String(32)),
     sa.Column("partition", sa.String(256)),  # the newest flagged partition
     sa.Column("reason", sa.Text, nullable=False),
@@ -330,13 +330,13 @@ class AppDatabase(dg.ConfigurableResource):
     def newest_by_decision(self, registered_model: str) -> tuple[dict[str, dict], dict[str, dict]]:
         """The newest gate decision of each kind and the newest retraining decision of each kind."""
         newest = []
-        for table in (gate_decisions, retraining_decisions):
-            ids = (
-                sa.select(sa.func.max(table.c.id))
-                .where(table.c.registered_model == registered_model)
-                .group_by(table.c.decision)
-            )
-            with self.engine().connect() as connection:
+        with self.engine().connect() as connection:
+            for table in (gate_decisions, retraining_decisions):
+                ids = (
+                    sa.select(sa.func.max(table.c.id))
+                    .where(table.c.registered_model == registered_model)
+                    .group_by(table.c.decision)
+                )
                 rows = connection.execute(sa.select(table).where(table.c.id.in_(ids)))
                 newest.append({row.decision: dict(row._mapping) for row in rows})
         return newest[0], newest[1]

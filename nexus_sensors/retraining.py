@@ -79,9 +79,6 @@ def build_retraining_sensor(config: NexusConfig, interval: int | None = None) ->
     return retraining_sensor
 
 
-FAILED = "failed"
-
-
 def build_training_failure_sensor(config: NexusConfig) -> dg.SensorDefinition:
     name = config.model.registered_name
 
@@ -98,7 +95,7 @@ def build_training_failure_sensor(config: NexusConfig) -> dg.SensorDefinition:
         message = (context.failure_event.message or "").strip()
         app_db.record_retraining(
             registered_model=name,
-            decision=FAILED,
+            decision=retraining.FAILED,
             champion_version=run.tags.get(names.MODEL_VERSION),
             partition=run.tags.get(names.REGIME_START) or run.tags.get(names.PARTITION),
             reason=f"{run.job_name} run {run.run_id} failed: {message}"[:2000],

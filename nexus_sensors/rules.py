@@ -9,6 +9,7 @@ import pandas as pd
 from nexus_core.config import RetrainingConfig
 
 REQUESTED, HELD, QUIET = "requested", "held", "quiet"
+FAILED = "failed"  # recorded by training_failure_sensor: a training or gate run's last attempt failed
 
 
 @dataclass(frozen=True)
