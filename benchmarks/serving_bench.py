@@ -29,7 +29,7 @@ import joblib
 import mlflow
 import pandas as pd
 
-from nexus_cli.processes import free_port, running, venv_bin
+from nexus_cli.processes import reserved_port, running, venv_bin
 from nexus_core import registry
 from nexus_core.config import load_config
 from nexus_core.settings import load_settings
@@ -109,9 +109,8 @@ def _example_rows(name: str, version: str, model) -> pd.DataFrame:
 
 def _server(command: list[str], env: dict[str, str], health: str, port_flag: str = "--port"):
     """A server on a free loopback port, stopped with its whole process group."""
-    port = free_port()
-    command = [venv_bin(command[0]), *command[1:], "--host", "127.0.0.1", port_flag, str(port)]
-    return running(command, port, health, env=env, cwd=REPO, timeout=180)
+    program = [venv_bin(command[0]), *command[1:], "--host", "127.0.0.1", port_flag]
+    return running(lambda port: [*program, str(port)], health, env=env, cwd=REPO, timeout=180)
 
 
 @contextmanager
@@ -131,17 +130,20 @@ def _mlserver(model, workers: int):
             "max_batch_time": 0.005,
         }
         (root / "model" / "model-settings.json").write_text(json.dumps(model_settings))
-        port = free_port()
-        server_settings = {
-            "host": "127.0.0.1",
-            "http_port": port,
-            "grpc_port": free_port(),
-            "metrics_port": free_port(),
-            "parallel_workers": workers,
-        }
-        (root / "settings.json").write_text(json.dumps(server_settings))
-        command = [str(venv / "bin" / "mlserver"), "start", str(root)]
-        with running(command, port, "/v2/models/model/ready", cwd=root, timeout=180) as url:
+
+        def command(port: int) -> list[str]:
+            """MLServer reads its ports from settings.json: written anew for each port tried."""
+            server_settings = {
+                "host": "127.0.0.1",
+                "http_port": port,
+                "grpc_port": reserved_port(),
+                "metrics_port": reserved_port(),
+                "parallel_workers": workers,
+            }
+            (root / "settings.json").write_text(json.dumps(server_settings))
+            return [str(venv / "bin" / "mlserver"), "start", str(root)]
+
+        with running(command, "/v2/models/model/ready", cwd=root, timeout=180) as url:
             yield url
 
 

@@ -216,14 +216,15 @@ def _serve(config: NexusConfig, args: argparse.Namespace) -> int:
 
 def _serve_once(record: dict) -> bool:
     """Start the service from the demo's Bento, ask it for one prediction, show the curl that does the same."""
-    port = load_settings().serving_port
-    command = [venv_bin("nexus"), "serve", "--port", str(port)]
     values = {k: None if pd.isna(v) else v.item() if hasattr(v, "item") else v for k, v in record.items()}
     body = json.dumps({"records": [values]})
     log = log_path("serve")
+    settings = load_settings()
+    headers = {"Content-Type": "application/json"}
+    if settings.serving_token:
+        headers["Authorization"] = f"Bearer {settings.serving_token}"
     try:
-        with running(command, port, "/readyz", cwd=REPO_ROOT, log_path=log) as url:
-            headers = {"Content-Type": "application/json"}
+        with running(_serve_command, "/readyz", cwd=REPO_ROOT, log_path=log) as url:
             request = urllib.request.Request(f"{url}/predict", data=body.encode(), headers=headers)
             with urllib.request.urlopen(request, timeout=30) as response:
                 print(f"\nThe champion answers on POST {url}/predict:\n{response.read().decode()}")
@@ -231,10 +232,16 @@ def _serve_once(record: dict) -> bool:
         print(f"error: the service did not answer ({exc}); its log: {log}", file=sys.stderr)
         return False
     print(
-        f"\nServe it yourself with `make serve` (the newest Bento), then:\n  curl -s -X POST {url}/predict "
-        f"-H 'Content-Type: application/json' -d '{body}'"
+        f"\nServe it yourself with `make serve` (the newest Bento), then:\n  curl -s -X POST "
+        f"http://127.0.0.1:{settings.serving_port}/predict -H 'Content-Type: application/json' "
+        + ('-H "Authorization: Bearer $NEXUS_SERVING_TOKEN" ' if settings.serving_token else "")
+        + f"-d '{body}'"
     )
     return True
+
+
+def _serve_command(port: int) -> list[str]:
+    return [venv_bin("nexus"), "serve", "--port", str(port)]
 
 
 def _report(instance: dg.DagsterInstance, run_id: str, what: str) -> bool:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -19,16 +22,19 @@ from pathlib import Path
 from nexus_core.config import NexusConfig
 from nexus_core.settings import load_settings
 
+# How the servers we start say that their port is taken (Python, Go, gRPC, werkzeug).
+_PORT_TAKEN = re.compile(r"address already in use|CouldNotBindGrpcServerToAddress|port \d+ is in use", re.IGNORECASE)
+PORT_ATTEMPTS = 5
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+
+class PortTaken(RuntimeError):
+    """A server could not bind the port it was given: another process took it first. Start it on another one."""
 
 
 def reserved_port() -> int:
-    """A free port below the kernel's ephemeral range, so no outgoing connection can take it while its server is
-    briefly closed (an outage a test stages) and it can always be bound again."""
+    """A port for a server we start, below the kernel's ephemeral range: no outgoing connection can take it before
+    the server binds it or while it is briefly closed (an outage a test stages). Another process may still bind it
+    first; a server that then fails raises `PortTaken` and its caller starts it again on a fresh port."""
     low, _ = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
     for port in random.sample(range(max(1024, low - 12_000), low), 200):
         with socket.socket() as sock:
@@ -117,7 +123,9 @@ class Server:
         cwd: str | Path | None = None,
         log_path: Path | None = None,
     ) -> None:
-        self.name, self.command, self.ready, self.cwd, self.log_path = name, command, ready, cwd, log_path
+        self.name, self.command, self.ready, self.cwd = name, command, ready, cwd
+        # Its output goes to a file even when nobody reads it: a port taken is told apart from other failures there.
+        self.log_path = log_path or Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log")[1])
         bin_dir = str(Path(sys.executable).parent)
         self.env = {**os.environ, **(env or {}), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
         self.process: subprocess.Popen | None = None
@@ -127,18 +135,28 @@ class Server:
         self.wait_ready(timeout)
 
     def launch(self) -> None:
-        with open(self.log_path or os.devnull, "a") as log:
+        self._logged = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "a") as log:
             self.process = subprocess.Popen(
                 self.command, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
 
     def wait_ready(self, timeout: float = 120) -> None:
         try:
-            where = f" (its output: {self.log_path})" if self.log_path else ""
-            wait_until(self.ready, self.process, self.name + where, timeout)
+            wait_until(self.ready, self.process, f"{self.name} (its output: {self.log_path})", timeout)
+        except RuntimeError as exc:
+            self.stop()
+            if self._port_taken():
+                raise PortTaken(f"{self.name}: its port was taken by another process") from exc
+            raise
         except BaseException:
             self.stop()
             raise
+
+    def _port_taken(self) -> bool:
+        with open(self.log_path, errors="replace") as log:
+            log.seek(self._logged)
+            return bool(_PORT_TAKEN.search(log.read()))
 
     def stop(self) -> None:
         if self.process is not None:
@@ -151,8 +169,7 @@ class Server:
 
 @contextmanager
 def running(
-    command: list[str],
-    port: int,
+    command: Callable[[int], list[str]],
     health_path: str,
     *,
     env: dict[str, str] | None = None,
@@ -160,16 +177,24 @@ def running(
     log_path: Path | None = None,
     timeout: float = 120,
 ) -> Iterator[str]:
-    """Run a server on 127.0.0.1:`port`; yield its URL once `health_path` answers."""
-    url = f"http://127.0.0.1:{port}"
-    server = Server(
-        Path(command[0]).name, command, lambda: http_ok(url + health_path), env=env, cwd=cwd, log_path=log_path
-    )
-    server.start(timeout)
-    try:
-        yield url
-    finally:
-        server.stop()
+    """Run `command(port)` on 127.0.0.1; yield its URL once `health_path` answers. A port another process takes
+    first is replaced by a fresh one."""
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        url = f"http://127.0.0.1:{(port := reserved_port())}"
+        args = command(port)
+        ready = functools.partial(http_ok, url + health_path)
+        server = Server(Path(args[0]).name, args, ready, env=env, cwd=cwd, log_path=log_path)
+        try:
+            server.start(timeout)
+        except PortTaken:
+            if attempt == PORT_ATTEMPTS:
+                raise
+            continue
+        try:
+            yield url
+        finally:
+            server.stop()
+        return
 
 
 class Relay:
@@ -186,7 +211,11 @@ class Relay:
     def open(self) -> None:
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
+        try:
+            listener.bind(("127.0.0.1", self.port))
+        except OSError as exc:
+            listener.close()
+            raise PortTaken(f"the relay's port {self.port} was taken by another process") from exc
         listener.listen(64)
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()

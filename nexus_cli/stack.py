@@ -21,7 +21,7 @@ import boto3
 import sqlalchemy as sa
 import yaml
 
-from nexus_cli.processes import Relay, Server, free_port, http_ok, venv_bin
+from nexus_cli.processes import PORT_ATTEMPTS, PortTaken, Relay, Server, http_ok, reserved_port, venv_bin
 from nexus_core.config import REPO_ROOT, NexusConfig
 from nexus_core.settings import load_settings
 
@@ -47,12 +47,7 @@ class LocalStack:
         self.folder, self.admin_url, self.log = folder.resolve(), pg_admin_url, log
         self.folder.mkdir(parents=True, exist_ok=True)
         self.config_path = config_path or REPO_ROOT / "nexus.yaml"
-        services = ("moto", "mlflow", "user-code", "webserver", "serving", "exporter", "prometheus")
-        services += ("alertmanager", "alertmanager-cluster", "blackbox")
-        self.ports = {name: free_port() for name in services}
-        # Clients reach S3 through a relay, so a test can take the endpoint away and bring it back with its data.
-        self.s3 = Relay(self.ports["moto"])
-        self.ports["s3"] = self.s3.port
+        self._choose_ports()
         self.databases = {purpose: f"nexus_stack_{purpose}_{uuid.uuid4().hex[:8]}" for purpose in DATABASES}
         self.dagster_home = self.folder / "dagster-home"
         self.mlflow_password = uuid.uuid4().hex
@@ -104,8 +99,29 @@ class LocalStack:
         self.stop()
 
     def start(self) -> None:
-        """Two waves, each started at once: what needs nothing, then what needs the gRPC server or MLflow."""
+        """Every service on its own port; when another process takes one of them first, all start again on fresh
+        ports (the others' settings name it)."""
         self._create_databases()
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                return self._start_services()
+            except PortTaken as exc:
+                if attempt == PORT_ATTEMPTS:
+                    raise
+                self.log(f"{exc}; starting the stack again on other ports")
+                self._stop_services()
+                self._choose_ports()
+
+    def _choose_ports(self) -> None:
+        services = ("moto", "mlflow", "user-code", "webserver", "serving", "exporter", "prometheus")
+        services += ("alertmanager", "alertmanager-cluster", "blackbox")
+        self.ports = {name: reserved_port() for name in services}
+        # Clients reach S3 through a relay, so a test can take the endpoint away and bring it back with its data.
+        self.s3 = Relay(self.ports["moto"])
+        self.ports["s3"] = self.s3.port
+
+    def _start_services(self) -> None:
+        """Two waves, each started at once: what needs nothing, then what needs the gRPC server or MLflow."""
         self.s3.open()
         self._wave(
             self._moto(), self._mlflow(), self._user_code(), self._exporter(),
@@ -117,16 +133,19 @@ class LocalStack:
         self._wave(self._webserver(), self._daemon(), self._serving())
 
     def stop(self) -> None:
-        for name, server in reversed(list(self.servers.items())):
-            self.log(f"stopping {name}")
-            server.stop()
-        self.servers.clear()
-        self.s3.close()
+        self._stop_services()
         admin = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
             for name in self.databases.values():
                 connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+    def _stop_services(self) -> None:
+        for name, server in reversed(list(self.servers.items())):
+            self.log(f"stopping {name}")
+            server.stop()
+        self.servers.clear()
+        self.s3.close()
 
     def _s3_keys(self) -> dict[str, str]:
         return {"aws_access_key_id": "nexus-stack", "aws_secret_access_key": "nexus-stack"}

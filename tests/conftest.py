@@ -18,7 +18,7 @@ import sqlalchemy as sa
 import yaml
 
 from nexus_assets.data.synthetic import CATEGORICAL, NUMERIC
-from nexus_cli.processes import free_port, running, venv_bin
+from nexus_cli.processes import running, venv_bin
 from nexus_core.config import NexusConfig, load_config
 from nexus_core.names import TRAINING_CHAIN
 
@@ -183,9 +183,9 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A real S3 HTTP endpoint on loopback (moto's server standing in for MinIO), with credentials in the env."""
     from moto.server import ThreadedMotoServer
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    _, port = server.get_host_and_port()
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_REGION", "us-east-1")
@@ -202,22 +202,15 @@ def mlflow_server(postgres_database, s3_endpoint, tmp_path, monkeypatch) -> Iter
 
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket="mlflow")
     monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", s3_endpoint)
-    port = free_port()
-    command = [
-        venv_bin("mlflow"),
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--backend-store-uri",
-        postgres_database("mlflow"),
-        "--artifacts-destination",
-        "s3://mlflow/artifacts",
-    ]
-    with running(command, port, "/health", log_path=tmp_path / "mlflow-server.log") as url:
+    backend = postgres_database("mlflow")
+
+    def command(port: int) -> list[str]:
+        return [
+            *(venv_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+            *("--backend-store-uri", backend, "--artifacts-destination", "s3://mlflow/artifacts"),
+        ]
+
+    with running(command, "/health", log_path=tmp_path / "mlflow-server.log") as url:
         yield url
 
 

@@ -9,7 +9,7 @@ import os
 import urllib.request
 
 from nexus_cli.cli import main as nexus
-from nexus_cli.processes import free_port, running, venv_bin
+from nexus_cli.processes import running, venv_bin
 from nexus_core.config import REPO_ROOT
 
 LOCATION = """
@@ -48,14 +48,15 @@ def test_after_the_demo_the_ui_shows_jobs_schedule_ticks_checks_per_partition_an
     config = write_config()
     monkeypatch.setenv("NEXUS_CONFIG", str(config.path))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
-    monkeypatch.setenv("NEXUS_SERVING_PORT", str(free_port()))
     monkeypatch.setenv("NEXUS_MLFLOW_UI_URL", "http://mlflow.example:5000")
     assert nexus(["demo", "--monitor-days", "3"]) == 0
 
-    port = free_port()
     workspace = str(REPO_ROOT / "workspace.yaml")
-    command = [venv_bin("dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", workspace]
-    with running(command, port, "/server_info", env=dict(os.environ), log_path=tmp_path / "webserver.log") as url:
+
+    def command(port: int) -> list[str]:
+        return [venv_bin("dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", workspace]
+
+    with running(command, "/server_info", env=dict(os.environ), log_path=tmp_path / "webserver.log") as url:
         [entry] = graphql(url, LOCATION)["workspaceOrError"]["locationEntries"]
         [repository] = entry["locationOrLoadError"]["repositories"]
         checks = graphql(url, CHECKS)["assetCheckExecutions"]

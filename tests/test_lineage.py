@@ -20,7 +20,6 @@ from openlineage.client.facet_v2 import (
 )
 
 from nexus_assets.definitions import build_definitions
-from nexus_cli.processes import free_port
 from nexus_sensors.lineage import MlflowJobFacet
 
 
@@ -39,7 +38,7 @@ def receiver():
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}", received
     server.shutdown()

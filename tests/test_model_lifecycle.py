@@ -1,5 +1,7 @@
 """Candidates are tracked in MLflow, the best is registered as challenger, and the gate moves `champion`."""
 
+import socket
+
 import dagster as dg
 import mlflow
 import numpy as np
@@ -11,7 +13,6 @@ from nexus_assets.training.candidates import check_trainable
 from nexus_assets.training.gate import Rule, decide, guardrail_table
 from nexus_assets.training.metrics import CLASSIFICATION, REGRESSION
 from nexus_cli.cli import main as nexus
-from nexus_cli.processes import free_port
 from nexus_cli.runs import materialize
 from nexus_core import registry
 from nexus_core.config import CLASSIFICATION_METRICS, REGRESSION_METRICS
@@ -321,16 +322,17 @@ def test_too_few_rows_or_missing_target_stop_training(write_config, instance):
 def test_unreachable_mlflow_fails_clearly_and_a_retry_registers_once(write_config, instance, embedded_home):
     defs = build_definitions(write_config())
     materialize_window(defs, instance)
-    down = MlflowResource(
-        tracking_uri=f"http://127.0.0.1:{free_port()}", max_retries=1, backoff_factor=0, request_timeout=2
-    )
-    result = dg.materialize(
-        list(defs.assets),
-        selection=TRAINING_CHAIN,
-        instance=instance,
-        resources={**defs.resources, "mlflow": down},
-        raise_on_error=False,
-    )
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound and never listening: every connection to it is refused
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        down = MlflowResource(tracking_uri=url, max_retries=1, backoff_factor=0, request_timeout=2)
+        result = dg.materialize(
+            list(defs.assets),
+            selection=TRAINING_CHAIN,
+            instance=instance,
+            resources={**defs.resources, "mlflow": down},
+            raise_on_error=False,
+        )
     assert not result.success
     [failure] = result.get_step_failure_events()
     assert failure.step_key == "candidate_models"

@@ -17,7 +17,6 @@ from nexus_assets.definitions import build_definitions
 from nexus_assets.monitoring import performance
 from nexus_assets.training.metrics import metrics_for
 from nexus_cli.exporter import serve_metrics
-from nexus_cli.processes import free_port
 from nexus_cli.runs import materialize
 from nexus_core import registry
 from nexus_core.config import load_config
@@ -226,7 +225,8 @@ def test_prometheus_metrics_show_the_newest_drift_performance_and_counts(driftin
         chain = ["batch_predictions", "ground_truth", "model_performance", "drift_report"]
         assert _run(drifting, instance, chain, day).success
     app_db = build_resources()["app_db"]
-    server, _ = serve_metrics(app_db, load_config(), "127.0.0.1", port := free_port())
+    server, _ = serve_metrics(app_db, load_config(), "127.0.0.1", 0)
+    port = server.server_address[1]
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
             text = response.read().decode()

@@ -16,7 +16,7 @@ import yaml
 
 from nexus_assets.definitions import build_definitions
 from nexus_cli.cli import main as nexus
-from nexus_cli.processes import free_port, running, serve_command
+from nexus_cli.processes import running, serve_command
 from nexus_core.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -80,7 +80,6 @@ def demo(tmp_path, monkeypatch, capsys):
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         monkeypatch.setenv("NEXUS_CONFIG", str(path))
         monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "nexus-home" / "dagster"))
-        monkeypatch.setenv("NEXUS_SERVING_PORT", str(free_port()))
         code = nexus(["demo", "--monitor-days", "4"])
         out, err = capsys.readouterr()
         return code, out, err, path
@@ -145,9 +144,8 @@ def test_a_target_nothing_can_predict_ends_with_no_champion_and_exit_0(demo, tmp
     assert "No candidate beat the baseline on the holdout: nothing to serve." in out
     assert "Traceback" not in out + err
     # the service says why it has nothing to answer with
-    port = free_port()
     env = {"NEXUS_CONFIG": str(path), "NEXUS_HOME": os.environ["NEXUS_HOME"]}
-    with running(serve_command(port), port, "/livez", env=env, cwd=REPO, log_path=tmp_path / "serve.log") as url:
+    with running(serve_command, "/livez", env=env, cwd=REPO, log_path=tmp_path / "serve.log") as url:
         import urllib.error
         import urllib.request
 

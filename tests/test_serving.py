@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
 
 from nexus_assets.definitions import build_definitions
-from nexus_cli.processes import free_port, running, serve_command
+from nexus_cli.processes import running, serve_command
 from nexus_core import registry, shadow
 from nexus_core.config import load_config
 from nexus_core.features import compile_preprocessor
@@ -82,8 +82,6 @@ def served(tmp_path_factory):
             data = defs.load_asset_value("training_dataset", instance=instance)
     mlflow = MlflowResource(tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
     mlflow.activate()
-    port = free_port()
-    command = serve_command(port)
     serving_env = {
         **env,
         "NEXUS_SERVING_TOKEN": TOKEN,
@@ -95,7 +93,7 @@ def served(tmp_path_factory):
     }
     log = home / "bentoml.log"
     with running(
-        command, port, "/readyz", env=serving_env, cwd=Path(__file__).resolve().parent.parent, log_path=log
+        serve_command, "/readyz", env=serving_env, cwd=Path(__file__).resolve().parent.parent, log_path=log
     ) as url:
         yield SimpleNamespace(url=url, mlflow=mlflow, config=config, data=data, log=log, env=env, defs=defs)
 

@@ -20,7 +20,6 @@ import pytest
 import yaml
 from dagster_graphql import DagsterGraphQLClient
 
-from nexus_cli.processes import free_port
 from nexus_cli.stack import LOCATION, LocalStack
 from nexus_core import registry
 from nexus_resources.settings import build_resources
@@ -115,7 +114,7 @@ class Webhook(ThreadingHTTPServer):
             def log_message(self, *args) -> None:
                 pass
 
-        super().__init__(("127.0.0.1", free_port()), Handler)
+        super().__init__(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server_address[1]}/alerts"
         threading.Thread(target=self.serve_forever, daemon=True).start()
 

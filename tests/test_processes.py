@@ -1,0 +1,59 @@
+"""Servers the platform and its tests start: a port another process takes first is replaced, never fatal."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from nexus_cli.processes import PortTaken, Server, http_ok, running
+
+
+def _http_server(port: int) -> list[str]:
+    return [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)]
+
+
+@pytest.fixture
+def taken_port():
+    """A port another process holds (listening), as a busy machine's other jobs do."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]
+
+
+def test_a_server_that_cannot_bind_says_its_port_was_taken(taken_port: int, tmp_path: Path):
+    url = f"http://127.0.0.1:{taken_port}"
+    server = Server("http", _http_server(taken_port), lambda: http_ok(url), log_path=tmp_path / "http.log")
+    with pytest.raises(PortTaken, match="http: its port was taken"):
+        server.start(timeout=30)
+
+
+def test_running_starts_the_server_again_on_a_fresh_port_when_its_port_is_taken(taken_port: int, tmp_path: Path):
+    ports: list[int] = []
+
+    def command(port: int) -> list[str]:
+        ports.append(port)
+        return _http_server(taken_port if len(ports) == 1 else port)  # the first attempt collides
+
+    with running(command, "/", cwd=tmp_path, log_path=tmp_path / "http.log") as url:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.status == 200
+    assert len(ports) == 2 and url.endswith(f":{ports[1]}") and ports[1] != taken_port
+    assert not http_ok(url), "the server stops with the block"
+
+
+def test_a_server_failing_for_another_reason_is_not_retried(tmp_path: Path):
+    calls: list[int] = []
+
+    def command(port: int) -> list[str]:
+        calls.append(port)
+        return [sys.executable, "-c", "raise SystemExit('no config')"]
+
+    with pytest.raises(RuntimeError, match="exited with 1 before it was ready"):
+        with running(command, "/", log_path=tmp_path / "bad.log"):
+            pass
+    assert len(calls) == 1
