@@ -112,12 +112,15 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
     started = time.monotonic()
     if partitions.cadence == "files":  # what source_files_sensor does under the daemon
         instance.add_dynamic_partitions(FILES_PARTITIONS, new_files(config, instance))
+    blocked = []  # a partition whose checks fail blocks itself alone: the others go on, as under the daemon
     for number, key in enumerate(trained_on, 1):
         result = run_job(defs, instance, INGEST_JOB, partition_key=key)
         if not _report(
             instance, result.run_id, f"[{number}/{len(trained_on)}] {key or 'the table'}: raw_data, features"
         ):
-            return 1
+            blocked.append(key)
+    if len(blocked) == len(trained_on):
+        return 1
     trained = run_job(defs, instance, TRAINING_JOB)
     if not _report(instance, trained.run_id, ", ".join(TRAINING_CHAIN)):
         return 1
@@ -136,8 +139,11 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
         control.status(config, args)
         if not partitions.partitioned:
             print(f"\nNot monitoring: {partitions.note}.")
-        elif not _monitor(replay, keys[len(trained_on) : len(trained_on) + args.monitor_days]):
-            return 1
+        else:
+            monitored = _monitor(replay, keys[len(trained_on) : len(trained_on) + args.monitor_days])
+            if monitored is None:
+                return 1
+            blocked += monitored
     data = trained.output_for_node("training_dataset")
     row = data.holdout.loc[[data.holdout[data.spec.columns].isna().sum(axis=1).idxmin()]]  # the most complete
     record = model_inputs(row, data.spec).astype(object).iloc[0].to_dict()
@@ -145,6 +151,11 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
         record = {config.dataset.id_column: row[config.dataset.id_column].iloc[0], **record}
     if not _serve_once(record):
         return 1
+    if blocked:
+        print(
+            f"\n{len(blocked)} partition(s) blocked by their checks, their rows kept: {', '.join(blocked)}; "
+            "fix the source and materialize them again (make dev, asset raw_data)"
+        )
     print(
         f"\nDone in {time.monotonic() - started:.0f} s. Where to look:\n"
         "  make dev     Dagster UI on http://127.0.0.1:3000: lineage, checks, drift, the gate, the retrain's reasons\n"
@@ -162,22 +173,24 @@ def _training_count(config: NexusConfig, keys: list, requested: int | None) -> i
     return min(len(keys), max(3, round(len(keys) * 0.7)))
 
 
-def _monitor(replay: Replay, keys: list[str]) -> bool:
+def _monitor(replay: Replay, keys: list[str]) -> list[str] | None:
     """Monitor the partitions after the training window, with the sensors acting after each one as the daemon
-    would."""
+    would; the partitions that were blocked, or None when a run the sensors requested failed."""
     if not keys:
         print("\nNothing left to monitor: every partition of the range was used for training.")
-        return True
+        return []
     print(f"\nMonitoring {len(keys)} more partitions with the champion; the sensors act after each one:")
+    blocked = []
     for number, key in enumerate(keys, 1):
         outcome = replay.monitor(key)
         if not _report(replay.instance, outcome.monitoring.run_id, f"[{number}/{len(keys)}] {key} monitored"):
-            return False
+            blocked.append(key)
+            continue
         for asset, check in (("drift_report", "drift_share"), ("model_performance", "no_degradation")):
             _print_check(outcome.check(asset, check), asset)
         if not _show(replay, replay.act(outcome)):
-            return False
-    return True
+            return None
+    return blocked
 
 
 def _show(replay: Replay, outcome: DayOutcome) -> bool:

@@ -125,6 +125,7 @@ class Server:
     ) -> None:
         self.name, self.command, self.ready, self.cwd = name, command, ready, cwd
         # Its output goes to a file even when nobody reads it: a port taken is told apart from other failures there.
+        self._own_log = log_path is None
         self.log_path = log_path or Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log")[1])
         bin_dir = str(Path(sys.executable).parent)
         self.env = {**os.environ, **(env or {}), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
@@ -145,12 +146,12 @@ class Server:
         try:
             wait_until(self.ready, self.process, f"{self.name} (its output: {self.log_path})", timeout)
         except RuntimeError as exc:
-            self.stop()
+            self._halt()  # its output stays, for the message's reader
             if self._port_taken():
                 raise PortTaken(f"{self.name}: its port was taken by another process") from exc
             raise
         except BaseException:
-            self.stop()
+            self._halt()
             raise
 
     def _port_taken(self) -> bool:
@@ -159,6 +160,11 @@ class Server:
             return bool(_PORT_TAKEN.search(log.read()))
 
     def stop(self) -> None:
+        self._halt()
+        if self._own_log:
+            self.log_path.unlink(missing_ok=True)
+
+    def _halt(self) -> None:
         if self.process is not None:
             stop_process_group(self.process)
 

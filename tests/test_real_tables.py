@@ -31,10 +31,13 @@ def _penguins() -> pd.DataFrame:
 
 
 def _seattle() -> pd.DataFrame:
-    """Seattle's daily weather 2012-2015: one row per day for four years."""
+    """Seattle's daily weather 2012-2015: one row per day for four years, one day's wind written as a word."""
     from vega_datasets import local_data
 
-    return local_data.seattle_weather()
+    frame = local_data.seattle_weather()
+    frame["wind"] = frame["wind"].astype(object)
+    frame.loc[frame["date"] == "2014-12-10", "wind"] = "calm"
+    return frame
 
 
 def _cancer(noise: bool) -> pd.DataFrame:
@@ -111,7 +114,10 @@ def test_years_of_daily_rows_get_monthly_partitions_a_time_split_and_monitoring(
     assert "partitions: monthly (inferred: 30 rows per period on average" in out
     assert "2012-01-01 to 2016-01-01; training on 34 of 48" in out
     assert "gate: PROMOTED: rmse" in out and "% of the reference's score" in out  # a relative margin
-    assert out.count(" monitored: ok") == 4
+    # the month with a word for a number is blocked, naming it; the months after it are monitored all the same
+    assert "[2/4] 2014-12-01 monitored: FAILED" in err and "check schema: column 'wind'" in err and "calm" in err
+    assert out.count(" monitored: ok") == 3 and "[4/4] 2015-02-01 monitored: ok" in out
+    assert "1 partition(s) blocked by their checks, their rows kept: 2014-12-01" in out
     # February has 28 or 29 days: below the drift minimum, it says so instead of giving a verdict
     assert "drift_report: not judged: 28 row(s) < monitoring.min_drift_rows=30" in out
     assert "model_performance: every version within tolerance" in out  # a month of labels is enough to judge
