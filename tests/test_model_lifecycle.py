@@ -7,6 +7,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn import metrics
 
 from nexus_assets.definitions import build_definitions
 from nexus_assets.training.candidates import check_trainable
@@ -343,6 +344,21 @@ def test_unreachable_mlflow_fails_clearly_and_a_retry_registers_once(write_confi
     resources = build_resources()
     resources["mlflow"].activate()
     assert len(resources["mlflow"].client().search_model_versions(f"name = '{NAME}'")) == 1
+
+
+def test_the_bootstraps_metrics_equal_sklearns():
+    rng = np.random.default_rng(3)
+    y = rng.choice(["no", "yes"], 500)
+    scores = rng.integers(0, 20, 500) / 20  # ties
+    assert CLASSIFICATION["roc_auc"].fn(y, scores) == pytest.approx(metrics.roc_auc_score(y, scores), abs=1e-12)
+    y3, proba = rng.integers(0, 3, 500), rng.dirichlet(np.ones(3), 500)
+    expected = metrics.roc_auc_score(y3, proba, multi_class="ovr", average="macro")
+    assert CLASSIFICATION["roc_auc"].fn(y3, proba, [0, 1, 2]) == pytest.approx(expected, abs=1e-12)
+    predicted = rng.choice(["no", "yes"], 500)
+    assert CLASSIFICATION["accuracy"].fn(y, predicted) == metrics.accuracy_score(y, predicted)
+    truth, guess = rng.normal(size=500), rng.normal(size=500)
+    assert REGRESSION["rmse"].fn(truth, guess) == pytest.approx(np.sqrt(metrics.mean_squared_error(truth, guess)))
+    assert REGRESSION["mae"].fn(truth, guess) == pytest.approx(metrics.mean_absolute_error(truth, guess))
 
 
 def test_multiclass_auc_scores_the_classes_a_split_holds():
