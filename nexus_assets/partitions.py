@@ -1,10 +1,12 @@
-"""Partitions that fit the data: daily, weekly or monthly windows of the timestamp, one per file of a glob, or
-none for one table.
+"""Partitions that fit the data: daily, weekly, monthly, quarterly or yearly windows of the timestamp, one per file
+of a glob, or none for one table.
 
 The cadence and the range come from `dataset.partitions`, `start_date` and `end_date`; for a file source, what is
-left out is inferred from the timestamp column: the shortest cadence whose periods are nearly all filled with at
-least `MIN_ROWS_PER_PARTITION` rows, from the first row's period to the last one's. Without a timestamp, a glob of
-files gets one (dynamic) partition per file, added by `source_files_sensor` as files arrive.
+left out is inferred from the timestamp column: the data's own cadence from the gaps between its distinct days
+(one survey a year is yearly however many rows it holds), made longer only while its periods would hold fewer than
+`MIN_ROWS_PER_PARTITION` rows on average, from the first row's period to the last one's. Data whose times leave
+many periods empty is irregular: its empty periods warn instead of blocking. Without a timestamp, a glob of files
+gets one (dynamic) partition per file, added by `source_files_sensor` as files arrive.
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ from dataclasses import dataclass
 import dagster as dg
 import pandas as pd
 
+from nexus_assets.data.sources import source_fingerprint, time_format, timestamps
 from nexus_core.config import NexusConfig
 from nexus_core.files import file_keys
 from nexus_core.names import FILES_PARTITIONS
 
 MIN_ROWS_PER_PARTITION = 20
-_FILLED = 0.9  # share of periods that must hold rows for a cadence to fit
-_FREQ = {"daily": "D", "weekly": "W", "monthly": "M"}
+_FILLED = 0.9  # share of periods that must hold rows for a cadence to be regular
+_FREQ = {"daily": "D", "weekly": "W", "monthly": "M", "quarterly": "Q", "yearly": "Y"}
+# The longest median gap between distinct days that each cadence stands for.
+_GAP_DAYS = {"daily": 1.5, "weekly": 10, "monthly": 45, "quarterly": 135}
+_CRON = {"quarterly": "0 0 1 1,4,7,10 *", "yearly": "0 0 1 1 *"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,8 @@ class Partitioning:
     end: dt.date | None  # exclusive
     note: str  # how it was chosen, shown to the user
     files: tuple[str, ...] = ()  # for `files`: the partition keys of the files there are now
+    sparse: bool = False  # irregular times: an empty period is normal, so it warns instead of blocking
+    timezone: str = "UTC"
 
     @property
     def partitioned(self) -> bool:
@@ -48,14 +56,19 @@ class Partitioning:
         if self.cadence == "files":
             return dg.DynamicPartitionsDefinition(name=FILES_PARTITIONS)
         start, end = self.start.isoformat(), self.end.isoformat() if self.end else None
+        zone = self.timezone
         if self.cadence == "daily":
-            return dg.DailyPartitionsDefinition(start_date=start, end_date=end)
+            return dg.DailyPartitionsDefinition(start_date=start, end_date=end, timezone=zone)
         if self.cadence == "weekly":
             # Weeks start on the start date's weekday (Dagster counts day_offset from Sunday).
             return dg.WeeklyPartitionsDefinition(
-                start_date=start, end_date=end, day_offset=(self.start.weekday() + 1) % 7
+                start_date=start, end_date=end, day_offset=(self.start.weekday() + 1) % 7, timezone=zone
             )
-        return dg.MonthlyPartitionsDefinition(start_date=start, end_date=end)
+        if self.cadence == "monthly":
+            return dg.MonthlyPartitionsDefinition(start_date=start, end_date=end, timezone=zone)
+        return dg.TimeWindowPartitionsDefinition(
+            cron_schedule=_CRON[self.cadence], start=start, end=end, fmt="%Y-%m-%d", timezone=zone
+        )
 
     def keys(self) -> list[str | None]:
         """Every partition key in the range, or of the files there are now (a single None for one table)."""
@@ -70,11 +83,9 @@ _cache: dict[tuple, Partitioning] = {}
 
 def partitioning(config: NexusConfig) -> Partitioning:
     """The dataset's partitions, as configured or inferred (inferred once per config and source files)."""
-    from nexus_assets.data.sources import source_fingerprint, timestamps
-
     key = (config.path, config.dataset.model_dump_json(), source_fingerprint(config))
     if key not in _cache:
-        _cache[key] = _decide(config, timestamps)
+        _cache[key] = _decide(config)
     return _cache[key]
 
 
@@ -92,10 +103,11 @@ def partition_of(context: dg.AssetExecutionContext) -> tuple[pd.Timestamp, pd.Ti
     return pd.Timestamp(window.start).tz_localize(None), pd.Timestamp(window.end).tz_localize(None)
 
 
-def _decide(config: NexusConfig, timestamps) -> Partitioning:
+def _decide(config: NexusConfig) -> Partitioning:
     dataset = config.dataset
     if dataset.partitions == "none":
         return Partitioning("none", None, None, "none (dataset.partitions)")
+    zone = dataset.timezone
     if dataset.partitions == "files" or (not dataset.timestamp and dataset.source.kind == "file"):
         keys = tuple(file_keys(config.resolve_path(dataset.source.path)))
         if dataset.partitions == "files" or glob.has_magic(dataset.source.path):
@@ -115,32 +127,56 @@ def _decide(config: NexusConfig, timestamps) -> Partitioning:
         # Nothing to infer (a large file's timestamps are not read at every definitions load)
         cadence = dataset.partitions or "daily"
         how = "dataset.partitions" if dataset.partitions else f"the default for a {dataset.source.kind} source"
-        return Partitioning(cadence, _align(cadence, dataset.start_date), dataset.end_date, f"{cadence} ({how})")
+        start = _align(cadence, dataset.start_date)
+        return Partitioning(cadence, start, dataset.end_date, f"{cadence} ({how})", timezone=zone)
     values = timestamps(config)
     if values.empty:
         raise ValueError(f"timestamp column {dataset.timestamp!r} holds no timestamps; fix it or leave it out")
-    cadence, how = (dataset.partitions, "dataset.partitions") if dataset.partitions else _infer(values)
+    if dataset.partitions:
+        cadence, how, sparse = dataset.partitions, "dataset.partitions", False
+    else:
+        cadence, how, sparse = _infer(values)
     start = _align(cadence, dataset.start_date or values.min().date())
     end = dataset.end_date or _next_period(cadence, values.max().date())
-    return Partitioning(cadence, start, end, f"{cadence} ({how}), {start} to {end}")
+    read_as = time_format(config).describe(zone)
+    note = f"{cadence} ({how}), {start} to {end}; {read_as}"
+    return Partitioning(cadence, start, end, note, sparse=sparse, timezone=zone)
 
 
-def _infer(values: pd.Series) -> tuple[str, str]:
-    for cadence, freq in _FREQ.items():
-        periods = values.dt.to_period(freq)
+def _infer(values: pd.Series) -> tuple[str, str, bool]:
+    """(cadence, why, sparse) from the gaps between distinct days, then the rows per period."""
+    days = pd.Series(values.dt.normalize().unique()).sort_values()
+    gap = float(days.diff().dt.days.median()) if len(days) > 1 else 1.0
+    own = next((cadence for cadence, most in _GAP_DAYS.items() if gap <= most), "yearly")
+    cadences = list(_FREQ)
+    for cadence in cadences[cadences.index(own) :]:
+        periods = values.dt.to_period(_FREQ[cadence])
         span = (periods.max() - periods.min()).n + 1
-        filled, mean_rows = periods.nunique() / span, len(values) / span
-        if filled >= _FILLED and mean_rows >= MIN_ROWS_PER_PARTITION:
-            return cadence, f"inferred: {mean_rows:.0f} rows per period on average; set dataset.partitions to choose"
-    return "monthly", (
-        f"inferred: too few rows for shorter periods ({mean_rows:.1f} per month on average); "
-        "set dataset.partitions to choose, or none for one table"
-    )
+        filled, mean_rows = periods.nunique() / span, len(values) / periods.nunique()
+        if mean_rows >= MIN_ROWS_PER_PARTITION:
+            break
+    why = f"timestamps every {_gap(gap)} (median gap between distinct days)"
+    if cadence != own:
+        why += f", periods made {cadence} to hold {MIN_ROWS_PER_PARTITION}+ rows"
+    why += f"; {mean_rows:.0f} rows per period on average"
+    sparse = filled < _FILLED
+    if sparse:
+        why += f"; irregular: {1 - filled:.0%} of periods are empty, which warns instead of blocking"
+    return cadence, f"inferred: {why}; set dataset.partitions to choose", sparse
+
+
+def _gap(days: float) -> str:
+    return "day" if days <= 1 else f"{days:g} days"
 
 
 def _align(cadence: str, start: dt.date | None) -> dt.date | None:
-    """Monthly partitions start on the first of a month."""
-    return start.replace(day=1) if start and cadence == "monthly" else start
+    """Monthly, quarterly and yearly partitions start on the first day of their period."""
+    if not start or cadence in ("daily", "weekly"):
+        return start
+    if cadence == "yearly":
+        return start.replace(month=1, day=1)
+    month = start.month if cadence == "monthly" else start.month - (start.month - 1) % 3
+    return start.replace(month=month, day=1)
 
 
 def _next_period(cadence: str, last: dt.date) -> dt.date:
@@ -148,4 +184,7 @@ def _next_period(cadence: str, last: dt.date) -> dt.date:
         return last + dt.timedelta(days=1)
     if cadence == "weekly":
         return last + dt.timedelta(days=7)  # past the last week that holds a row, whatever weekday it starts on
-    return (last.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+    months = {"monthly": 1, "quarterly": 3, "yearly": 12}[cadence]
+    first = _align(cadence, last)
+    index = first.year * 12 + first.month - 1 + months
+    return dt.date(index // 12, index % 12 + 1, 1)

@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -17,7 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = REPO_ROOT / "nexus.yaml"
 
 Task = Literal["binary_classification", "multiclass_classification", "regression"]
-Cadence = Literal["daily", "weekly", "monthly", "files", "none"]
+Cadence = Literal["daily", "weekly", "monthly", "quarterly", "yearly", "files", "none"]
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -71,6 +72,32 @@ class ColumnRoles(_Strict):
     drop: list[str] = []
 
 
+class TimestampParts(_Strict):
+    """Columns that together hold the time, assembled into the `dataset.timestamp` column."""
+
+    year: str
+    month: str | None = None
+    day: str | None = None
+    hour: str | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for c in (self.year, self.month, self.day, self.hour) if c]
+
+
+class RareClasses(_Strict):
+    min_rows: int = Field(5, gt=0, description="A class with fewer labelled rows than this is too rare to learn.")
+    group: bool = Field(False, description="Train and predict rare classes as one class named `other`.")
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as UTC or Europe/Berlin") from None
+    return value
+
+
 def _owner(value: str) -> str:
     if not re.fullmatch(r"team:[\w.-]+|[^@\s]+@[^@\s]+\.[^@\s]+", value):
         raise ValueError(f"an owner is an email or team:NAME (e.g. team:analytics), not {value!r}")
@@ -84,6 +111,14 @@ class DatasetConfig(_Strict):
     task: Task
     id_column: str | None = None
     timestamp: str | None = Field(None, description="Drives the partitions and the time split.")
+    timestamp_parts: TimestampParts | None = Field(
+        None, description="Year, month, day (and hour) columns assembled into the `timestamp` column, which names it."
+    )
+    timezone: Annotated[str, AfterValidator(_timezone)] = Field(
+        "UTC",
+        description="Where a day starts: timestamps with an offset are converted to it, those without are taken "
+        "to be in it.",
+    )
     partitions: Cadence | None = Field(
         None,
         description="daily, weekly, monthly, files (one per file of a glob) or none; inferred when left out: from "
@@ -92,6 +127,7 @@ class DatasetConfig(_Strict):
     start_date: dt.date | None = Field(None, description="Inferred from the data for file sources.")
     end_date: dt.date | None = None
     classes: list[str | int] | None = None
+    rare_classes: RareClasses = RareClasses()
     columns: ColumnRoles = ColumnRoles()
     owners: list[Annotated[str, AfterValidator(_owner)]] = Field(
         default_factory=list, description="Who answers for the data: emails or team:NAME, shown as owners in Dagster."
@@ -115,6 +151,8 @@ class DatasetConfig(_Strict):
             raise ValueError(
                 f"start_date is required when a timestamp column drives the partitions of a {self.source.kind} source"
             )
+        if self.timestamp_parts and not self.timestamp:
+            raise ValueError("timestamp_parts needs timestamp: the name of the column they are assembled into")
         if self.end_date and self.start_date and self.end_date <= self.start_date:
             raise ValueError("end_date must be after start_date")
         if isinstance(self.source, SyntheticSource) and (not self.timestamp or self.partitions not in (None, "daily")):
@@ -133,6 +171,13 @@ class ChecksConfig(_Strict):
     ranges: dict[str, Range] = {}
     allow_empty_partitions: bool = Field(
         False, description="Empty periods are normal for this data: an empty partition warns instead of blocking."
+    )
+    min_labelled_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="A partition whose share of rows with a target value is below this is blocked; rows awaiting "
+        "a label are otherwise kept, scored and monitored, and left out of training.",
     )
 
 
@@ -381,7 +426,8 @@ def _source_problems(config: NexusConfig) -> list[str]:
     named = {
         "dataset.target": [dataset.target],
         "dataset.id_column": [dataset.id_column],
-        "dataset.timestamp": [dataset.timestamp],
+        "dataset.timestamp": [dataset.timestamp] if not dataset.timestamp_parts else [],
+        "dataset.timestamp_parts": dataset.timestamp_parts.columns if dataset.timestamp_parts else [],
         "dataset.columns.numeric": dataset.columns.numeric or [],
         "dataset.columns.categorical": dataset.columns.categorical or [],
         "dataset.columns.drop": dataset.columns.drop,

@@ -7,6 +7,7 @@ the logged model and nothing outside it can drift from training.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -48,16 +49,46 @@ def feature_spec(config: NexusConfig, frame: pd.DataFrame) -> FeatureSpec:
 
 def model_inputs(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """The feature columns in canonical types: numbers as float64, categories as strings (NaN when missing)."""
-    numeric = {c: _numbers(frame[c]) for c in spec.numeric}
+    # Text that the data contract's check found readable as numbers; what is not is missing, as a None is.
+    numeric = {c: read_numbers(frame[c]) for c in spec.numeric}
     categorical = {c: _strings(frame[c]) for c in spec.categorical}
     return pd.DataFrame({**numeric, **categorical}, index=frame.index)[spec.columns]
 
 
-def _numbers(column: pd.Series) -> pd.Series:
-    # Text that the data contract's check found readable as numbers (e.g. a CSV column with a stray word elsewhere).
-    return (
-        column.astype("float64") if pd.api.types.is_numeric_dtype(column) else pd.to_numeric(column).astype("float64")
-    )
+# Numbers as spreadsheets write them: "90,000", "$1,234.50", "-€5", "18.01%", "10+ years", "< 1 year", "36 months".
+_TEXT_NUMBER = re.compile(
+    r"^\s*(?:[<>~]=?\s*)?(?P<sign>[-+])?\s*[$€£¥]?\s*"
+    r"(?P<number>(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+)\s*(?P<mark>[%+])?\s*(?:(?P<unit>[A-Za-z]{2,})\.?)?\s*$"
+)
+
+
+def read_numbers(column: pd.Series) -> pd.Series:
+    """A column as float64 numbers, text written as spreadsheets write numbers included (separators, currency and
+    percent signs, a unit word: "18.01%" is 18.01, "36 months" 36); NaN where a value is not a number."""
+    if pd.api.types.is_numeric_dtype(column):
+        return column.astype("float64")
+    numbers = pd.to_numeric(column, errors="coerce").astype("float64")
+    text = column[numbers.isna() & column.notna()]
+    if len(text):
+        found = text.astype(str).str.extract(_TEXT_NUMBER)
+        values = pd.to_numeric(found["number"].str.replace(",", "", regex=False), errors="coerce")
+        numbers.loc[text.index] = values.where(found["sign"] != "-", -values).to_numpy()
+    return numbers
+
+
+def number_parse(column: pd.Series) -> str | None:
+    """How `read_numbers` reads a text column, by example ('"18.01%" -> 18.01'); None when it needs no parsing."""
+    if pd.api.types.is_numeric_dtype(column):
+        return None
+    present = column.dropna()
+    text = present[pd.to_numeric(present, errors="coerce").isna()]
+    numbers = read_numbers(text)
+    read = text[numbers.notna()]
+    if read.empty:
+        return None
+    units = sorted({m["unit"] for v in read.head(1000) if (m := _TEXT_NUMBER.match(str(v))) and m["unit"]})
+    example = f"{read.iloc[0]!r} -> {numbers[read.index[0]]:g}"
+    return example + (f" (unit: {', '.join(units)})" if units else "")
 
 
 def _strings(column: pd.Series) -> pd.Series:

@@ -17,3 +17,4 @@ FILES_PARTITIONS = "source_files"  # the dynamic partitions of a source that arr
 INGEST_JOB, TRAINING_JOB, DEPLOY_JOB = "ingest", "training", "deploy"  # the named jobs of the lists above
 LABELS_JOB, GATE_JOB = "labels", "gate"
 GATE = ["champion_model"]
+OTHER_CLASS = "other"  # the class rare classes are pooled into when dataset.rare_classes.group is set

@@ -36,7 +36,8 @@ def build_raw_data(config: NexusConfig) -> dg.AssetsDefinition:
             frame, outside, read_error = pd.DataFrame(), Coverage(), str(exc)
         stored = app_db.contract(config.dataset.name)
         columns = contract.propose(config, frame, stored["columns"] if stored else None)
-        inputs = Inputs(frame, columns, stored["version"] if stored else None, outside, read_error)
+        version = stored["version"] if stored else None
+        inputs = Inputs(frame, columns, version, outside, read_error, sparse=partitions.sparse)
         checks = check_raw_data(inputs, config, "raw_data")
         failed = blocking_failures(checks)
         for check in failed:

@@ -12,12 +12,14 @@ import pandas as pd
 from nexus_assets.data.contract import Columns, feature_spec_of, violations
 from nexus_assets.data.sources import Coverage
 from nexus_core.config import NexusConfig
+from nexus_core.features import read_numbers
 
 RAW_DATA_CHECKS = {
     "readable": "The source could be read for this partition.",
-    "non_empty": "The partition has at least one row (a warning when checks.allow_empty_partitions is set).",
+    "non_empty": "The partition has at least one row (a warning for irregular times or checks.allow_empty_partitions).",
     "schema": "Every column of the data contract is there and holds values of the contract's type.",
-    "target_present": "Every row has a target value.",
+    "target_present": "The target column is there and at least checks.min_labelled_share of rows have a value; rows "
+    "awaiting a label are kept, scored and monitored, and left out of training.",
     "target_valid": "The target's values fit the task (classes, a single pair for binary, finite numbers).",
     "null_rates": "No feature column has more missing values than allowed.",
     "value_ranges": "Configured columns stay within their limits.",
@@ -36,6 +38,7 @@ class Inputs:
     contract_version: int | None
     coverage: Coverage
     read_error: str | None = None
+    sparse: bool = False  # the partitions are irregular periods: an empty one is normal
 
 
 def raw_data_check_specs(asset_key: str, partitions: dg.PartitionsDefinition | None) -> list[dg.AssetCheckSpec]:
@@ -51,10 +54,11 @@ def raw_data_check_specs(asset_key: str, partitions: dg.PartitionsDefinition | N
 def check_raw_data(inputs: Inputs, config: NexusConfig, asset_key: str) -> list[dg.AssetCheckResult]:
     """Run every raw-data check on one partition."""
     frame = inputs.frame
-    skip = inputs.read_error or (frame.empty and config.checks.allow_empty_partitions)
+    empty_ok = config.checks.allow_empty_partitions or inputs.sparse
+    skip = inputs.read_error or (frame.empty and empty_ok)
     results = {
         "readable": ([inputs.read_error] if inputs.read_error else [], {}),
-        "non_empty": _non_empty(frame, inputs.read_error),
+        "non_empty": _non_empty(frame, inputs.read_error, inputs.sparse),
         "in_range": _in_range(inputs.coverage),
     }
     if not skip:
@@ -78,7 +82,7 @@ def check_raw_data(inputs: Inputs, config: NexusConfig, asset_key: str) -> list[
                 passed=not problems,
                 description=description,
                 metadata=metadata,
-                severity=_severity(name, config),
+                severity=_severity(name, empty_ok),
             )
         )
     return checks
@@ -88,17 +92,19 @@ def blocking_failures(results: list[dg.AssetCheckResult]) -> list[dg.AssetCheckR
     return [r for r in results if not r.passed and r.severity == dg.AssetCheckSeverity.ERROR]
 
 
-def _severity(name: str, config: NexusConfig) -> dg.AssetCheckSeverity:
-    warn = name in _NOT_BLOCKING or (name == "non_empty" and config.checks.allow_empty_partitions)
+def _severity(name: str, empty_ok: bool) -> dg.AssetCheckSeverity:
+    warn = name in _NOT_BLOCKING or (name == "non_empty" and empty_ok)
     return dg.AssetCheckSeverity.WARN if warn else dg.AssetCheckSeverity.ERROR
 
 
 Outcome = tuple[list[str], dict]
 
 
-def _non_empty(frame: pd.DataFrame, read_error: str | None) -> Outcome:
+def _non_empty(frame: pd.DataFrame, read_error: str | None, sparse: bool) -> Outcome:
     if len(frame) or read_error:
         return [], {"rows": len(frame)}
+    if sparse:
+        return ["the period has no rows, which is normal for this data's irregular times"], {"rows": 0}
     return [
         "the partition has no rows; if empty periods are normal for this data, set checks.allow_empty_partitions: "
         "true, or choose longer dataset.partitions (weekly, monthly)"
@@ -137,12 +143,15 @@ def _target_present(frame: pd.DataFrame, config: NexusConfig) -> Outcome:
     if name not in frame.columns:
         return [f"target column {name!r} is missing"], {}
     missing = frame[name].isna()
-    if not missing.any():
-        return [], {}
+    awaiting, share, minimum = int(missing.sum()), 1 - float(missing.mean()), config.checks.min_labelled_share
+    metadata = {"awaiting_label": awaiting, "labelled_share": round(share, 4)}
+    if share >= minimum:
+        return [], metadata
     return [
-        f"target {name!r} is missing in {int(missing.sum())} of {len(frame)} row(s), e.g. rows "
-        f"{frame.index[missing][:5].tolist()}; label them at the source or leave those rows out"
-    ], {"missing_targets": int(missing.sum())}
+        f"only {share:.1%} of rows have a target {name!r} value, fewer than checks.min_labelled_share={minimum:g}: "
+        f"{awaiting} of {len(frame)} row(s) await a label, e.g. {_rows(frame, missing)}; label them at the source "
+        "or lower checks.min_labelled_share"
+    ], metadata
 
 
 def _target_valid(frame: pd.DataFrame, config: NexusConfig, columns: Columns) -> Outcome:
@@ -152,7 +161,7 @@ def _target_valid(frame: pd.DataFrame, config: NexusConfig, columns: Columns) ->
     present = frame[dataset.target].dropna()
     problems = []
     if dataset.task == "regression":
-        numbers = pd.to_numeric(present, errors="coerce")
+        numbers = read_numbers(present)
         bad = numbers.isna() | ~np.isfinite(numbers.fillna(0))
         if bad.any():
             problems.append(
@@ -204,14 +213,14 @@ def _value_ranges(frame: pd.DataFrame, config: NexusConfig) -> Outcome:
         if column not in frame.columns:
             problems.append(f"column {column!r} has a range limit but is missing")
             continue
-        values = pd.to_numeric(frame[column], errors="coerce")
+        values = read_numbers(frame[column])
         low = values < limits.min if limits.min is not None else False
         high = values > limits.max if limits.max is not None else False
         outside = low | high
         if np.any(outside):
             problems.append(
                 f"column {column!r} has {int(outside.sum())} row(s) outside [{limits.min}, {limits.max}], "
-                f"e.g. rows {list(frame.index[outside][:5])} with {_examples(frame[column][outside])}"
+                f"e.g. {_rows(frame, outside)} with {_examples(frame[column][outside])}"
             )
     return problems, {}
 
@@ -230,6 +239,10 @@ def _unique_ids(frame: pd.DataFrame, config: NexusConfig) -> Outcome:
         f"{ids.nunique()} id(s) in {id_column!r} appear more than once ({int(duplicated.sum())} rows), "
         f"e.g. {_examples(ids.drop_duplicates())}"
     ], {}
+
+
+def _rows(frame: pd.DataFrame, mask: pd.Series, n: int = 5) -> str:
+    return "rows " + ", ".join(map(str, frame.index[mask][:n]))
 
 
 def _examples(values: pd.Series, n: int = 5) -> list:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pandas as pd
 
 from nexus_core.config import NexusConfig
-from nexus_core.features import FeatureSpec
+from nexus_core.features import FeatureSpec, number_parse, read_numbers
 
-Columns = dict[str, dict[str, str]]  # name -> {"role": ..., "type": ...}
+Columns = dict[str, dict[str, str]]  # name -> {"role": ..., "type": ..., "parse": how text reads as numbers}
 _NUMERIC_SHARE = 0.95  # of non-null values that must read as numbers for an undeclared column to be numeric
 
 
@@ -34,6 +34,11 @@ def propose(config: NexusConfig, frame: pd.DataFrame, stored: Columns | None) ->
         if kind is None:
             kind = _type(role, frame[name]) if name in frame.columns else _ROLE_TYPES.get(role, "string")
         columns[name] = {"role": role, "type": kind}
+        parse = stored.get(name, {}).get("parse") if stored.get(name, {}).get("type") == kind else None
+        if parse is None and kind in ("number", "integer") and name in frame.columns:
+            parse = number_parse(frame[name])
+        if parse:
+            columns[name]["parse"] = parse
     return columns
 
 
@@ -96,7 +101,7 @@ def _type(role: str, values: pd.Series) -> str:
     present = values.dropna()
     if pd.api.types.is_bool_dtype(values):
         return "boolean"
-    numbers = pd.to_numeric(present, errors="coerce")
+    numbers = read_numbers(present)
     if len(present) and numbers.notna().all():
         return "integer" if (numbers % 1 == 0).all() else "number"
     return "string"
@@ -108,14 +113,14 @@ def _reads_as_numbers(values: pd.Series) -> bool:
     if pd.api.types.is_numeric_dtype(values):
         return True
     present = values.dropna()
-    return bool(len(present)) and pd.to_numeric(present, errors="coerce").notna().mean() >= _NUMERIC_SHARE
+    return bool(len(present)) and read_numbers(present).notna().mean() >= _NUMERIC_SHARE
 
 
 def _not_of_type(values: pd.Series, kind: str) -> pd.Series:
     """True where a present value cannot be read as `kind`."""
     present = values.notna()
     if kind in ("number", "integer") and not pd.api.types.is_bool_dtype(values):
-        numbers = pd.to_numeric(values, errors="coerce") if not pd.api.types.is_numeric_dtype(values) else values
+        numbers = read_numbers(values)
         bad = present & numbers.isna()
         if kind == "integer":
             bad |= present & numbers.notna() & (numbers % 1 != 0)

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import sqlalchemy as sa
 
+from nexus_assets.data import times
 from nexus_assets.data.synthetic import delayed_labels, generate_day
 from nexus_core.config import FileSource, NexusConfig, SqlSource, SyntheticSource
 from nexus_core.files import file_format, file_of, source_files
@@ -48,18 +49,17 @@ class Coverage:
 
 def read_partition(config: NexusConfig, part: Part) -> pd.DataFrame:
     """Rows of the source in `part` as stored: a time window [start, end), one file's key, or None for all rows."""
-    source, timestamp = config.dataset.source, config.dataset.timestamp
+    source = config.dataset.source
     if isinstance(part, str):
-        return _read_file(_file_of(config, part), source, timestamp, None)
+        return _read_file(_file_of(config, part), config, None)
     window = part
     if isinstance(source, SyntheticSource):
         assert window is not None, "the synthetic source is always partitioned"
         days = pd.date_range(window[0], window[1], inclusive="left")
         return pd.concat([generate_day(source, day.date()) for day in days], ignore_index=True)
     if isinstance(source, SqlSource):
-        frame = _read_sql(source, window)
-        return _parsed(frame, timestamp, window) if timestamp in frame else frame
-    frames = [_read_file(path, source, timestamp, window) for path in _files(config, source)]
+        return _parsed(_read_sql(source, window), config, window)
+    frames = [_read_file(path, config, window) for path in _files(config, source)]
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
@@ -89,8 +89,15 @@ def _file_of(config: NexusConfig, key: str) -> str:
 
 def timestamps(config: NexusConfig) -> pd.Series:
     """The timestamp column of every file of a file source, parsed (unparseable values dropped)."""
-    values = pd.concat([parsed for _, _, parsed in _timestamp_columns(config)])
+    values = pd.concat([parsed for _, _, parsed in _timestamp_columns(config)[1]])
     return values.dropna().reset_index(drop=True)
+
+
+def time_format(config: NexusConfig) -> times.TimeFormat | None:
+    """How a file source's timestamps are read (found once from the files); None for other sources."""
+    if not isinstance(config.dataset.source, FileSource) or config.dataset.timestamp is None:
+        return None
+    return _timestamp_columns(config)[0]
 
 
 def coverage(config: NexusConfig, start: dt.date | None, end: dt.date | None) -> Coverage:
@@ -98,7 +105,7 @@ def coverage(config: NexusConfig, start: dt.date | None, end: dt.date | None) ->
     found = Coverage()
     if not isinstance(config.dataset.source, FileSource) or config.dataset.timestamp is None:
         return found
-    for path, raw, parsed in _timestamp_columns(config):
+    for path, raw, parsed in _timestamp_columns(config)[1]:
         bad = parsed.isna() & raw.notna()
         early = parsed < pd.Timestamp(start) if start else pd.Series(False, index=raw.index)
         late = parsed >= pd.Timestamp(end) if end else pd.Series(False, index=raw.index)
@@ -118,41 +125,54 @@ def _files(config: NexusConfig, source: FileSource) -> list[str]:
     return paths
 
 
-_timestamps_read: dict[tuple, list[tuple[str, pd.Series, pd.Series]]] = {}
+Columns = list[tuple[str, pd.Series, pd.Series]]
+_timestamps_read: dict[tuple, tuple[times.TimeFormat, Columns]] = {}
 
 
-def _timestamp_columns(config: NexusConfig) -> list[tuple[str, pd.Series, pd.Series]]:
-    """(path, raw, parsed) of each file's timestamp column, read once per process while the files stay the same
-    (partitions are inferred from it when definitions load, and each partition's `in_range` check counts it)."""
-    source, column = config.dataset.source, config.dataset.timestamp
-    key = (column, source_fingerprint(config))
+def _timestamp_columns(config: NexusConfig) -> tuple[times.TimeFormat, Columns]:
+    """The format of a file source's timestamps and (path, raw, parsed) of each file's timestamp column, read once
+    per process while the files stay the same (partitions are inferred from it when definitions load, and each
+    partition's `in_range` check counts it)."""
+    dataset = config.dataset
+    key = (dataset.timestamp, dataset.timestamp_parts, dataset.timezone, source_fingerprint(config))
     if key not in _timestamps_read:
         _timestamps_read.clear()  # one source's columns at a time: a changed file replaces them
-        columns = [
-            (path, _timestamp_column(path, source, column).reset_index(drop=True)) for path in _files(config, source)
-        ]
-        _timestamps_read[key] = [(path, raw, pd.to_datetime(raw, errors="coerce")) for path, raw in columns]
+        read = [(path, _timestamp_column(path, config)) for path in _files(config, dataset.source)]
+        parts = dataset.timestamp_parts
+        fmt = times.TimeFormat("parts", label=", ".join(parts.columns)) if parts else times.infer_format(read[0][1][0])
+        _timestamps_read[key] = fmt, [(path, raw, _times(config, fmt, raw, frame)) for path, (raw, frame) in read]
     return _timestamps_read[key]
 
 
-def _timestamp_column(path: str, source: FileSource, column: str) -> pd.Series:
+def _timestamp_column(path: str, config: NexusConfig) -> tuple[pd.Series, pd.DataFrame]:
+    """(what the user wrote for each row's time, the columns it comes from)."""
+    source, column, parts = config.dataset.source, config.dataset.timestamp, config.dataset.timestamp_parts
+    columns = parts.columns if parts else [column]
     if file_format(path, source.format) == "parquet":
-        return pads.dataset(path, format="parquet").to_table(columns=[column]).column(column).to_pandas()
-    return _csv(path, source, usecols=[column])[column]
+        frame = pads.dataset(path, format="parquet").to_table(columns=columns).to_pandas()
+    else:
+        frame = _csv(path, source, usecols=columns)
+    return times.raw_of(frame, column, parts).reset_index(drop=True), frame.reset_index(drop=True)
 
 
-def _read_file(path: str, source: FileSource, timestamp: str | None, window: Window) -> pd.DataFrame:
+def _times(config: NexusConfig, fmt: times.TimeFormat, raw: pd.Series, frame: pd.DataFrame) -> pd.Series:
+    parts = config.dataset.timestamp_parts
+    return times.assemble(frame, parts) if parts else times.parse(raw, fmt, config.dataset.timezone)
+
+
+def _read_file(path: str, config: NexusConfig, window: Window) -> pd.DataFrame:
+    source, timestamp = config.dataset.source, config.dataset.timestamp
     if file_format(path, source.format) == "parquet":
         dataset = pads.dataset(path, format="parquet")
         kept = None
-        if window is not None and _is_timestamp(dataset, timestamp):
-            column = pads.field(timestamp)
-            kept = (column >= window[0].to_pydatetime()) & (column < window[1].to_pydatetime())
-        frame = dataset.to_table(filter=kept).to_pandas()
-        return _parsed(frame, timestamp, window)
+        if window is not None and _is_timestamp(dataset, timestamp) and not config.dataset.timestamp_parts:
+            column, zone = pads.field(timestamp), dataset.schema.field(timestamp).type.tz
+            start, end = (t.tz_localize(config.dataset.timezone) if zone else t for t in window)
+            kept = (column >= start.to_pydatetime()) & (column < end.to_pydatetime())
+        return _parsed(dataset.to_table(filter=kept).to_pandas(), config, window)
     if window is None or timestamp is None:
-        return _parsed(_csv(path, source), timestamp, window)
-    parts = [_parsed(chunk, timestamp, window) for chunk in _csv_chunks(path, source)]
+        return _parsed(_csv(path, source), config, window)
+    parts = [_parsed(chunk, config, window) for chunk in _csv_chunks(path, source)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
@@ -217,14 +237,18 @@ def _read_sql(source: SqlSource, window: Window) -> pd.DataFrame:
         engine.dispose()
 
 
-def _parsed(frame: pd.DataFrame, timestamp: str | None, window: Window) -> pd.DataFrame:
-    """The window's rows; the timestamp column becomes datetime, every other column stays as read. Rows whose
-    timestamp cannot be read belong to no window (they are counted by `coverage`)."""
-    if timestamp is None or timestamp not in frame.columns:
+def _parsed(frame: pd.DataFrame, config: NexusConfig, window: Window) -> pd.DataFrame:
+    """The window's rows; the timestamp column becomes datetime (naive, in `dataset.timezone`), assembled from its
+    parts where configured; every other column stays as read. Rows whose timestamp cannot be read belong to no
+    window (they are counted by `coverage`)."""
+    timestamp, parts = config.dataset.timestamp, config.dataset.timestamp_parts
+    if timestamp is None or not (parts or timestamp in frame.columns):
         return frame.reset_index(drop=True)
-    parsed = pd.to_datetime(frame[timestamp], errors="coerce")
-    if parsed.dt.tz is not None:
-        parsed = parsed.dt.tz_convert(None)
+    if parts:
+        parsed = times.assemble(frame, parts)
+    else:
+        fmt = time_format(config) or times.infer_format(frame[timestamp])
+        parsed = times.parse(frame[timestamp], fmt, config.dataset.timezone)
     frame = frame.assign(**{timestamp: parsed})
     if window is None:
         return frame.reset_index(drop=True)

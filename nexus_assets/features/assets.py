@@ -1,5 +1,6 @@
 """`features` and `training_dataset`: validated model-ready rows, and the window models learn from."""
 
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -11,7 +12,7 @@ from nexus_assets.lib.metadata import frame_metadata
 from nexus_assets.partitions import partitions_def
 from nexus_core import names
 from nexus_core.config import NexusConfig
-from nexus_core.features import feature_spec, model_inputs
+from nexus_core.features import feature_spec, model_inputs, read_numbers
 from nexus_resources.app_db import AppDatabase
 
 
@@ -22,7 +23,7 @@ def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
     @dg.asset(
         group_name="data",
         kinds={"pandas", "scikit-learn", "parquet"},
-        code_version="3",
+        code_version="4",
         partitions_def=partitions_def(config),
         io_manager_key="parquet_io_manager",
         owners=dataset.owners,
@@ -31,7 +32,10 @@ def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         """Validated rows of one partition in the model's canonical types: ids, timestamp, features and target."""
         stored = app_db.contract(dataset.name)
         spec = contract.feature_spec_of(contract.propose(config, raw_data, stored["columns"] if stored else None))
-        frame = pd.concat([raw_data[keep], model_inputs(raw_data, spec), raw_data[[dataset.target]]], axis=1)
+        target = raw_data[dataset.target]
+        if dataset.task == "regression":
+            target = read_numbers(target)
+        frame = pd.concat([raw_data[keep], model_inputs(raw_data, spec), target], axis=1)
         return dg.MaterializeResult(
             value=frame,
             metadata={
@@ -44,22 +48,61 @@ def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
     @dg.asset(
         group_name="training",
         kinds={"pandas"},
-        code_version="1",
+        code_version="2",
         ins={"features": dg.AssetIn(metadata={"allow_missing_partitions": True})},
     )
     def training_dataset(context: dg.AssetExecutionContext, features: Any) -> dg.MaterializeResult[TrainingDataset]:
-        """The latest training window, split by time into train, validation and a frozen holdout."""
+        """The latest training window of labelled rows, split by time into train, validation and a frozen holdout."""
         # Partitioned features arrive as {partition: frame}; an unpartitioned dataset as one frame.
         if isinstance(features, dict):
             if not features:
                 raise dg.Failure("no partition of features is materialized yet; materialize raw_data and features")
+            labels = labelling(config, pd.concat(features.values(), ignore_index=True))
             spec = feature_spec(config, next(iter(features.values())))
-            data = split_by_partition(features, config, spec, since=context.run.tags.get(names.REGIME_START))
+            partitions = {key: labels.apply(frame) for key, frame in features.items()}
+            data = split_by_partition(partitions, config, spec, since=context.run.tags.get(names.REGIME_START))
         else:
-            data = split_by_row(features, config, feature_spec(config, features))
-        return dg.MaterializeResult(value=data, metadata=_split_metadata(data))
+            labels = labelling(config, features)
+            data = split_by_row(labels.apply(features), config, feature_spec(config, features))
+        return dg.MaterializeResult(value=data, metadata=_split_metadata(data) | labels.metadata())
 
     return [features, training_dataset]
+
+
+@dataclass(frozen=True)
+class Labelling:
+    """Which rows a model can learn from: those with a label, with classes too rare to learn grouped or reported."""
+
+    target: str
+    awaiting: int
+    rare: dict[str, int]
+    group: bool
+
+    def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
+        labelled = frame[frame[self.target].notna()]
+        if not (self.group and self.rare):
+            return labelled
+        target = labelled[self.target].astype(str)
+        return labelled.assign(**{self.target: target.where(~target.isin(self.rare.keys()), names.OTHER_CLASS)})
+
+    def metadata(self) -> dict[str, dg.MetadataValue]:
+        rare = ", ".join(f"{name} ({rows})" for name, rows in self.rare.items()) or "none"
+        how = f"trained as {names.OTHER_CLASS!r}" if self.group else "kept; set dataset.rare_classes.group to pool them"
+        return {
+            "awaiting_label": dg.MetadataValue.int(self.awaiting),
+            "rare_classes": dg.MetadataValue.text(f"{rare}" + (f" ({how})" if self.rare else "")),
+        }
+
+
+def labelling(config: NexusConfig, frame: pd.DataFrame) -> Labelling:
+    """How `frame`'s labels are used: rows awaiting one are left out, rare classes counted (and pooled if asked)."""
+    dataset = config.dataset
+    target = frame[dataset.target]
+    rare: dict[str, int] = {}
+    if dataset.task != "regression":
+        counts = target.dropna().astype(str).value_counts()
+        rare = counts[counts < dataset.rare_classes.min_rows].sort_values().to_dict()
+    return Labelling(dataset.target, int(target.isna().sum()), rare, dataset.rare_classes.group)
 
 
 def _split_metadata(data: TrainingDataset) -> dict[str, dg.MetadataValue]:

@@ -30,14 +30,14 @@ def build_ground_truth(config: NexusConfig, partitions: dg.PartitionsDefinition 
         known = read_labels(key, features.assign(**{id_column: ids(features, id_column)}), as_of)
         labels = known[[id_column, dataset.target]].dropna().rename(columns={dataset.target: "label"})
         pending = len(features) - len(labels)
-        note = f"{len(labels)} of {len(features)} labels known as of {as_of}"
+        note = f"{len(labels)} of {len(features)} labels known as of {as_of}, {pending} awaiting label"
         context.log.info(f"{key}: {note}")
         return dg.MaterializeResult(
             value=labels,
             metadata={
                 "dagster/row_count": dg.MetadataValue.int(len(labels)),
                 "labels": note,
-                "pending_labels": dg.MetadataValue.int(pending),
+                "awaiting_label": dg.MetadataValue.int(pending),
                 "as_of": dg.MetadataValue.text(as_of.isoformat()),
             },
         )
