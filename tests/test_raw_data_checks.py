@@ -80,12 +80,10 @@ def _failed(result) -> dict[str, str]:
     [
         (_text_in_numeric, "schema", "column 'age' should hold number values (numeric) but 1 row(s) do not, "),
         (_text_in_numeric, "schema", "row 17: 'forty'"),
-        (_drop_target, "target_present", "target 'churned' is missing in 300 of 300 row(s)"),
-        (_null_target, "target_present", "target 'churned' is missing in 2 of 300 row(s), e.g. rows [4, 8]"),
         (_other_day_only, "non_empty", "the partition has no rows; if empty periods are normal"),
         (_all_null, "null_rates", "column 'satisfaction_score' is entirely null"),
         (_duplicate_ids, "unique_ids", "1 id(s) in 'customer_id' appear more than once (3 rows)"),
-        (_out_of_range, "value_ranges", "column 'age' has 1 row(s) outside [18.0, 120.0], e.g. rows [9] with [7.0]"),
+        (_out_of_range, "value_ranges", "column 'age' has 1 row(s) outside [18.0, 120.0], e.g. rows 9 with [7.0]"),
     ],
 )
 def test_bad_partition_fails_its_check_and_blocks_only_itself(
@@ -100,13 +98,34 @@ def test_bad_partition_fails_its_check_and_blocks_only_itself(
     assert not result.success
     failed = _failed(result)
     assert message in failed[check]
-    if corrupt is _null_target:
-        assert "target_valid" not in failed, "a null target must not read as an invalid class (1.0 vs 1)"
     assert DAY not in instance.get_materialized_partitions(dg.AssetKey("features"))
     kept = Path(embedded_home) / "storage" / "raw_data" / DAY
     assert kept.exists(), "the failing partition's rows must stay stored for inspection"
     # the bad value is on one day: the next day is not blocked by it
     assert materialize(defs, instance, ["raw_data", "features"], DAYS[2]).success
+
+
+def test_rows_awaiting_a_label_pass_unless_the_labelled_share_is_below_the_minimum(
+    tmp_path, write_config, instance, embedded_home
+):
+    _write_days(tmp_path, write_config, _null_target)
+    defs = build_definitions(_file_config(write_config))
+    assert materialize(defs, instance, ["raw_data", "features"], DAYS[0]).success
+    result = materialize(defs, instance, ["raw_data", "features"], DAY)
+    assert result.success, "two rows without a label are kept and scored, not blocked"
+    [present] = [e for e in result.get_asset_check_evaluations() if e.check_name == "target_present"]
+    assert present.passed and present.metadata["awaiting_label"].value == 2
+    assert "target_valid" not in _failed(result), "a null target must not read as an invalid class (1.0 vs 1)"
+
+    _write_days(tmp_path, write_config, _drop_target)
+    defs = build_definitions(_file_config(write_config, {"checks": {"min_labelled_share": 0.5}}))
+    result = materialize(defs, instance, ["raw_data", "features"], DAY)
+    assert not result.success
+    assert (
+        "only 0.0% of rows have a target 'churned' value, fewer than checks.min_labelled_share=0.5: 300 of 300"
+        in (_failed(result)["target_present"])
+    )
+    assert (Path(embedded_home) / "storage" / "raw_data" / DAY).exists(), "the blocked rows stay stored"
 
 
 def test_the_first_good_load_fixes_the_data_contract(tmp_path, write_config, instance):
