@@ -31,13 +31,27 @@ def _penguins() -> pd.DataFrame:
 
 
 def _seattle() -> pd.DataFrame:
-    """Seattle's daily weather 2012-2015: one row per day for four years, one day's wind written as a word."""
+    """Seattle's daily weather 2012-2015, one row per day for four years, as a spreadsheet export has it: headers
+    with units, local times with their UTC offset, a tenth of the days without a maximum temperature yet (labels
+    that come late) and one day's wind written as a word."""
     from vega_datasets import local_data
 
     frame = local_data.seattle_weather()
+    frame["date"] = frame["date"].dt.tz_localize("America/Los_Angeles").map(pd.Timestamp.isoformat)
     frame["wind"] = frame["wind"].astype(object)
-    frame.loc[frame["date"] == "2014-12-10", "wind"] = "calm"
-    return frame
+    frame.loc[frame["date"] == "2014-12-10T00:00:00-08:00", "wind"] = "calm"
+    frame.loc[np.random.default_rng(1).random(len(frame)) < 0.1, "temp_max"] = np.nan
+    return frame.rename(columns=SEATTLE_HEADERS)
+
+
+SEATTLE_HEADERS = {
+    "date": "Date",
+    "precipitation": "Precipitation (mm)",
+    "temp_max": "Max Temp (°C)",
+    "temp_min": "Min Temp (°C)",
+    "wind": "Wind (m/s)",
+    "weather": "Weather",
+}
 
 
 def _cancer(noise: bool) -> pd.DataFrame:
@@ -54,7 +68,10 @@ TABLES = {
         _penguins,
         {"target": "species", "task": "multiclass_classification", "id_column": "penguin_id"},
     ),
-    "seattle": (_seattle, {"target": "temp_max", "task": "regression", "timestamp": "date"}),
+    "seattle": (
+        _seattle,
+        {"target": "Max Temp (°C)", "task": "regression", "timestamp": "Date", "timezone": "America/Los_Angeles"},
+    ),
     "cancer": (lambda: _cancer(noise=False), {"target": "label", "task": "binary_classification"}),  # batch files
     "noise": (lambda: _cancer(noise=True), {"target": "label", "task": "binary_classification"}),
 }
@@ -74,7 +91,8 @@ def demo(tmp_path, monkeypatch, capsys):
                 table.iloc[rows].to_csv(tmp_path / name / f"batch-{number:02d}.csv", index=False)
             source = f"{name}/*.csv"
         else:
-            load().to_csv(tmp_path / source, index=False)
+            # as spreadsheets save "CSV UTF-8": a byte-order mark and CRLF line ends
+            (tmp_path / source).write_bytes(load().to_csv(index=False, lineterminator="\r\n").encode("utf-8-sig"))
         config = {
             "dataset": {"name": name, "source": {"kind": "file", "path": source}, **dataset},
             "model": {"registered_name": f"{name}-model"},
@@ -111,17 +129,29 @@ def test_a_few_hundred_rows_with_text_labels_and_no_timestamp(demo):
 def test_years_of_daily_rows_get_monthly_partitions_a_time_split_and_monitoring(demo):
     code, out, err, _ = demo("seattle")
     assert code == 0, err
-    assert "partitions: monthly (inferred: 30 rows per period on average" in out
-    assert "2012-01-01 to 2016-01-01; training on 34 of 48" in out
+    assert "partitions: monthly (inferred: timestamps every day (median gap between distinct days)" in out
+    assert "periods made monthly to hold 20+ rows; 30 rows per period on average" in out
+    assert "2012-01-01 to 2016-01-01; timestamps read as ISO 8601 with UTC offsets, days starting in " in out
+    assert "America/Los_Angeles; training on 34 of 48" in out
     assert "gate: PROMOTED: rmse" in out and "% of the reference's score" in out  # a relative margin
     # the month with a word for a number is blocked, naming it; the months after it are monitored all the same
-    assert "[2/4] 2014-12-01 monitored: FAILED" in err and "check schema: column 'wind'" in err and "calm" in err
+    assert "[2/4] 2014-12-01 monitored: FAILED" in err and "check schema: column 'Wind (m/s)'" in err and "calm" in err
     assert out.count(" monitored: ok") == 3 and "[4/4] 2015-02-01 monitored: ok" in out
     assert "1 partition(s) blocked by their checks, their rows kept: 2014-12-01" in out
     # February has 28 or 29 days: below the drift minimum, it says so instead of giving a verdict
     assert "drift_report: not judged: 28 row(s) < monitoring.min_drift_rows=30" in out
     assert "model_performance: every version within tolerance" in out  # a month of labels is enough to judge
     assert isinstance(_answer(out)["predictions"][0]["prediction"], float)
+    # the days whose temperature is not known yet are scored and monitored, and wait for their label
+    with dg.DagsterInstance.get() as instance:
+        january = dg.AssetKey("batch_predictions"), dg.AssetKey("ground_truth")
+        scored, labelled = (
+            instance.get_latest_materialization_event(key).asset_materialization.metadata for key in january
+        )
+        split = instance.get_latest_materialization_event(dg.AssetKey("training_dataset")).asset_materialization
+    assert scored["dagster/row_count"].value == 28, "every day of February 2015 is scored"
+    assert labelled["awaiting_label"].value > 0 and labelled["dagster/row_count"].value < 28
+    assert split.metadata["awaiting_label"].value > 50, "days without a label are left out of training"
 
 
 def test_batch_files_without_timestamp_are_a_partition_each_and_new_files_are_picked_up(demo, tmp_path):

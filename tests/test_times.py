@@ -1,0 +1,107 @@
+"""Time as users write it, on real tables: offsets and `Z`, naive local times, epoch seconds, month names and
+separate year / month / day columns are read as times in `dataset.timezone`; the cadence comes from the distinct
+times (a yearly survey is yearly, not a month of rows and eleven empty ones)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pandas as pd
+import pytest
+from vega_datasets import local_data
+
+from nexus_assets.data.sources import read_partition
+from nexus_assets.partitions import partitioning
+
+ZONE = "America/Los_Angeles"
+
+
+def _config(write_config, path: str, **dataset):
+    base = {"id_column": None, "columns": None, "classes": None, "start_date": None, "end_date": None}
+    changes = {"dataset": base | dataset, "checks": {"ranges": None}}
+    return write_config(changes, source={"kind": "file", "path": path})
+
+
+def _seattle_hours(written) -> pd.DataFrame:
+    """Seattle's hourly temperatures of 2010 (Seattle's local time), the time column as `written` writes it."""
+    frame = local_data.seattle_temps()
+    local = frame["date"].dt.tz_localize(ZONE, ambiguous="NaT", nonexistent="NaT")
+    return frame[local.notna()].assign(date=written(local[local.notna()]))
+
+
+WRITTEN = {
+    "iso with offsets": lambda local: local.map(pd.Timestamp.isoformat),  # 2010-01-01T00:00:00-08:00
+    "utc with Z": lambda local: local.dt.tz_convert("UTC").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    "naive local": lambda local: local.dt.tz_localize(None).dt.strftime("%Y-%m-%d %H:%M:%S"),
+    "epoch seconds": lambda local: local.dt.tz_convert("UTC").astype("int64") // 10**9,
+}
+
+
+@pytest.mark.parametrize("written", WRITTEN, ids=list(WRITTEN))
+def test_timestamps_as_written_land_in_the_local_day(tmp_path, write_config, written):
+    _seattle_hours(WRITTEN[written]).to_csv(tmp_path / "temps.csv", index=False)
+    config = _config(write_config, "temps.csv", target="temp", task="regression", timestamp="date", timezone=ZONE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no pandas parsing warning reaches the user
+        partitions = partitioning(config)
+        day = read_partition(config, (pd.Timestamp("2010-01-05"), pd.Timestamp("2010-01-06")))
+    assert partitions.cadence == "daily" and partitions.keys()[0] == "2010-01-01"
+    assert f"days starting in {ZONE}" in partitions.note
+    assert len(day) == 24 and day["date"].dt.hour.tolist() == list(range(24)), "the local day's 24 hours"
+    assert day["temp"].iloc[0] == local_data.seattle_temps().set_index("date").loc["2010-01-05 00:00", "temp"]
+
+
+def test_the_time_zone_decides_where_a_day_starts(tmp_path, write_config):
+    _seattle_hours(WRITTEN["utc with Z"]).to_csv(tmp_path / "temps.csv", index=False)
+    utc = _config(write_config, "temps.csv", target="temp", task="regression", timestamp="date")
+    day = read_partition(utc, (pd.Timestamp("2010-01-05"), pd.Timestamp("2010-01-06")))
+    assert day["date"].dt.hour.tolist() == list(range(24)) and day["temp"].iloc[0] == pytest.approx(
+        local_data.seattle_temps().set_index("date").loc["2010-01-04 16:00", "temp"]
+    ), "midnight UTC is 4 pm the day before in Seattle"
+
+
+def test_month_names_are_read_and_too_few_rows_a_month_make_longer_periods(tmp_path, write_config):
+    stocks = local_data.stocks()  # five symbols, one price a month, 2000-2010
+    stocks.assign(date=stocks["date"].dt.strftime("%b-%Y")).to_csv(tmp_path / "stocks.csv", index=False)
+    partitions = partitioning(_config(write_config, "stocks.csv", target="price", task="regression", timestamp="date"))
+    assert (
+        "month-year ('Mar-2018')" in partitions.note
+        and "timestamps every 31 days" in partitions.note
+        and "periods made yearly to hold 20+ rows" in partitions.note
+    )
+    assert partitions.cadence == "yearly" and partitions.keys()[:2] == ["2000-01-01", "2001-01-01"]
+
+
+def test_year_month_and_day_columns_are_assembled_into_the_timestamp(tmp_path, write_config):
+    weather = local_data.seattle_weather()
+    parts = weather.assign(year=weather["date"].dt.year, month=weather["date"].dt.month, day=weather["date"].dt.day)
+    parts.drop(columns="date").to_csv(tmp_path / "weather.csv", index=False)
+    config = _config(
+        write_config,
+        "weather.csv",
+        target="temp_max",
+        task="regression",
+        timestamp="date",
+        timestamp_parts={"year": "year", "month": "month", "day": "day"},
+    )
+    partitions = partitioning(config)
+    assert partitions.cadence == "monthly" and len(partitions.keys()) == 48
+    february = read_partition(config, (pd.Timestamp("2012-02-01"), pd.Timestamp("2012-03-01")))
+    assert len(february) == 29 and february["date"].min() == pd.Timestamp("2012-02-01")
+
+
+def test_one_date_a_year_is_a_yearly_cadence(tmp_path, write_config):
+    iowa = local_data.iowa_electricity()  # three sources' generation, one row each a year, 2001-2017
+    iowa.to_csv(tmp_path / "iowa.csv", index=False)
+    partitions = partitioning(
+        _config(write_config, "iowa.csv", target="net_generation", task="regression", timestamp="year")
+    )
+    assert partitions.cadence == "yearly" and len(partitions.keys()) == 17
+    assert "timestamps every 365 days" in partitions.note
+
+
+def test_an_unknown_time_zone_is_named_in_the_config_error(write_config):
+    from nexus_core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown time zone 'Mars/Olympus'"):
+        write_config({"dataset": {"timezone": "Mars/Olympus"}})
