@@ -166,7 +166,13 @@ def _infer(values: pd.Series) -> tuple[str, str, bool]:
 
 
 def _gap(days: float) -> str:
-    return "day" if days <= 1 else f"{days:g} days"
+    """A gap in the unit people would name it in: 'day', '3 days', '2 weeks', 'month', '5 years'."""
+    unit, size = next(((u, s) for u, s in _UNITS if days >= s * 0.95), ("day", 1))
+    count = round(days / size, 1)
+    return unit if count == 1 else f"{count:g} {unit}s"
+
+
+_UNITS = (("year", 365.25), ("month", 30.44), ("week", 7), ("day", 1))
 
 
 def _align(cadence: str, start: dt.date | None) -> dt.date | None:

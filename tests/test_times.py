@@ -66,7 +66,7 @@ def test_month_names_are_read_and_too_few_rows_a_month_make_longer_periods(tmp_p
     partitions = partitioning(_config(write_config, "stocks.csv", target="price", task="regression", timestamp="date"))
     assert (
         "month-year ('Mar-2018')" in partitions.note
-        and "timestamps every 31 days" in partitions.note
+        and "timestamps every month" in partitions.note
         and "periods made yearly to hold 20+ rows" in partitions.note
     )
     assert partitions.cadence == "yearly" and partitions.keys()[:2] == ["2000-01-01", "2001-01-01"]
@@ -97,7 +97,7 @@ def test_one_date_a_year_is_a_yearly_cadence(tmp_path, write_config):
         _config(write_config, "iowa.csv", target="net_generation", task="regression", timestamp="year")
     )
     assert partitions.cadence == "yearly" and len(partitions.keys()) == 17
-    assert "timestamps every 365 days" in partitions.note
+    assert "timestamps every year" in partitions.note
 
 
 def test_an_unknown_time_zone_is_named_in_the_config_error(write_config):
@@ -105,3 +105,26 @@ def test_an_unknown_time_zone_is_named_in_the_config_error(write_config):
 
     with pytest.raises(ConfigError, match="unknown time zone 'Mars/Olympus'"):
         write_config({"dataset": {"timezone": "Mars/Olympus"}})
+
+
+def test_a_price_every_five_years_is_irregular_and_its_empty_years_warn(tmp_path, write_config, instance):
+    from nexus_assets.definitions import build_definitions
+    from nexus_cli.runs import materialize
+
+    wheat = local_data.wheat()  # Playfair's wheat prices, every five years; pandas' times begin in 1677
+    wheat[wheat["year"] >= 1700].to_csv(tmp_path / "wheat.csv", index=False)
+    config = _config(write_config, "wheat.csv", target="wheat", task="regression", timestamp="year")
+    partitions = partitioning(config)
+    assert (
+        partitions.cadence == "yearly" and partitions.sparse and partitions.keys()[:2] == ["1700-01-01", "1701-01-01"]
+    )
+    assert (
+        "timestamps every 5 years" in partitions.note
+        and "irregular: 79% of periods are empty, which warns instead of blocking" in partitions.note
+    )
+    defs = build_definitions(config)
+    assert materialize(defs, instance, ["raw_data", "features"], "1700-01-01").success
+    result = materialize(defs, instance, ["raw_data", "features"], "1701-01-01")
+    assert result.success, "a year without a price is normal for this data"
+    [empty] = [e for e in result.get_asset_check_evaluations() if e.check_name == "non_empty"]
+    assert not empty.passed and empty.severity.value == "WARN" and "irregular times" in empty.description
