@@ -85,10 +85,11 @@ def stop_process_group(process: subprocess.Popen) -> None:
 
 
 def serve_command(port: int, target: str | None = None, host: str = "127.0.0.1") -> list[str]:
-    """`bentoml serve` of `target` (a Bento tag; default the checkout's service) on `host`:`port`."""
+    """`bentoml serve` of `target` (a Bento tag; default the checkout's service) on `host`:`port`, with metric
+    files of its own (`nexus_cli/bentoml_serve.py`)."""
     from serving import SERVICE
 
-    return [venv_bin("bentoml"), "serve", target or SERVICE, "--host", host, "--port", str(port)]
+    return [sys.executable, "-m", "nexus_cli.bentoml_serve", target or SERVICE, "--host", host, "--port", str(port)]
 
 
 def served_bento(config: NexusConfig) -> str:

@@ -1,7 +1,7 @@
 """The environment, read in one place: every `NEXUS_*` variable and the MLflow endpoint, as one settings object.
 
 The two modes come from here: embedded (one local folder, nothing to start) or production (PostgreSQL, S3,
-an MLflow server). Secrets stay in the environment; `mlflow_client` is all the service needs of it.
+an MLflow server). Secrets stay in the environment; `reader_client` is all the service needs of it.
 """
 
 from __future__ import annotations
@@ -101,9 +101,29 @@ def load_settings() -> Settings:
         raise ConfigError(f"bad environment: {problems}") from None
 
 
-def mlflow_client(settings: Settings) -> MlflowClient:
-    """A client of the tracking server and registry, which MLflow's module-level loaders use too: all the service
-    needs of MLflow."""
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+class RegistryMissing(RuntimeError):
+    """The tracking store's database file is not there: an outage to wait out, never a store to create."""
+
+
+def reader_uri(tracking_uri: str) -> str:
+    """`tracking_uri` as a reader of the registry opens it, never creating or migrating a store: a SQLite file is
+    opened read-only, and a missing one raises `RegistryMissing` (MLflow would create an empty store in its place,
+    which every reader would then trust). The file's inode is part of the URI, so a file restored at the same path
+    is read afresh instead of through connections to the old one (MLflow keeps one store per URI)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return tracking_uri
+    path = Path(tracking_uri.removeprefix("sqlite:///"))
+    try:
+        inode = path.stat().st_ino
+    except FileNotFoundError:
+        raise RegistryMissing(f"the tracking store {path} is missing") from None
+    return f"sqlite:///file:{path}?mode=ro&uri=true&nexus_inode={inode}"
+
+
+def reader_client(settings: Settings) -> MlflowClient:
+    """A read-only client of the tracking store and registry (see `reader_uri`), which MLflow's module-level
+    loaders use too: all the service needs of MLflow."""
+    uri = reader_uri(settings.tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)

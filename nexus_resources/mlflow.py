@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from requests.exceptions import RequestException
 
 from nexus_core.config import REPO_ROOT
-from nexus_core.settings import load_settings
+from nexus_core.settings import RegistryMissing, load_settings, reader_uri
 
 _NOT_TRANSIENT = {
     "RESOURCE_DOES_NOT_EXIST",
@@ -92,6 +92,11 @@ class MlflowResource(dg.ConfigurableResource):
     def client(self) -> MlflowClient:
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri or self.tracking_uri)
 
+    def reader(self) -> MlflowClient:
+        """A client for what only reads the registry (the sensors): it never creates a missing store."""
+        registry = reader_uri(self.registry_uri or self.tracking_uri)
+        return MlflowClient(tracking_uri=reader_uri(self.tracking_uri), registry_uri=registry)
+
     def experiment_id(self, dataset_name: str) -> str:
         """The dataset's experiment, created on first use."""
         name = f"{self.experiment_prefix}/{dataset_name}"
@@ -134,6 +139,11 @@ class MlflowResource(dg.ConfigurableResource):
             raise self._unreachable(action, exc) from exc
         except (RequestException, ConnectionError) as exc:
             raise self._unreachable(action, exc) from exc
+        except RegistryMissing as exc:
+            raise dg.Failure(
+                description=f"cannot {action}: {exc} (nothing trained yet, or the store is away); it is not created "
+                "here: the next training run creates it, or restore it and the next tick reads it"
+            ) from exc
 
     def _unreachable(self, action: str, exc: Exception) -> dg.Failure:
         return dg.Failure(

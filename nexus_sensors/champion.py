@@ -25,7 +25,7 @@ def build_champion_alias_sensor(config: NexusConfig, interval: int | None = None
         # one (a new daemon over the demo's instance), the version already deployed is not deployed again.
         seen = json.loads(context.cursor) if context.cursor else {"aliases": _deployed(context.instance)}
         with mlflow.reporting_failures(f"read the aliases of {name}"):
-            current = registry.aliases(mlflow.client(), name)
+            current = registry.aliases(mlflow.reader(), name)
         if current == seen.get("aliases"):
             return dg.SensorResult(skip_reason=f"aliases of {name} unchanged: {current or 'none yet'}")
         events = [

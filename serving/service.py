@@ -28,7 +28,7 @@ from starlette.responses import Response
 from nexus_core import logs
 from nexus_core.config import load_config
 from nexus_core.registry import CHALLENGER, CHAMPION, aliases
-from nexus_core.settings import load_settings, mlflow_client
+from nexus_core.settings import RegistryMissing, load_settings, reader_client
 from nexus_core.trees import UnsafeModel
 from serving.batcher import MicroBatcher, UnscorableRecord
 from serving.errors import ApiError, invalid_body
@@ -121,7 +121,7 @@ class NexusModelService:
         config = load_config(check_files=False)  # the service reads no data: only names from the config
         self.name = SETTINGS.serving_model or config.model.registered_name
         self.id_column = config.dataset.id_column
-        self.client = mlflow_client(SETTINGS)
+        self.client = None  # opened by each poll: a registry that went away is read afresh when it is back
         self.model: ServedModel | None = None
         self.last_swap: dict[str, Any] = {}
         self.refused: dict[str, Any] | None = None  # the version the alias names but this worker refused, and why
@@ -201,10 +201,12 @@ class NexusModelService:
 
     def _poll(self) -> None:
         try:
+            self.client = reader_client(SETTINGS)
             named = aliases(self.client, self.name)
-        except Exception as exc:  # the service must outlive a registry outage
-            self.waiting = f"the registry is unreachable ({type(exc).__name__}); retrying"
-            if not self._registry_down:  # once per outage, not once per poll
+        except Exception as exc:  # the service must outlive a registry outage, and creates no registry
+            missing = isinstance(exc, RegistryMissing)
+            self.waiting = f"the registry is unreachable ({exc if missing else type(exc).__name__}); retrying"
+            if not self._registry_down:  # one line per outage, not one per poll
                 log.warning("cannot read the %s alias of %s (%s: %s); retrying", CHAMPION, self.name, type(exc), exc)
             self._registry_down = True
             return

@@ -23,6 +23,7 @@ import schemathesis
 import yaml
 from hypothesis import HealthCheck, given, settings
 from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+from prometheus_client.parser import text_string_to_metric_families
 
 from nexus_assets.definitions import build_definitions
 from nexus_cli.processes import running, serve_command
@@ -36,6 +37,7 @@ from serving.model import load_version
 from tests.conftest import SMALL_CONFIG, TRAINING_CHAIN, materialize_window, register_version
 
 TOKEN = "test-token"
+REPO = Path(__file__).resolve().parent.parent
 MAX_BODY_BYTES = 100_000
 NAME = SMALL_CONFIG["model"]["registered_name"]
 ROW = {
@@ -484,3 +486,45 @@ def test_the_challenger_answers_live_requests_in_shadow_and_is_judged_on_their_l
     assert app_db.shadow_record(NAME, challenger)["labelled"].sum() == 100
     text = call(served.url, "/metrics", token=None)[1]
     assert f'nexus_shadow_records_total{{challenger_version="{challenger}",outcome="stored"}} 100.0' in text
+
+
+def _ok_requests(url: str) -> float:
+    text = call(url, "/metrics", token=None)[1]
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "nexus_predict_requests_total" and sample.labels["outcome"] == "ok"
+    )
+
+
+def test_a_service_started_while_the_registry_is_away_creates_none_waits_and_keeps_its_own_metrics(served, tmp_path):
+    """A replica starting during a registry outage: no store is created in its place, it says why it waits, it
+    serves once the store is back without a restart, and neither replica's metrics wipe the other's."""
+    assert call(served.url, "/predict", {"records": [ROW]})[0] == 200
+    first_before = _ok_requests(served.url)
+    store = Path(served.env["NEXUS_HOME"]) / "mlflow"
+    away = store.with_name("mlflow-away")
+    store.rename(away)
+    env = {**served.env, "NEXUS_SERVING_TOKEN": TOKEN, "NEXUS_SERVING_POLL_SECONDS": "0.5"}
+    try:
+        with running(serve_command, "/livez", env=env, cwd=REPO, log_path=tmp_path / "second.log") as second:
+            status, body = call(second, "/predict", {"records": [ROW]})
+            assert status == 503 and f"the tracking store {store / 'mlflow.db'} is missing" in body["message"]
+            assert call(second, "/readyz")[0] == 503
+            assert call(served.url, "/predict", {"records": [ROW]})[0] == 200, "the loaded model keeps serving"
+            time.sleep(1.5)  # three polls of the registry
+            assert not store.exists(), "a reader of the registry never creates one"
+            away.rename(store)
+            deadline = time.monotonic() + 10
+            while call(second, "/readyz")[0] != 200 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            for _ in range(3):
+                assert call(second, "/predict", {"records": [ROW]})[0] == 200
+            assert _ok_requests(second) == 3
+            assert _ok_requests(served.url) == first_before + 1, "the first replica's counts survive the second"
+            log = (tmp_path / "second.log").read_text()
+            assert log.count("cannot read the champion alias") == 1, "one line per outage, no traceback"
+    finally:
+        if away.exists():
+            away.rename(store)
