@@ -49,6 +49,7 @@ def test_after_the_demo_the_ui_shows_jobs_schedule_ticks_checks_per_partition_an
     monkeypatch.setenv("NEXUS_CONFIG", str(config.path))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     monkeypatch.setenv("NEXUS_MLFLOW_UI_URL", "http://mlflow.example:5000")
+    monkeypatch.setenv("NEXUS_SERVING_TOKEN", "demo-token")  # the demo's own request to the service sends it
     assert nexus(["demo", "--monitor-days", "3"]) == 0
 
     workspace = str(REPO_ROOT / "workspace.yaml")
