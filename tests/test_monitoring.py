@@ -78,7 +78,7 @@ def test_labels_arrive_only_after_their_delay(trained, instance):
     assert _run(defs, instance, ["ground_truth"], DAY, as_of="2026-01-08").success  # delay is 2 days
     assert defs.load_asset_value("ground_truth", partition_key=DAY, instance=instance).empty
     note = instance.get_latest_materialization_event(dg.AssetKey("ground_truth")).asset_materialization
-    assert note.metadata["labels"].value == "0 of 300 labels known as of 2026-01-08"
+    assert note.metadata["labels"].value == "0 of 300 labels known as of 2026-01-08, 300 awaiting label"
     assert note.metadata["pending_labels"].value == 300
     assert _run(defs, instance, ["ground_truth"], DAY, as_of="2026-01-09").success
     assert len(defs.load_asset_value("ground_truth", partition_key=DAY, instance=instance)) == 300

@@ -150,7 +150,7 @@ def test_years_of_daily_rows_get_monthly_partitions_a_time_split_and_monitoring(
         )
         split = instance.get_latest_materialization_event(dg.AssetKey("training_dataset")).asset_materialization
     assert scored["dagster/row_count"].value == 28, "every day of February 2015 is scored"
-    assert labelled["awaiting_label"].value > 0 and labelled["dagster/row_count"].value < 28
+    assert labelled["pending_labels"].value > 0 and labelled["dagster/row_count"].value < 28
     assert split.metadata["awaiting_label"].value > 50, "days without a label are left out of training"
 
 

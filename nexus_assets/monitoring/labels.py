@@ -37,7 +37,7 @@ def build_ground_truth(config: NexusConfig, partitions: dg.PartitionsDefinition 
             metadata={
                 "dagster/row_count": dg.MetadataValue.int(len(labels)),
                 "labels": note,
-                "awaiting_label": dg.MetadataValue.int(pending),
+                "pending_labels": dg.MetadataValue.int(pending),  # late_labels_sensor reads it
                 "as_of": dg.MetadataValue.text(as_of.isoformat()),
             },
         )
