@@ -79,11 +79,15 @@ def _failed(result) -> dict[str, str]:
     ("corrupt", "check", "message"),
     [
         (_text_in_numeric, "schema", "column 'age' should hold number values (numeric) but 1 row(s) do not, "),
-        (_text_in_numeric, "schema", "row 17: 'forty'"),
+        (_text_in_numeric, "schema", "row 17 (events.csv line 319): 'forty'"),
         (_other_day_only, "non_empty", "the partition has no rows; if empty periods are normal"),
         (_all_null, "null_rates", "column 'satisfaction_score' is entirely null"),
         (_duplicate_ids, "unique_ids", "1 id(s) in 'customer_id' appear more than once (3 rows)"),
-        (_out_of_range, "value_ranges", "column 'age' has 1 row(s) outside [18.0, 120.0], e.g. rows 9 with [7.0]"),
+        (
+            _out_of_range,
+            "value_ranges",
+            "column 'age' has 1 row(s) outside [18.0, 120.0], e.g. row 9 (events.csv line 311) with [7.0]",
+        ),
     ],
 )
 def test_bad_partition_fails_its_check_and_blocks_only_itself(
@@ -98,6 +102,11 @@ def test_bad_partition_fails_its_check_and_blocks_only_itself(
     assert not result.success
     failed = _failed(result)
     assert message in failed[check]
+    if corrupt in (_text_in_numeric, _out_of_range):  # the file line named holds the bad value
+        lines = (tmp_path / "events.csv").read_text().splitlines()
+        age = lines[0].split(",").index("age")
+        line = 319 if corrupt is _text_in_numeric else 311
+        assert lines[line - 1].split(",")[age] in ("forty", "7", "7.0")
     assert DAY not in instance.get_materialized_partitions(dg.AssetKey("features"))
     kept = Path(embedded_home) / "storage" / "raw_data" / DAY
     assert kept.exists(), "the failing partition's rows must stay stored for inspection"

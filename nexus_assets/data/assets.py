@@ -5,7 +5,7 @@ import pandas as pd
 
 from nexus_assets.data import contract
 from nexus_assets.data.checks import Inputs, blocking_failures, check_raw_data, raw_data_check_specs
-from nexus_assets.data.sources import Coverage, SourceReadError, coverage, read_partition
+from nexus_assets.data.sources import Coverage, SourceReadError, coverage, locator, read_partition
 from nexus_assets.lib.metadata import frame_metadata
 from nexus_assets.partitions import partition_of, partitioning
 from nexus_core.config import NexusConfig
@@ -28,16 +28,17 @@ def build_raw_data(config: NexusConfig) -> dg.AssetsDefinition:
     )
     def raw_data(context: dg.AssetExecutionContext, app_db: AppDatabase):
         """Rows of the configured source for one partition, stored as read so failed checks can be inspected."""
-        read_error = None
+        read_error, part = None, partition_of(context)
         try:
-            frame = read_partition(config, partition_of(context))
+            frame = read_partition(config, part)
             outside = coverage(config, partitions.start, partitions.end) if partitions.start else Coverage()
         except SourceReadError as exc:
             frame, outside, read_error = pd.DataFrame(), Coverage(), str(exc)
         stored = app_db.contract(config.dataset.name)
         columns = contract.propose(config, frame, stored["columns"] if stored else None)
         version = stored["version"] if stored else None
-        inputs = Inputs(frame, columns, version, outside, read_error, sparse=partitions.sparse)
+        located = locator(config, part) if not read_error else None
+        inputs = Inputs(frame, columns, version, outside, read_error, sparse=partitions.sparse, locate=located)
         checks = check_raw_data(inputs, config, "raw_data")
         failed = blocking_failures(checks)
         for check in failed:

@@ -9,8 +9,8 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from nexus_assets.data.contract import Columns, feature_spec_of, violations
-from nexus_assets.data.sources import Coverage
+from nexus_assets.data.contract import Columns, feature_spec_of, rows_named, violations
+from nexus_assets.data.sources import Coverage, Locate
 from nexus_core.config import NexusConfig
 from nexus_core.features import read_numbers
 
@@ -39,6 +39,7 @@ class Inputs:
     coverage: Coverage
     read_error: str | None = None
     sparse: bool = False  # the partitions are irregular periods: an empty one is normal
+    locate: Locate | None = None  # where rows come from in the source files, for the messages
 
 
 def raw_data_check_specs(asset_key: str, partitions: dg.PartitionsDefinition | None) -> list[dg.AssetCheckSpec]:
@@ -64,10 +65,10 @@ def check_raw_data(inputs: Inputs, config: NexusConfig, asset_key: str) -> list[
     if not skip:
         results |= {
             "schema": _schema(inputs),
-            "target_present": _target_present(frame, config),
+            "target_present": _target_present(frame, config, inputs.locate),
             "target_valid": _target_valid(frame, config, inputs.columns),
             "null_rates": _null_rates(frame, config, inputs.columns),
-            "value_ranges": _value_ranges(frame, config),
+            "value_ranges": _value_ranges(frame, config, inputs.locate),
             "unique_ids": _unique_ids(frame, config),
         }
     why_skipped = "not checked: the source could not be read" if inputs.read_error else "no rows to check"
@@ -132,13 +133,13 @@ def _in_range(coverage: Coverage) -> Outcome:
 
 def _schema(inputs: Inputs) -> Outcome:
     described = dg.MetadataValue.json(inputs.columns)
-    return violations(inputs.columns, inputs.frame), {
+    return violations(inputs.columns, inputs.frame, inputs.locate), {
         "contract": described,
         "contract_version": inputs.contract_version,
     }
 
 
-def _target_present(frame: pd.DataFrame, config: NexusConfig) -> Outcome:
+def _target_present(frame: pd.DataFrame, config: NexusConfig, locate: Locate | None) -> Outcome:
     name = config.dataset.target
     if name not in frame.columns:
         return [f"target column {name!r} is missing"], {}
@@ -149,8 +150,8 @@ def _target_present(frame: pd.DataFrame, config: NexusConfig) -> Outcome:
         return [], metadata
     return [
         f"only {share:.1%} of rows have a target {name!r} value, fewer than checks.min_labelled_share={minimum:g}: "
-        f"{awaiting} of {len(frame)} row(s) await a label, e.g. {_rows(frame, missing)}; label them at the source "
-        "or lower checks.min_labelled_share"
+        f"{awaiting} of {len(frame)} row(s) await a label, e.g. {_rows(frame, missing, locate)}; label them at the "
+        "source or lower checks.min_labelled_share"
     ], metadata
 
 
@@ -207,7 +208,7 @@ def _null_rates(frame: pd.DataFrame, config: NexusConfig, columns: Columns) -> O
     return problems, {"null_rates": dg.MetadataValue.json({c: round(float(r), 4) for c, r in rates.items()})}
 
 
-def _value_ranges(frame: pd.DataFrame, config: NexusConfig) -> Outcome:
+def _value_ranges(frame: pd.DataFrame, config: NexusConfig, locate: Locate | None) -> Outcome:
     problems = []
     for column, limits in config.checks.ranges.items():
         if column not in frame.columns:
@@ -220,7 +221,7 @@ def _value_ranges(frame: pd.DataFrame, config: NexusConfig) -> Outcome:
         if np.any(outside):
             problems.append(
                 f"column {column!r} has {int(outside.sum())} row(s) outside [{limits.min}, {limits.max}], "
-                f"e.g. {_rows(frame, outside)} with {_examples(frame[column][outside])}"
+                f"e.g. {_rows(frame, outside, locate)} with {_examples(frame[column][outside])}"
             )
     return problems, {}
 
@@ -241,8 +242,8 @@ def _unique_ids(frame: pd.DataFrame, config: NexusConfig) -> Outcome:
     ], {}
 
 
-def _rows(frame: pd.DataFrame, mask: pd.Series, n: int = 5) -> str:
-    return "rows " + ", ".join(map(str, frame.index[mask][:n]))
+def _rows(frame: pd.DataFrame, mask: pd.Series, locate: Locate | None, n: int = 5) -> str:
+    return ", ".join(rows_named(frame.index[mask][:n].tolist(), locate))
 
 
 def _examples(values: pd.Series, n: int = 5) -> list:

@@ -7,8 +7,11 @@ numeric column breaks the contract (and its partition's check) instead of turnin
 
 from __future__ import annotations
 
+from itertools import zip_longest
+
 import pandas as pd
 
+from nexus_assets.data.sources import Locate
 from nexus_core.config import NexusConfig
 from nexus_core.features import FeatureSpec, number_parse, read_numbers
 
@@ -49,7 +52,13 @@ def feature_spec_of(columns: Columns) -> FeatureSpec:
     )
 
 
-def violations(columns: Columns, frame: pd.DataFrame) -> list[str]:
+def rows_named(rows: list[int], locate: Locate | None) -> list[str]:
+    """`row 17`, or `row 17 (events.csv line 19)` where the source's files say where it comes from."""
+    places = locate(rows) if locate else []
+    return [f"row {row} ({place})" if place else f"row {row}" for row, place in zip_longest(rows, places)]
+
+
+def violations(columns: Columns, frame: pd.DataFrame, locate: Locate | None = None) -> list[str]:
     """Each column of the contract that is missing, or holds values of another type, with rows and values."""
     problems = []
     for name, column in columns.items():
@@ -61,7 +70,8 @@ def violations(columns: Columns, frame: pd.DataFrame) -> list[str]:
         bad = _not_of_type(frame[name], column["type"])
         if bad.any():
             rows = frame.index[bad][:5].tolist()
-            examples = ", ".join(f"row {r}: {frame.at[r, name]!r}" for r in rows)
+            named = rows_named(rows, locate)
+            examples = ", ".join(f"{where}: {frame.at[r, name]!r}" for r, where in zip(rows, named, strict=True))
             problems.append(
                 f"column {name!r} should hold {column['type']} values ({column['role']}) but "
                 f"{int(bad.sum())} row(s) do not, e.g. {examples}"
