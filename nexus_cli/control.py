@@ -7,19 +7,21 @@ import getpass
 import logging
 import threading
 
+import dagster as dg
 import pandas as pd
 
 from nexus_cli.exporter import serve_metrics
 from nexus_core import logs, registry
 from nexus_core.config import NexusConfig
+from nexus_core.settings import RegistryMissing, reader_uri
 from nexus_resources.app_db import AppDatabase
 from nexus_resources.mlflow import MlflowResource
 from nexus_resources.settings import build_resources
 
 
 def status(config: NexusConfig, args: argparse.Namespace) -> int:
-    mlflow, app_db = _resources()
-    client, name = mlflow.client(), config.model.registered_name
+    mlflow, app_db = _resources(registry_needed=True)
+    client, name = mlflow.reader(), config.model.registered_name
     rows = []
     for alias, version in sorted(registry.aliases(client, name).items()):
         tags = client.get_model_version(name, version).tags
@@ -68,7 +70,7 @@ def exporter(config: NexusConfig, args: argparse.Namespace) -> int:
 
 
 def promote(config: NexusConfig, args: argparse.Namespace) -> int:
-    mlflow, app_db = _resources()
+    mlflow, app_db = _resources(registry_needed=True)
     client, name = mlflow.client(), config.model.registered_name
     with mlflow.reporting_failures(f"find {name} version {args.version}"):
         client.get_model_version(name, args.version)
@@ -86,7 +88,7 @@ def promote(config: NexusConfig, args: argparse.Namespace) -> int:
 
 
 def rollback(config: NexusConfig, args: argparse.Namespace) -> int:
-    mlflow, app_db = _resources()
+    mlflow, app_db = _resources(registry_needed=True)
     client, name = mlflow.client(), config.model.registered_name
     old, restored = registry.rollback(client, name)
     app_db.record_decision(
@@ -101,9 +103,16 @@ def rollback(config: NexusConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def _resources() -> tuple[MlflowResource, AppDatabase]:
+def _resources(registry_needed: bool = False) -> tuple[MlflowResource, AppDatabase]:
+    """The MLflow resource and the app database; with `registry_needed`, a missing tracking store is an error
+    here, never a new empty store (training creates it)."""
     resources = build_resources()
     mlflow = resources["mlflow"].process_config_and_initialize()
+    if registry_needed:
+        try:
+            reader_uri(mlflow.tracking_uri)
+        except RegistryMissing as exc:
+            raise dg.Failure(f"{exc}: nothing is trained yet (run `make demo`), or restore the store") from None
     mlflow.activate()
     return mlflow, resources["app_db"].process_config_and_initialize()
 
@@ -114,8 +123,8 @@ def _actor() -> str:
 
 def trace(config: NexusConfig, args: argparse.Namespace) -> int:
     """Prediction -> model version -> MLflow run -> Dagster run, training partitions, data hash, code version."""
-    mlflow, app_db = _resources()
-    client, name = mlflow.client(), config.model.registered_name
+    mlflow, app_db = _resources(registry_needed=True)
+    client, name = mlflow.reader(), config.model.registered_name
     version = args.version
     if args.prediction_id:
         row = app_db.prediction(name, args.prediction_id)

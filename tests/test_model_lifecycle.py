@@ -413,3 +413,11 @@ def test_the_rescaled_bootstrap_agrees_with_the_full_one():
     rescaled = paired_gain_interval(metric, y, tuple(outputs), 0.95, draws=300, max_rows=2_000)
     assert full[0] > 0 and rescaled[0] > 0
     assert abs(full[0] - rescaled[0]) < 0.01 and abs(full[1] - rescaled[1]) < 0.01
+
+
+def test_the_cli_creates_no_registry_where_there_is_none(write_config, embedded_home, monkeypatch, capsys):
+    monkeypatch.setenv("NEXUS_CONFIG", str(write_config().path))
+    for command in (["status"], ["promote", "1"], ["rollback"], ["trace", "--version", "1"]):
+        assert nexus(command) == 1, command
+        assert "is missing: nothing is trained yet (run `make demo`)" in capsys.readouterr().err
+    assert not (embedded_home / "mlflow" / "mlflow.db").exists()
