@@ -61,7 +61,10 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         metadata = {
             "dagster/row_count": dg.MetadataValue.int(len(joined)),
             "performance": dg.MetadataValue.md(
-                table.to_markdown(index=False, floatfmt=".4f") if len(table) else "no labelled predictions yet"
+                # "—" where a value is not known (the interval of a day that did not fall, an unjudged day)
+                table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=".4f", missingval="—")
+                if len(table)
+                else "no labelled predictions yet"
             ),
             "labels_without_prediction": dg.MetadataValue.int(unknown),
         }
