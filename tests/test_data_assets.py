@@ -42,6 +42,9 @@ def test_data_assets_materialize_per_partition_with_metadata_owners_and_column_d
     features = defs.load_asset_value("features", partition_key=DAYS[0], instance=instance)
     assert features["age"].dtype == "float64" and features["plan"].dtype == object
     assert list(features.columns[:2]) == ["customer_id", "event_time"] and features.columns[-1] == "churned"
+    schema = {c.name: c.description for c in _metadata(instance, "features")["dagster/column_schema"].value.columns}
+    assert schema["age"] == "customer age in years (numeric, read as float64)" and schema["plan"].startswith("categ")
+    assert all(schema.values()), "every feature column says what it is"
     stored = _metadata(instance, "features")["parquet"].value
     pd.testing.assert_frame_equal(
         pd.read_parquet(stored), defs.load_asset_value("features", partition_key=DAYS[2], instance=instance)

@@ -31,7 +31,8 @@ def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
     def features(raw_data: pd.DataFrame, app_db: AppDatabase) -> dg.MaterializeResult[pd.DataFrame]:
         """Validated rows of one partition in the model's canonical types: ids, timestamp, features and target."""
         stored = app_db.contract(dataset.name)
-        spec = contract.feature_spec_of(contract.propose(config, raw_data, stored["columns"] if stored else None))
+        columns = contract.propose(config, raw_data, stored["columns"] if stored else None)
+        spec = contract.feature_spec_of(columns)
         target = raw_data[dataset.target]
         if dataset.task == "regression":
             target = read_numbers(target)
@@ -39,7 +40,8 @@ def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         return dg.MaterializeResult(
             value=frame,
             metadata={
-                **frame_metadata(frame, descriptions=dataset.descriptions),
+                # each column described by its role in the data contract (and its configured description)
+                **frame_metadata(frame, {n: c for n, c in columns.items() if n in frame.columns}, dataset.descriptions),
                 "numeric_features": ", ".join(spec.numeric),
                 "categorical_features": ", ".join(spec.categorical),
             },
