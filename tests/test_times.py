@@ -128,3 +128,15 @@ def test_a_price_every_five_years_is_irregular_and_its_empty_years_warn(tmp_path
     assert result.success, "a year without a price is normal for this data"
     [empty] = [e for e in result.get_asset_check_evaluations() if e.check_name == "non_empty"]
     assert not empty.passed and empty.severity.value == "WARN" and "irregular times" in empty.description
+
+
+@pytest.mark.parametrize(
+    ("scale", "unit"), [(1, "seconds"), (10**3, "milliseconds"), (10**6, "microseconds"), (10**9, "nanoseconds")]
+)
+def test_epoch_integers_are_read_in_the_unit_their_size_shows(tmp_path, write_config, scale, unit):
+    hours = _seattle_hours(lambda local: local.dt.tz_convert("UTC").astype("int64") // 10**9 * scale)
+    hours.to_csv(tmp_path / "temps.csv", index=False)
+    config = _config(write_config, "temps.csv", target="temp", task="regression", timestamp="date", timezone=ZONE)
+    partitions = partitioning(config)
+    assert f"timestamps read as epoch {unit} (UTC)" in partitions.note and partitions.keys()[0] == "2010-01-01"
+    assert len(read_partition(config, (pd.Timestamp("2010-01-05"), pd.Timestamp("2010-01-06")))) == 24

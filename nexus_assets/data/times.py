@@ -29,6 +29,7 @@ _FORMATS = (
     ("%d.%m.%Y", "day.month.year"),
     ("%Y%m%d", "yyyymmdd"),
 )
+_EPOCH_UNITS = ((1e11, "s", "seconds"), (1e14, "ms", "milliseconds"), (1e17, "us", "microseconds"))
 _SAMPLE = 2_000
 _READ_SHARE = 0.95
 # A time followed by Z or an offset: the text names its own zone.
@@ -58,8 +59,10 @@ def infer_format(raw: pd.Series) -> TimeFormat:
     if len(sample) and numbers.notna().all() and pd.api.types.is_numeric_dtype(numbers):
         if ((numbers % 1 == 0) & numbers.between(1000, 2999)).all():
             return TimeFormat("year", label="year numbers")
-        unit = "ms" if numbers.abs().median() > 1e11 else "s"
-        return TimeFormat("epoch", unit, f"epoch {'milliseconds' if unit == 'ms' else 'seconds'} (UTC)")
+        # The unit the magnitude shows: a time since 1973 in seconds is above 1e8, so each unit owns a range.
+        size = numbers.abs().median()
+        unit, name = next(((u, n) for bound, u, n in _EPOCH_UNITS if size < bound), ("ns", "nanoseconds"))
+        return TimeFormat("epoch", unit, f"epoch {name} (UTC)")
     text = sample.astype(str).str.strip()
     offsets = " with UTC offsets" if text.str.contains(_OFFSET).any() else ""
     for fmt, label in _FORMATS:
