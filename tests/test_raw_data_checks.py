@@ -206,3 +206,28 @@ def test_good_partition_passes_every_check(write_config, instance):
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
     assert len(result.get_asset_check_evaluations()) == 9
+
+
+def test_a_bad_value_in_one_table_is_named_with_its_file_line(tmp_path, write_config, instance):
+    import palmerpenguins
+
+    penguins = palmerpenguins.load_penguins().astype({"bill_length_mm": object})
+    penguins.loc[100, "bill_length_mm"] = "n/a?"
+    penguins.to_csv(tmp_path / "penguins.csv", index=False)
+    dataset = {
+        "name": "penguins",
+        "target": "species",
+        "task": "multiclass_classification",
+        "id_column": None,
+        "timestamp": None,
+        "start_date": None,
+        "end_date": None,
+        "classes": None,
+        "columns": None,
+    }
+    config = write_config(
+        {"dataset": dataset, "checks": {"ranges": None}}, source={"kind": "file", "path": "penguins.csv"}
+    )
+    result = materialize(build_definitions(config), instance, ["raw_data"])
+    assert not result.success
+    assert "row 100 (penguins.csv line 102): 'n/a?'" in _failed(result)["schema"]

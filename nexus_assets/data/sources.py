@@ -104,10 +104,10 @@ def locator(config: NexusConfig, part: Part) -> Locate | None:
     source = config.dataset.source
     if not isinstance(source, FileSource):
         return None
-    if isinstance(part, str):
-        path = _file_of(config, part)
-        return lambda rows: [_place(path, source, row) for row in rows]
-    if part is None or config.dataset.timestamp is None:
+    if isinstance(part, str) or part is None:  # one file's rows, or one table's, in the file's order
+        paths = [_file_of(config, part)] if part else _files(config, source)
+        return (lambda rows: [_place(paths[0], source, row) for row in rows]) if len(paths) == 1 else None
+    if config.dataset.timestamp is None:
         return None
     places = [
         (path, np.flatnonzero(((parsed >= part[0]) & (parsed < part[1])).to_numpy()))
