@@ -137,7 +137,7 @@ def _measure(method: str) -> dict:
     from nexus_cli.runs import dagster_instance, materialize
     from nexus_core import registry
     from nexus_core.config import load_config
-    from nexus_core.features import feature_spec, model_inputs
+    from nexus_core.features import fitted_spec, model_inputs
     from nexus_core.inference import predict
     from nexus_resources.settings import build_resources
 
@@ -151,7 +151,7 @@ def _measure(method: str) -> dict:
         pipeline = registry.load_pipeline(
             f"models:/{name}/{registry.aliases(mlflow.client(), name)[registry.CHAMPION]}"
         )
-        inputs = model_inputs(features, feature_spec(config, features))
+        inputs = model_inputs(features, fitted_spec(pipeline))
         started = time.perf_counter()
         predict(pipeline, inputs)
         rows = len(inputs)

@@ -67,9 +67,21 @@ Source = Annotated[SyntheticSource | FileSource | SqlSource, Field(discriminator
 
 
 class ColumnRoles(_Strict):
+    """Roles the config declares; the others are inferred from the values and shown in the data contract."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
     numeric: list[str] | None = None
     categorical: list[str] | None = None
+    text: list[str] = Field([], description="Free text: TF-IDF of its words and word pairs.")
+    lists: list[str] = Field(
+        [], alias="list", description="Delimiter-separated tokens ('Drama|Comedy'): a column per frequent token."
+    )
     drop: list[str] = []
+
+    @property
+    def declared(self) -> list[str]:
+        return [*(self.numeric or []), *(self.categorical or []), *self.text, *self.lists]
 
 
 class TimestampParts(_Strict):
@@ -166,8 +178,17 @@ class Range(_Strict):
 
 
 class ChecksConfig(_Strict):
-    max_null_rate: float = Field(0.5, ge=0, le=1)
-    null_rate: dict[str, float] = {}
+    max_null_rate: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="A limit on every feature's share of missing values; by default each column is held to the "
+        "share its first accepted load showed (the data contract), plus null_rate_tolerance.",
+    )
+    null_rate: dict[str, float] = Field({}, description="Limits on the share of missing values of single columns.")
+    null_rate_tolerance: float = Field(
+        0.3, ge=0, le=1, description="How far above its usual share of missing values a column may go."
+    )
     ranges: dict[str, Range] = {}
     allow_empty_partitions: bool = Field(
         False, description="Empty periods are normal for this data: an empty partition warns instead of blocking."
@@ -430,6 +451,8 @@ def _source_problems(config: NexusConfig) -> list[str]:
         "dataset.timestamp_parts": dataset.timestamp_parts.columns if dataset.timestamp_parts else [],
         "dataset.columns.numeric": dataset.columns.numeric or [],
         "dataset.columns.categorical": dataset.columns.categorical or [],
+        "dataset.columns.text": dataset.columns.text,
+        "dataset.columns.list": dataset.columns.lists,
         "dataset.columns.drop": dataset.columns.drop,
         "checks.ranges": list(config.checks.ranges),
         "checks.null_rate": list(config.checks.null_rate),

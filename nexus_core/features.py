@@ -14,45 +14,58 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.impute import SimpleImputer
+from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
-from nexus_core.config import NexusConfig
+# Bounds on the model's input width, whatever the number of distinct values (README "Your own data").
+ONE_HOT_LEVELS = 30  # columns per categorical feature; rarer levels share one
+ONE_HOT_MIN_ROWS = 5  # a level seen in fewer training rows joins the rare ones
+TEXT_TERMS = 5_000  # words and word pairs per text column, for families that take sparse input
+DENSE_TEXT_TERMS = 200  # the same for families that need dense input (histogram gradient boosting)
+LIST_TOKENS = 100  # the most frequent tokens of a list column
 
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """Which columns feed the model, by role."""
+    """Which columns feed the model, by role (the data contract's): numbers, and text-valued columns encoded by
+    cardinality and shape."""
 
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
+    high_cardinality: tuple[str, ...] = ()
+    text: tuple[str, ...] = ()
+    lists: tuple[tuple[str, str], ...] = ()  # (column, delimiter)
+    mostly_empty: tuple[str, ...] = ()  # numeric columns that get a missing indicator beside their values
+
+    @property
+    def numbers(self) -> list[str]:
+        return [*self.numeric, *self.mostly_empty]
+
+    @property
+    def documents(self) -> list[str]:
+        """Columns read as documents (text and lists), where missing is empty."""
+        return [*self.text, *(column for column, _ in self.lists)]
+
+    @property
+    def strings(self) -> list[str]:
+        return [*self.categorical, *self.high_cardinality, *self.documents]
 
     @property
     def columns(self) -> list[str]:
-        return [*self.numeric, *self.categorical]
-
-
-def feature_spec(config: NexusConfig, frame: pd.DataFrame) -> FeatureSpec:
-    """Declared column roles, with the undeclared ones inferred from the frame's dtypes."""
-    dataset = config.dataset
-    reserved = {dataset.target, dataset.id_column, dataset.timestamp, *dataset.columns.drop}
-    declared_numeric, declared_categorical = dataset.columns.numeric, dataset.columns.categorical
-    free = [c for c in frame.columns if c not in reserved]
-    if declared_numeric is None:
-        taken = set(declared_categorical or [])
-        declared_numeric = [c for c in free if c not in taken and _is_number(frame[c])]
-    if declared_categorical is None:
-        declared_categorical = [c for c in free if c not in set(declared_numeric)]
-    return FeatureSpec(tuple(declared_numeric), tuple(declared_categorical))
+        return [*self.numbers, *self.strings]
 
 
 def model_inputs(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
-    """The feature columns in canonical types: numbers as float64, categories as strings (NaN when missing)."""
+    """The feature columns in canonical types: numbers as float64, categories as strings (NaN when missing), text
+    and lists as strings (empty when missing)."""
     # Text that the data contract's check found readable as numbers; what is not is missing, as a None is.
-    numeric = {c: read_numbers(frame[c]) for c in spec.numeric}
-    categorical = {c: _strings(frame[c]) for c in spec.categorical}
-    return pd.DataFrame({**numeric, **categorical}, index=frame.index)[spec.columns]
+    numeric = {c: read_numbers(frame[c]) for c in spec.numbers}
+    categorical = {c: _strings(frame[c]) for c in (*spec.categorical, *spec.high_cardinality)}
+    documents = {c: _strings(frame[c]).fillna("") for c in spec.documents}
+    return pd.DataFrame({**numeric, **categorical, **documents}, index=frame.index)[spec.columns]
 
 
 # Numbers as spreadsheets write them: "90,000", "$1,234.50", "-€5", "18.01%", "10+ years", "< 1 year", "36 months".
@@ -95,6 +108,9 @@ def _strings(column: pd.Series) -> pd.Series:
     # Already strings (e.g. the `features` asset's own output): a C-level type scan instead of a Python map.
     if column.dtype == object and pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"):
         strings = column
+    elif pd.api.types.is_float_dtype(column) and (column.dropna() % 1 == 0).all():
+        # whole numbers that a missing value made float (ids, codes): "17" whichever partition they come from
+        strings = column.astype("Int64").astype(str).where(column.notna(), np.nan).astype(object)
     else:
         strings = column.map(str, na_action="ignore").astype(object)
     # Missing as NaN, never None (JSON null, Parquet null): the imputer fills NaN only, so a None would reach the
@@ -102,19 +118,70 @@ def _strings(column: pd.Series) -> pd.Series:
     return strings.where(strings.notna(), np.nan) if strings.hasnans else strings
 
 
-def build_preprocessor(spec: FeatureSpec) -> ColumnTransformer:
-    """Impute and scale numbers, impute and one-hot encode categories."""
-    numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
-    categorical = Pipeline(
-        [
-            ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
-            ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-        ]
-    )
+def build_preprocessor(spec: FeatureSpec, dense: bool = False, seed: int = 0) -> ColumnTransformer:
+    """Each column encoded by its role: numbers imputed and scaled (with a missing indicator where mostly empty),
+    categories one-hot with rare levels pooled, many-level categories target-encoded (cross-fitted), text as TF-IDF
+    of words and word pairs, lists as a column per frequent token. Sparse where sparse, unless `dense`."""
+    parts = [
+        ("numeric", _numbers(add_indicator=False), list(spec.numeric)),
+        ("mostly_empty", _numbers(add_indicator=True), list(spec.mostly_empty)),
+        ("categorical", _categories(sparse=not dense), list(spec.categorical)),
+        ("high_cardinality", _target_encoding(seed), list(spec.high_cardinality)),
+    ]
+    for column in spec.text:  # one column at a time: a vectorizer reads a 1-D column of documents
+        terms = DENSE_TEXT_TERMS if dense else TEXT_TERMS
+        tfidf = TfidfVectorizer(max_features=terms, ngram_range=(1, 2), min_df=2, sublinear_tf=True, dtype=np.float32)
+        parts.append((f"text:{column}", tfidf, column))
+    for column, delimiter in spec.lists:
+        tokens = rf"\s*([^{re.escape(delimiter)}]*[^{re.escape(delimiter)}\s])"  # tokens without the spaces around
+        vectorizer = CountVectorizer(token_pattern=tokens, lowercase=False, binary=True, max_features=LIST_TOKENS)
+        parts.append((f"list:{column}", vectorizer, column))
     return ColumnTransformer(
-        [("numeric", numeric, list(spec.numeric)), ("categorical", categorical, list(spec.categorical))],
+        [(name, step, columns) for name, step, columns in parts if len(columns)],
+        sparse_threshold=0 if dense else 0.3,
         verbose_feature_names_out=False,
     )
+
+
+def fitted_spec(pipeline: Pipeline) -> FeatureSpec | None:
+    """The roles a fitted pipeline's `build_preprocessor` step encodes its columns by; None for another shape."""
+    try:
+        step = pipeline.named_steps["features"]
+        fitted = {name: columns for name, _, columns in step.transformers_ if name != "remainder"}
+    except (AttributeError, KeyError):
+        return None
+    listed = [list(columns) for name, columns in fitted.items() if not isinstance(columns, str)]
+    if any(not all(isinstance(c, str) for c in columns) for columns in listed):
+        return None
+    return FeatureSpec(
+        numeric=tuple(fitted.get("numeric", ())),
+        categorical=tuple(fitted.get("categorical", ())),
+        high_cardinality=tuple(fitted.get("high_cardinality", ())),
+        text=tuple(columns for name, columns in fitted.items() if name.startswith("text:")),
+        lists=tuple((columns, "") for name, columns in fitted.items() if name.startswith("list:")),
+        mostly_empty=tuple(fitted.get("mostly_empty", ())),
+    )
+
+
+def _numbers(add_indicator: bool) -> Pipeline:
+    return Pipeline(
+        [("impute", SimpleImputer(strategy="median", add_indicator=add_indicator)), ("scale", StandardScaler())]
+    )
+
+
+def _categories(sparse: bool) -> Pipeline:
+    encode = OneHotEncoder(
+        handle_unknown="infrequent_if_exist",
+        min_frequency=ONE_HOT_MIN_ROWS,
+        max_categories=ONE_HOT_LEVELS,
+        sparse_output=sparse,
+    )
+    return Pipeline([("impute", SimpleImputer(strategy="constant", fill_value="missing")), ("encode", encode)])
+
+
+def _target_encoding(seed: int) -> Pipeline:
+    encode = TargetEncoder(cv=KFold(5, shuffle=True, random_state=seed))
+    return Pipeline([("impute", SimpleImputer(strategy="constant", fill_value="missing")), ("encode", encode)])
 
 
 def compile_preprocessor(pipeline: Pipeline, spec: FeatureSpec) -> Callable[[list[dict]], np.ndarray] | None:
@@ -130,15 +197,23 @@ def compile_preprocessor(pipeline: Pipeline, spec: FeatureSpec) -> Callable[[lis
         medians = numeric.named_steps["impute"].statistics_
         mean, scale = numeric.named_steps["scale"].mean_, numeric.named_steps["scale"].scale_
         fill = categorical.named_steps["impute"].fill_value
-        categories = categorical.named_steps["encode"].categories_
+        encoder = categorical.named_steps["encode"]
+        categories = encoder.categories_
+        infrequent = encoder.infrequent_categories_
     except (AttributeError, KeyError):
         return None
     if mean is None or scale is None or len(medians) != len(spec.numeric) or len(categories) != len(spec.categorical):
         return None
     numeric_columns, width, lookups = list(spec.numeric), len(spec.numeric), []
-    for column, values in zip(spec.categorical, categories, strict=True):
-        lookups.append((column, {value: width + i for i, value in enumerate(values.tolist())}))
-        width += len(values)
+    for column, values, rare in zip(spec.categorical, categories, infrequent, strict=True):
+        # OneHotEncoder's layout: the frequent levels in order, then one column for all rare (and unseen) levels
+        rare = set() if rare is None else set(rare.tolist())
+        frequent = [value for value in values.tolist() if value not in rare]
+        lookup = {value: width + i for i, value in enumerate(frequent)}
+        pooled = width + len(frequent) if rare else -1
+        lookup.update(dict.fromkeys(rare, pooled))
+        lookups.append((column, lookup, pooled))
+        width += len(frequent) + bool(rare)
 
     def transform(records: list[dict]) -> np.ndarray:
         rows = np.arange(len(records))
@@ -148,9 +223,11 @@ def compile_preprocessor(pipeline: Pipeline, spec: FeatureSpec) -> Callable[[lis
         numbers -= mean
         numbers /= scale  # in StandardScaler's order, so the floats are the same
         out[:, : len(numeric_columns)] = numbers
-        for column, lookup in lookups:
-            # -1 for unknown categories, whose one-hot columns stay all zero
-            index = np.array([lookup.get(fill if (v := r[column]) is None else v, -1) for r in records], dtype=np.int64)
+        for column, lookup, pooled in lookups:
+            # unseen levels go where the rare ones are, or (-1) nowhere: all their one-hot columns stay zero
+            index = np.array(
+                [lookup.get(fill if (v := r[column]) is None else v, pooled) for r in records], dtype=np.int64
+            )
             known = index >= 0
             out[rows[known], index[known]] = 1.0
         return out
@@ -162,7 +239,7 @@ def input_bounds(pipeline: Pipeline, spec: FeatureSpec) -> dict[str, tuple[float
     """The range of each numeric input that the fitted transform keeps within float32, which tree models compute in
     (with a factor 2 to spare): a larger finite number would become infinite inside the model and fail it."""
     limit = float(np.finfo(np.float32).max) / 2
-    bounds = dict.fromkeys(spec.numeric, (-limit, limit))
+    bounds = dict.fromkeys(spec.numbers, (-limit, limit))
     steps = _fitted_steps(pipeline)
     if steps is None:  # not built by build_preprocessor: the plain float32 range
         return bounds
@@ -181,10 +258,9 @@ def _fitted_steps(pipeline: Pipeline) -> tuple[Pipeline, Pipeline] | None:
     """The fitted numeric and categorical parts of the pipeline's `build_preprocessor` step; None for another shape."""
     try:
         step = pipeline.named_steps["features"]
+        fitted = {name for name, _, columns in step.transformers_ if name != "remainder"}
+        if fitted != {"numeric", "categorical"}:  # other encodings: the pipeline's own transform serves them
+            return None
         return step.named_transformers_["numeric"], step.named_transformers_["categorical"]
     except (AttributeError, KeyError):
         return None
-
-
-def _is_number(column: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)

@@ -16,14 +16,13 @@ from nexus_core.trees import UnsafeModel, check_trees
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
 
-# Exactly the types skops does not trust by default that each family's fitted pipeline contains.
+# Exactly the types skops does not trust by default that each family's fitted pipeline contains: the feature
+# step's (the target encoder's cross-fitting splitter) and the model's.
+_FEATURES = ["numpy.dtype", "sklearn.model_selection._split.KFold"]
 TRUSTED_TYPES = {
-    "linear": ["numpy.dtype"],
-    "random_forest": ["numpy.dtype", "sklearn.tree._tree.Tree"],
-    "hist_gradient_boosting": [
-        "numpy.dtype",
-        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    ],
+    "linear": _FEATURES,
+    "random_forest": [*_FEATURES, "sklearn.tree._tree.Tree"],
+    "hist_gradient_boosting": [*_FEATURES, "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"],
 }
 ALL_TRUSTED_TYPES = sorted({t for types in TRUSTED_TYPES.values() for t in types})
 

@@ -22,7 +22,7 @@ from pydantic_core import to_json
 from sklearn.pipeline import Pipeline
 from typing_extensions import TypedDict
 
-from nexus_core.features import FeatureSpec, compile_preprocessor, input_bounds, model_inputs
+from nexus_core.features import FeatureSpec, compile_preprocessor, fitted_spec, input_bounds, model_inputs
 from nexus_core.inference import decision_threshold, predict
 from nexus_core.registry import CHAMPION, load_pipeline
 from nexus_core.trees import UnsafeModel
@@ -51,8 +51,8 @@ class ServedModel:
         # TypedDicts validate straight into dicts: no model objects to build and dump per record.
         bounds = input_bounds(self.pipeline, self.spec)
         fields = {
-            c: Annotated[StrictFloat, Field(ge=bounds[c][0], le=bounds[c][1])] | None for c in self.spec.numeric
-        } | {c: StrictStr | None for c in self.spec.categorical}
+            c: Annotated[StrictFloat, Field(ge=bounds[c][0], le=bounds[c][1])] | None for c in self.spec.numbers
+        } | {c: StrictStr | None for c in self.spec.strings}
         if self.id_column and self.id_column not in fields:
             fields[self.id_column] = NotRequired[StrictInt | StrictStr | None]
         record = TypedDict(f"Record_v{self.version}", fields)
@@ -149,10 +149,12 @@ def _check(
     if example is None:
         raise UnsafeModel(f"{uri} has no input example to check it with")
     inputs = logged.signature.inputs.to_dict()
-    spec = FeatureSpec(
+    spec = fitted_spec(pipeline) or FeatureSpec(
         numeric=tuple(c["name"] for c in inputs if c["type"] in _NUMBER_TYPES),
         categorical=tuple(c["name"] for c in inputs if c["type"] not in _NUMBER_TYPES),
     )
+    if sorted(spec.columns) != sorted(c["name"] for c in inputs):
+        raise UnsafeModel(f"{uri}: its signature's columns are not the ones its feature step reads")
     model = ServedModel(name, version, pipeline, spec, info, id_column=id_column, max_records=max_records)
     if model.threshold is not None:
         objective = (logged.metadata or {}).get("threshold_objective")
@@ -172,7 +174,7 @@ def _compiled_transform(model: ServedModel) -> Callable[[list[dict]], np.ndarray
     transform = compile_preprocessor(model.pipeline, model.spec)
     if transform is None or not model.example:
         return None
-    unseen = {**model.example[0], **dict.fromkeys(model.spec.categorical, "\x00unseen")}
+    unseen = {**model.example[0], **dict.fromkeys(model.spec.strings, "\x00unseen")}
     probe = [*model.example, dict.fromkeys(model.spec.columns), unseen]
     expected = np.asarray(model.pipeline[:-1].transform(model.frame(probe)), dtype=np.float64)
     got = transform(probe)

@@ -5,12 +5,13 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 
+from nexus_assets.data import contract
 from nexus_assets.data.synthetic import generate_day
 from nexus_assets.definitions import build_definitions
 from nexus_assets.features.split import TrainingDataset
 from nexus_cli.runs import materialize
 from nexus_core.config import SyntheticSource
-from nexus_core.features import build_preprocessor, feature_spec, model_inputs
+from nexus_core.features import build_preprocessor, model_inputs
 
 DAYS = [f"2026-01-0{d}" for d in range(1, 8)]
 
@@ -35,7 +36,10 @@ def test_data_assets_materialize_per_partition_with_metadata_owners_and_column_d
     assert "customer_id" in raw["preview"].value
     columns = {c.name: c for c in raw["dagster/column_schema"].value.columns}
     assert set(columns) >= {"age", "plan", "churned"}
-    assert columns["age"].description == "customer age in years (numeric, read as float64)"
+    assert (
+        columns["age"].description
+        == "customer age in years (numeric: declared in dataset.columns.numeric; read as float64)"
+    )
     graph = defs.get_repository_def().asset_graph
     for asset in ("raw_data", "features"):
         assert graph.get(dg.AssetKey(asset)).owners == ["team:retention", "ana@example.com"]
@@ -43,7 +47,11 @@ def test_data_assets_materialize_per_partition_with_metadata_owners_and_column_d
     assert features["age"].dtype == "float64" and features["plan"].dtype == object
     assert list(features.columns[:2]) == ["customer_id", "event_time"] and features.columns[-1] == "churned"
     schema = {c.name: c.description for c in _metadata(instance, "features")["dagster/column_schema"].value.columns}
-    assert schema["age"] == "customer age in years (numeric, read as float64)" and schema["plan"].startswith("categ")
+    assert schema[
+        "age"
+    ] == "customer age in years (numeric: declared in dataset.columns.numeric; read as float64)" and schema[
+        "plan"
+    ].startswith("categ")
     assert all(schema.values()), "every feature column says what it is"
     stored = _metadata(instance, "features")["parquet"].value
     pd.testing.assert_frame_equal(
@@ -88,8 +96,10 @@ def test_missing_categories_stored_as_parquet_are_imputed(tmp_path, write_config
     defs = build_definitions(config)
     assert materialize(defs, instance, ["raw_data", "features"]).success
     features = defs.load_asset_value("features", instance=instance)
-    spec = feature_spec(config, features)
-    encoded = build_preprocessor(spec).set_output(transform="pandas").fit_transform(model_inputs(features, spec))
+    spec = contract.feature_spec_of(contract.propose(config, features, None))
+    encoded = (
+        build_preprocessor(spec, dense=True).set_output(transform="pandas").fit_transform(model_inputs(features, spec))
+    )
     assert encoded["plan_missing"].sum() == 20
 
 

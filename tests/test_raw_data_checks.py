@@ -145,9 +145,11 @@ def test_the_first_good_load_fixes_the_data_contract(tmp_path, write_config, ins
         assert materialize(defs, instance, ["raw_data", "features"], day).success
     contract = defs.resources["app_db"].contract("churn")
     assert contract["version"] == 1 and contract["fixed_by"] == DAYS[0]
-    assert contract["columns"]["age"] == {"role": "numeric", "type": "number"}
-    assert contract["columns"]["plan"] == {"role": "categorical", "type": "string"}
-    assert contract["columns"]["churned"] == {"role": "target", "type": "integer"}
+    age, plan, churned = (contract["columns"][name] for name in ("age", "plan", "churned"))
+    assert (age["role"], age["type"], age["why"]) == ("numeric", "number", "numbers")
+    assert age["usual"] == {"rows": 300, "null_share": 0.0, "min": 18.0, "max": 84.0}, "what later loads are held to"
+    assert (plan["role"], plan["type"], plan["usual"]["distinct"]) == ("categorical", "string", 3)
+    assert (churned["role"], churned["type"]) == ("target", "integer") and "usual" not in churned
     schema = instance.get_latest_materialization_event(dg.AssetKey("raw_data")).asset_materialization.metadata[
         "dagster/column_schema"
     ]

@@ -61,11 +61,11 @@ def test_persistent_drift_or_degradation_requests_a_retrain():
 
 def test_a_retrain_for_a_change_learns_from_the_partitions_since_it_when_they_are_enough(write_config):
     from nexus_assets.features.split import split_by_partition
-    from nexus_core.features import feature_spec
+    from nexus_core.features import FeatureSpec
 
     config = write_config({"training": {"window_partitions": 14, "min_rows": 400}})
     days = {f"2026-01-{d:02d}": pd.DataFrame({"age": [float(d)] * 300, "churned": [0, 1] * 150}) for d in range(1, 15)}
-    spec = feature_spec(config, days["2026-01-01"])
+    spec = FeatureSpec(numeric=("age",), categorical=())
     cut = split_by_partition(days, config, spec, since="2026-01-10")
     assert cut.manifest["train"]["partitions"][0] == "2026-01-10" and cut.train["age"].min() == 10
     assert cut.manifest["window"] == "from 2026-01-10, where the change the retrain was requested for began"

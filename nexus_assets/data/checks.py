@@ -21,7 +21,8 @@ RAW_DATA_CHECKS = {
     "target_present": "The target column is there and at least checks.min_labelled_share of rows have a value; rows "
     "awaiting a label are kept, scored and monitored, and left out of training.",
     "target_valid": "The target's values fit the task (classes, a single pair for binary, finite numbers).",
-    "null_rates": "No feature column has more missing values than allowed.",
+    "null_rates": "No feature has far more missing values than usual for it (the data contract's), or than "
+    "checks.max_null_rate / checks.null_rate allow where set.",
     "value_ranges": "Configured columns stay within their limits.",
     "unique_ids": "No id appears twice.",
     "in_range": "Every row of the source falls in some partition (a warning: such rows are in none to block).",
@@ -196,15 +197,31 @@ def label_text(values: pd.Series) -> pd.Series:
 
 
 def _null_rates(frame: pd.DataFrame, config: NexusConfig, columns: Columns) -> Outcome:
-    limits = config.checks
+    """Each feature's share of missing values against the limit the config sets, or else against the share usual for
+    it (the contract's), with the tolerance and what the partition's size leaves to chance."""
+    checks = config.checks
     features = [c for c in feature_spec_of(columns).columns if c in frame.columns]
     rates = frame[features].isna().mean() if len(frame) else pd.Series()
     problems = []
     for column, rate in rates.items():
-        limit = limits.null_rate.get(column, limits.max_null_rate)
-        if rate > limit:
-            what = "is entirely null" if rate == 1 else f"is {rate:.1%} null"
-            problems.append(f"column {column!r} {what} (limit {limit:.0%}, checks.max_null_rate)")
+        what = "is entirely null" if rate == 1 else f"is {rate:.1%} null"
+        if column in checks.null_rate or checks.max_null_rate is not None:
+            limit = checks.null_rate.get(column, checks.max_null_rate)
+            key = f"checks.null_rate.{column}" if column in checks.null_rate else "checks.max_null_rate"
+            if rate > limit:
+                problems.append(f"column {column!r} {what} (limit {limit:.0%}, {key})")
+            continue
+        usual = columns[column].get("usual")
+        if usual is None:
+            continue
+        share = max(usual["null_share"], 0.01)
+        chance = 3 * np.sqrt(share * (1 - share) * (1 / max(usual["rows"], 1) + 1 / len(frame)))
+        if rate > usual["null_share"] + max(checks.null_rate_tolerance, chance):
+            problems.append(
+                f"column {column!r} {what}, usually {usual['null_share']:.1%} (the data contract's; more than "
+                f"checks.null_rate_tolerance={checks.null_rate_tolerance:g} above it): fix the source, or set "
+                f"checks.null_rate.{column} if this is its new normal"
+            )
     return problems, {"null_rates": dg.MetadataValue.json({c: round(float(r), 4) for c, r in rates.items()})}
 
 

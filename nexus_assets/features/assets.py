@@ -12,7 +12,7 @@ from nexus_assets.lib.metadata import frame_metadata
 from nexus_assets.partitions import partitions_def
 from nexus_core import names
 from nexus_core.config import NexusConfig
-from nexus_core.features import feature_spec, model_inputs, read_numbers
+from nexus_core.features import FeatureSpec, model_inputs, read_numbers
 from nexus_resources.app_db import AppDatabase
 
 
@@ -42,8 +42,7 @@ def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
             metadata={
                 # each column described by its role in the data contract (and its configured description)
                 **frame_metadata(frame, {n: c for n, c in columns.items() if n in frame.columns}, dataset.descriptions),
-                "numeric_features": ", ".join(spec.numeric),
-                "categorical_features": ", ".join(spec.categorical),
+                "features": dg.MetadataValue.md(_features_by_role(spec)),
             },
         )
 
@@ -53,19 +52,24 @@ def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         code_version="2",
         ins={"features": dg.AssetIn(metadata={"allow_missing_partitions": True})},
     )
-    def training_dataset(context: dg.AssetExecutionContext, features: Any) -> dg.MaterializeResult[TrainingDataset]:
+    def training_dataset(
+        context: dg.AssetExecutionContext, features: Any, app_db: AppDatabase
+    ) -> dg.MaterializeResult[TrainingDataset]:
         """The latest training window of labelled rows, split by time into train, validation and a frozen holdout."""
+        stored = app_db.contract(dataset.name)
+        if stored is None:
+            raise dg.Failure(f"no data contract for {dataset.name} yet; materialize raw_data and features first")
+        spec = contract.feature_spec_of(stored["columns"])
         # Partitioned features arrive as {partition: frame}; an unpartitioned dataset as one frame.
         if isinstance(features, dict):
             if not features:
                 raise dg.Failure("no partition of features is materialized yet; materialize raw_data and features")
             labels = labelling(config, pd.concat(features.values(), ignore_index=True))
-            spec = feature_spec(config, next(iter(features.values())))
             partitions = {key: labels.apply(frame) for key, frame in features.items()}
             data = split_by_partition(partitions, config, spec, since=context.run.tags.get(names.REGIME_START))
         else:
             labels = labelling(config, features)
-            data = split_by_row(labels.apply(features), config, feature_spec(config, features))
+            data = split_by_row(labels.apply(features), config, spec)
         return dg.MaterializeResult(value=data, metadata=_split_metadata(data) | labels.metadata())
 
     return [features, training_dataset]
@@ -122,3 +126,16 @@ def _split_metadata(data: TrainingDataset) -> dict[str, dg.MetadataValue]:
         "window_hash": dg.MetadataValue.text(data.manifest["window_hash"]),
         "holdout_hash": dg.MetadataValue.text(data.manifest["holdout"]["content_hash"]),
     }
+
+
+def _features_by_role(spec: FeatureSpec) -> str:
+    roles = {
+        "numeric": spec.numeric,
+        "numeric, mostly empty (with a missing indicator)": spec.mostly_empty,
+        "categorical (one-hot)": spec.categorical,
+        "high cardinality (target-encoded)": spec.high_cardinality,
+        "text (TF-IDF)": spec.text,
+        "list (a column per frequent token)": spec.documents[len(spec.text) :],
+    }
+    rows = "\n".join(f"| {role} | {', '.join(columns)} |" for role, columns in roles.items() if columns)
+    return f"| role | columns |\n|---|---|\n{rows}"

@@ -22,7 +22,7 @@ def frame_metadata(
 
     if contract:
         schema = [
-            dg.TableColumn(name, column["type"], description=described(name, _role(column["role"], frame, name)))
+            dg.TableColumn(name, column["type"], description=described(name, _role(column, frame, name)))
             for name, column in contract.items()
         ]
     else:
@@ -39,8 +39,9 @@ def frame_metadata(
     }
 
 
-def _role(role: str, frame: pd.DataFrame, name: str) -> str:
-    return f"{role}, read as {frame[name].dtype}" if name in frame else f"{role}, missing"
+def _role(column: dict, frame: pd.DataFrame, name: str) -> str:
+    role = f"{column['role']}: {column['why']};" if column.get("why") else f"{column['role']},"
+    return f"{role} read as {frame[name].dtype}" if name in frame else f"{role} missing"
 
 
 def key_values(mapping: dict) -> dg.MetadataValue:

@@ -9,13 +9,13 @@ from mlflow.exceptions import MlflowException
 from nexus_assets.lib import reference as reference_sample
 from nexus_assets.monitoring import drift, performance
 from nexus_assets.monitoring.labels import build_ground_truth
-from nexus_assets.monitoring.scoring import build_batch_predictions, score
+from nexus_assets.monitoring.scoring import build_batch_predictions, model_spec, score
 from nexus_assets.monitoring.shadow import build_shadow_comparison
 from nexus_assets.partitions import partitions_def
 from nexus_assets.training.metrics import metrics_for
 from nexus_core import registry
 from nexus_core.config import NexusConfig
-from nexus_core.features import feature_spec, model_inputs
+from nexus_core.features import model_inputs
 from nexus_resources.app_db import AppDatabase
 from nexus_resources.mlflow import MlflowResource
 from nexus_resources.reports import ReportStore
@@ -140,7 +140,7 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                 "empty in its training run), so drift cannot be measured; retrain through the platform so the next "
                 f"champion logs one. The predictions of {context.partition_key} stay stored."
             )
-        spec = feature_spec(config, features)
+        spec = model_spec(pipeline, name, version)
         # by position: a sampled reference keeps its rows' original index, the scores come numbered from 0
         scores = _prediction_score(score(pipeline, reference[spec.columns])).to_numpy()
         reference = reference.assign(**{drift.PREDICTION: scores})

@@ -35,7 +35,7 @@ def measure(reference: pd.DataFrame, current: pd.DataFrame, spec: FeatureSpec, d
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    numeric = [*spec.numeric, *([PREDICTION] if PREDICTION in reference and PREDICTION in current else [])]
+    numeric = [*spec.numbers, *([PREDICTION] if PREDICTION in reference and PREDICTION in current else [])]
     columns = [*numeric, *spec.categorical]
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=list(spec.categorical))
     snapshot = Report([DataDriftPreset(drift_share=drift_share)]).run(

@@ -5,11 +5,12 @@ import datetime as dt
 import dagster as dg
 import numpy as np
 import pandas as pd
+from sklearn.pipeline import Pipeline
 
 from nexus_assets.lib.background import Background
 from nexus_core import registry, shadow
 from nexus_core.config import NexusConfig
-from nexus_core.features import feature_spec, model_inputs
+from nexus_core.features import FeatureSpec, fitted_spec, model_inputs
 from nexus_core.inference import predict
 from nexus_resources.app_db import AppDatabase
 from nexus_resources.mlflow import MlflowResource
@@ -40,7 +41,7 @@ def build_batch_predictions(config: NexusConfig, partitions: dg.PartitionsDefini
             shadowing = (
                 registry.load_pipeline(f"models:/{name}/{challenger}") if challenger not in (None, version) else None
             )
-        spec, step = feature_spec(config, features), config.monitoring.score_chunk_rows
+        spec, step = model_spec(pipeline, name, version), config.monitoring.score_chunk_rows
         row_ids = ids(features, id_column).to_numpy()  # in their source type here and in Parquet; text in the app DB
         parts, shadows = [], []
         # Rows are written to the app database on a thread while the next chunk is scored.
@@ -117,3 +118,11 @@ def _text(labels: np.ndarray) -> np.ndarray:
     """Labels as strings, converting each distinct label once (a tenth of the cost of `astype(str)` per row)."""
     codes, distinct = pd.factorize(labels, use_na_sentinel=False)
     return distinct.astype(str).astype(object)[codes]
+
+
+def model_spec(pipeline: Pipeline, name: str, version: str) -> FeatureSpec:
+    """The columns a logged model reads, by the roles its own feature step encodes them by."""
+    spec = fitted_spec(pipeline)
+    if spec is None:
+        raise dg.Failure(f"version {version} of {name} was not trained by NexusML (no feature step to read)")
+    return spec

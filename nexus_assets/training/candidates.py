@@ -62,7 +62,11 @@ def baseline(task: str) -> BaseEstimator:
 
 def pipeline(config: NexusConfig, data: TrainingDataset, model: BaseEstimator) -> Pipeline:
     """`model` behind the feature transform, fitted on the training part."""
-    pipe = Pipeline([("features", build_preprocessor(data.spec)), ("model", model)])
+    # Histogram boosting takes dense input only: it gets a narrower text encoding instead of a sparse matrix.
+    dense = not model.__sklearn_tags__().input_tags.sparse
+    pipe = Pipeline(
+        [("features", build_preprocessor(data.spec, dense=dense, seed=config.model.seed)), ("model", model)]
+    )
     return pipe.fit(model_inputs(data.train, data.spec), target(config, data.train))
 
 
