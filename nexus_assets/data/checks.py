@@ -144,6 +144,8 @@ def _target_present(frame: pd.DataFrame, config: NexusConfig, locate: Locate | N
     name = config.dataset.target
     if name not in frame.columns:
         return [f"target column {name!r} is missing"], {}
+    if frame.empty:
+        return [], {"awaiting_label": 0}
     missing = frame[name].isna()
     awaiting, share, minimum = int(missing.sum()), 1 - float(missing.mean()), config.checks.min_labelled_share
     metadata = {"awaiting_label": awaiting, "labelled_share": round(share, 4)}

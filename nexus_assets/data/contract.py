@@ -68,6 +68,9 @@ def _column(config: NexusConfig, name: str, values: pd.Series, declared: str | N
         entry["parse"] = parse
     if role in FEATURE_ROLES:
         entry["usual"] = _usual(values, role)
+        if entry["usual"]["null_share"] > MOSTLY_EMPTY:
+            kept = "with a missing indicator" if role == "numeric" else "missing as a value of its own"
+            entry["why"] += f"; mostly empty ({entry['usual']['null_share']:.0%} in its first load), {kept}"
     return entry
 
 
@@ -93,12 +96,12 @@ def _role(name: str, values: pd.Series, declared: str | None) -> tuple[str, str]
         integers = bool((read_numbers(present) % 1 == 0).all())
         if not (integers and _ID_NAME.search(name)):
             return "numeric", "numbers"
-        if keyed:
+        if keyed or (rows >= _TEXT_MIN_ROWS and distinct == rows):
             return "unused", _key_note(distinct, rows, "an id by its name")
-        encoded = "target-encoded" if distinct > HIGH_CARDINALITY else "one-hot encoded"
-        return ("high_cardinality" if distinct > HIGH_CARDINALITY else "categorical"), (
-            f"an id by its name ({distinct} distinct integers): {encoded}, not used as a number; declare it in "
-            "dataset.columns.numeric to use it as one"
+        # ids keep coming (new users, new items): target-encoded however few the first load holds
+        return "high_cardinality", (
+            f"an id by its name ({distinct} distinct integers in its first load): target-encoded, not used as a "
+            "number; declare it in dataset.columns.numeric to use it as one"
         )
     text = present.astype(str)
     delimiter = _delimiter(text)
@@ -108,7 +111,7 @@ def _role(name: str, values: pd.Series, declared: str | None) -> tuple[str, str]
     if rows >= _TEXT_MIN_ROWS and words >= _TEXT_WORDS and distinct >= _TEXT_DISTINCT * rows:
         return "text", f"free text: {words:.0f} words on average, {distinct / rows:.0%} of values distinct"
     if keyed:
-        return "unused", _key_note(distinct, rows, "text")
+        return "unused", _key_note(distinct, rows, "values")
     if distinct > HIGH_CARDINALITY:
         return "high_cardinality", f"{distinct} distinct values: target-encoded"
     return "categorical", f"{distinct} distinct values"
