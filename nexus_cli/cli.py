@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import os
@@ -229,7 +230,7 @@ def _serve(config: NexusConfig, args: argparse.Namespace) -> int:
 
 def _serve_once(record: dict) -> bool:
     """Start the service from the demo's Bento, ask it for one prediction, show the curl that does the same."""
-    values = {k: None if pd.isna(v) else v.item() if hasattr(v, "item") else v for k, v in record.items()}
+    values = {k: None if pd.isna(v) else _json_value(v) for k, v in record.items()}
     body = json.dumps({"records": [values]})
     log = log_path("serve")
     settings = load_settings()
@@ -286,3 +287,9 @@ def _reason(error) -> str:
     while error.cause is not None and "Failure" not in error.cls_name:
         error = error.cause
     return error.message.strip().removeprefix("dagster._core.definitions.events.Failure: ")
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, dt.datetime):  # pandas' Timestamp too
+        return value.isoformat()
+    return value.item() if hasattr(value, "item") else value

@@ -126,6 +126,11 @@ class DatasetConfig(_Strict):
     timestamp_parts: TimestampParts | None = Field(
         None, description="Year, month, day (and hour) columns assembled into the `timestamp` column, which names it."
     )
+    timestamp_unit: Literal["s", "ms", "us", "ns"] | None = Field(
+        None,
+        description="The unit of a timestamp written as a number since 1970 (epoch); default: the unit its "
+        "magnitude shows.",
+    )
     timezone: Annotated[str, AfterValidator(_timezone)] = Field(
         "UTC",
         description="Where a day starts: timestamps with an offset are converted to it, those without are taken "

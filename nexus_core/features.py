@@ -7,12 +7,15 @@ the logged model and nothing outside it can drift from training.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.impute import SimpleImputer
@@ -39,6 +42,8 @@ class FeatureSpec:
     text: tuple[str, ...] = ()
     lists: tuple[tuple[str, str], ...] = ()  # (column, delimiter)
     mostly_empty: tuple[str, ...] = ()  # numeric columns that get a missing indicator beside their values
+    time: tuple[str, ...] = ()  # timestamps whose hour, weekday and month feed the model (never the time itself)
+    timezone: str = "UTC"  # where the time's hour and day are read
 
     @property
     def numbers(self) -> list[str]:
@@ -55,7 +60,7 @@ class FeatureSpec:
 
     @property
     def columns(self) -> list[str]:
-        return [*self.numbers, *self.strings]
+        return [*self.numbers, *self.strings, *self.time]
 
 
 def model_inputs(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
@@ -65,7 +70,8 @@ def model_inputs(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     numeric = {c: read_numbers(frame[c]) for c in spec.numbers}
     categorical = {c: _strings(frame[c]) for c in (*spec.categorical, *spec.high_cardinality)}
     documents = {c: _strings(frame[c]).fillna("") for c in spec.documents}
-    return pd.DataFrame({**numeric, **categorical, **documents}, index=frame.index)[spec.columns]
+    times = {c: frame[c] for c in spec.time}  # as they come: TimeParts reads them in the dataset's time zone
+    return pd.DataFrame({**numeric, **categorical, **documents, **times}, index=frame.index)[spec.columns]
 
 
 # Numbers as spreadsheets write them: "90,000", "$1,234.50", "-€5", "18.01%", "10+ years", "< 1 year", "36 months".
@@ -132,6 +138,8 @@ def build_preprocessor(spec: FeatureSpec, dense: bool = False, seed: int = 0) ->
         terms = DENSE_TEXT_TERMS if dense else TEXT_TERMS
         tfidf = TfidfVectorizer(max_features=terms, ngram_range=(1, 2), min_df=2, sublinear_tf=True, dtype=np.float32)
         parts.append((f"text:{column}", tfidf, column))
+    if spec.time:
+        parts.append(("time", TimeParts(timezone=spec.timezone), list(spec.time)))
     for column, delimiter in spec.lists:
         tokens = rf"\s*([^{re.escape(delimiter)}]*[^{re.escape(delimiter)}\s])"  # tokens without the spaces around
         vectorizer = CountVectorizer(token_pattern=tokens, lowercase=False, binary=True, max_features=LIST_TOKENS)
@@ -160,7 +168,59 @@ def fitted_spec(pipeline: Pipeline) -> FeatureSpec | None:
         text=tuple(columns for name, columns in fitted.items() if name.startswith("text:")),
         lists=tuple((columns, "") for name, columns in fitted.items() if name.startswith("list:")),
         mostly_empty=tuple(fitted.get("mostly_empty", ())),
+        time=tuple(fitted.get("time", ())),
+        timezone=step.named_transformers_["time"].timezone if "time" in fitted else "UTC",
     )
+
+
+class TimeParts(TransformerMixin, BaseEstimator):
+    """The cyclical parts of times (hour of day, weekday, month) that vary in the training rows, one-hot: what a
+    model can use of a time, never the time itself, which only grows and puts every new partition outside the
+    training range. Times with a UTC offset are read in `timezone`; a missing time has no part."""
+
+    PARTS = ("hour", "weekday", "month")
+
+    def __init__(self, timezone: str = "UTC") -> None:
+        self.timezone = timezone
+
+    def fit(self, X: pd.DataFrame, y: object = None) -> TimeParts:
+        frame = pd.DataFrame(X)
+        self.n_features_in_ = frame.shape[1]
+        self.columns_ = [str(c) for c in frame.columns]
+        self.levels_ = []  # (column index, part, values seen in training), for each part that varies
+        for index in range(frame.shape[1]):
+            times = self._local(frame.iloc[:, index])
+            for part in self.PARTS:
+                seen = sorted(int(v) for v in getattr(times.dt, part).dropna().unique())
+                if len(seen) > 1:
+                    self.levels_.append((index, part, seen))
+        return self
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        frame = pd.DataFrame(X)
+        times = [self._local(frame.iloc[:, index]) for index in range(frame.shape[1])]
+        blocks = [
+            getattr(times[index].dt, part).to_numpy(dtype=np.float64)[:, None] == np.asarray(seen, dtype=np.float64)
+            for index, part, seen in self.levels_
+        ]
+        return np.hstack(blocks).astype(np.float64) if blocks else np.zeros((len(frame), 0))
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        return np.array(
+            [f"{self.columns_[index]}_{part}_{value}" for index, part, seen in self.levels_ for value in seen],
+            dtype=object,
+        )
+
+    def _local(self, values: pd.Series) -> pd.Series:
+        """Times as naive datetimes in the time zone: stored (datetime64) ones, or those a request brought."""
+        if pd.api.types.is_datetime64_any_dtype(values):
+            aware = values.dt.tz is not None
+            return values.dt.tz_convert(self.timezone).dt.tz_localize(None) if aware else values
+        zone = ZoneInfo(self.timezone)
+        local = [
+            v.astimezone(zone).replace(tzinfo=None) if isinstance(v, dt.datetime) and v.tzinfo else v for v in values
+        ]
+        return pd.Series(pd.to_datetime(pd.Series(local, dtype=object), errors="coerce"), index=values.index)
 
 
 def _numbers(add_indicator: bool) -> Pipeline:
@@ -192,7 +252,7 @@ def compile_preprocessor(pipeline: Pipeline, spec: FeatureSpec) -> Callable[[lis
     steps = _fitted_steps(pipeline)
     if steps is None:
         return None
-    numeric, categorical = steps
+    numeric, categorical, time = steps
     try:
         medians = numeric.named_steps["impute"].statistics_
         mean, scale = numeric.named_steps["scale"].mean_, numeric.named_steps["scale"].scale_
@@ -214,6 +274,11 @@ def compile_preprocessor(pipeline: Pipeline, spec: FeatureSpec) -> Callable[[lis
         lookup.update(dict.fromkeys(rare, pooled))
         lookups.append((column, lookup, pooled))
         width += len(frequent) + bool(rare)
+    time_parts = []  # (column, part, {value: output column}) in TimeParts' layout
+    for index, part, seen in time.levels_ if time is not None else []:
+        time_parts.append((time.columns_[index], part, {value: width + i for i, value in enumerate(seen)}))
+        width += len(seen)
+    zone = ZoneInfo(time.timezone) if time is not None else None
 
     def transform(records: list[dict]) -> np.ndarray:
         rows = np.arange(len(records))
@@ -230,6 +295,13 @@ def compile_preprocessor(pipeline: Pipeline, spec: FeatureSpec) -> Callable[[lis
             )
             known = index >= 0
             out[rows[known], index[known]] = 1.0
+        for column, part, lookup in time_parts:
+            for row, record in enumerate(records):
+                if (moment := record.get(column)) is None:
+                    continue
+                local = moment.astimezone(zone).replace(tzinfo=None) if moment.tzinfo else moment
+                if (at := lookup.get(local.weekday() if part == "weekday" else getattr(local, part))) is not None:
+                    out[row, at] = 1.0
         return out
 
     return transform
@@ -254,13 +326,15 @@ def input_bounds(pipeline: Pipeline, spec: FeatureSpec) -> dict[str, tuple[float
     return bounds
 
 
-def _fitted_steps(pipeline: Pipeline) -> tuple[Pipeline, Pipeline] | None:
-    """The fitted numeric and categorical parts of the pipeline's `build_preprocessor` step; None for another shape."""
+def _fitted_steps(pipeline: Pipeline) -> tuple[Pipeline, Pipeline, TimeParts | None] | None:
+    """The fitted numeric, categorical (and time) parts of the pipeline's `build_preprocessor` step; None for another
+    shape, or one with other encodings, which the pipeline's own transform serves."""
     try:
         step = pipeline.named_steps["features"]
-        fitted = {name for name, _, columns in step.transformers_ if name != "remainder"}
-        if fitted != {"numeric", "categorical"}:  # other encodings: the pipeline's own transform serves them
+        fitted = [name for name, _, columns in step.transformers_ if name != "remainder"]
+        if fitted not in (["numeric", "categorical"], ["numeric", "categorical", "time"]):
             return None
-        return step.named_transformers_["numeric"], step.named_transformers_["categorical"]
+        time = step.named_transformers_["time"] if "time" in fitted else None
+        return step.named_transformers_["numeric"], step.named_transformers_["categorical"], time
     except (AttributeError, KeyError):
         return None

@@ -17,8 +17,8 @@ from nexus_core.trees import UnsafeModel, check_trees
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
 
 # Exactly the types skops does not trust by default that each family's fitted pipeline contains: the feature
-# step's (the target encoder's cross-fitting splitter) and the model's.
-_FEATURES = ["numpy.dtype", "sklearn.model_selection._split.KFold"]
+# step's (the target encoder's cross-fitting splitter, our own time parts) and the model's.
+_FEATURES = ["numpy.dtype", "sklearn.model_selection._split.KFold", "nexus_core.features.TimeParts"]
 TRUSTED_TYPES = {
     "linear": _FEATURES,
     "random_forest": [*_FEATURES, "sklearn.tree._tree.Tree"],

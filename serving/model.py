@@ -17,7 +17,7 @@ import sklearn
 from mlflow.models import Model
 from mlflow.models.model import MLMODEL_FILE_NAME
 from mlflow.tracking import MlflowClient
-from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr, TypeAdapter
+from pydantic import ConfigDict, Field, Strict, StrictFloat, StrictInt, StrictStr, TypeAdapter
 from pydantic_core import to_json
 from sklearn.pipeline import Pipeline
 from typing_extensions import TypedDict
@@ -53,6 +53,8 @@ class ServedModel:
         fields = {
             c: Annotated[StrictFloat, Field(ge=bounds[c][0], le=bounds[c][1])] | None for c in self.spec.numbers
         } | {c: StrictStr | None for c in self.spec.strings}
+        # a time may be left out: its parts are then unknown, as for a missing value
+        fields |= {c: NotRequired[Annotated[dt.datetime, Strict()] | None] for c in self.spec.time}
         if self.id_column and self.id_column not in fields:
             fields[self.id_column] = NotRequired[StrictInt | StrictStr | None]
         record = TypedDict(f"Record_v{self.version}", fields)
@@ -113,7 +115,7 @@ class ServedModel:
 
     def frame(self, records: list[dict[str, Any]]) -> pd.DataFrame:
         """Validated records in the types the pipeline was trained on, built column by column."""
-        columns = {c: [record[c] for record in records] for c in self.spec.columns}
+        columns = {c: [record.get(c) for record in records] for c in self.spec.columns}
         return model_inputs(pd.DataFrame(columns, columns=self.spec.columns), self.spec)
 
 

@@ -61,7 +61,7 @@ def test_serving_bento_builds_a_bento_tagged_with_the_version_and_a_new_daemon_d
 def test_serving_bento_refuses_a_version_that_cannot_load(trained, instance):
     defs = trained.defs
     broken = register_version(
-        trained.mlflow, trained.config, trained.data, trusted_types=["numpy.dtype", "builtins.eval"]
+        trained.mlflow, trained.config, trained.data, trusted_types=[*registry.TRUSTED_TYPES["linear"], "builtins.eval"]
     )
     result = dg.materialize(
         list(defs.assets),

@@ -293,12 +293,16 @@ def test_served_answers_match_the_pipeline_on_a_frame_missing_values_included(se
     client = served.mlflow.client()
     model = load_version(client, NAME, registry.aliases(client, NAME)["champion"])
     assert model.transform is not None
+    assert model.spec.time == ("event_time",), "the hour, weekday and month of the time are features"
     records = [ROW, {**ROW, "plan": None, "region": None, "age": None}, {**ROW, "device": "fridge"}]
+    # a time in another zone is read in the dataset's; one left out has no parts
+    records += [{**ROW, "event_time": "2026-01-03T23:30:00-05:00"}, {**ROW, "event_time": "2026-01-02T08:00:00"}]
+    records = model.parse(json.dumps({"records": records}).encode())
     served_probabilities = [a["probabilities"]["1"] for a in model.answer(records)]
-    frame = pd.DataFrame(records).fillna(np.nan)[model.spec.columns]
+    frame = pd.DataFrame(records).fillna(np.nan).reindex(columns=model.spec.columns)
     expected = model.pipeline.predict_proba(frame)[:, 1]
     assert served_probabilities == expected.tolist()
-    missing_as_nan = pd.DataFrame([{**ROW, "plan": np.nan}])[model.spec.columns]
+    missing_as_nan = pd.DataFrame([{**ROW, "plan": np.nan}]).reindex(columns=model.spec.columns)
     as_none = model.answer([{**ROW, "plan": None}])[0]["probabilities"]["1"]
     assert as_none == model.pipeline.predict_proba(missing_as_nan)[0, 1]
 
@@ -312,7 +316,9 @@ def test_openapi_describes_the_served_versions_records_and_the_error_shape(serve
     assert (records["minItems"], records["maxItems"]) == (1, 50)
     version = registry.aliases(served.mlflow.client(), NAME)["champion"]
     record = spec["components"]["schemas"][f"Record_v{version}"]
-    assert set(record["properties"]) == {*ROW, "customer_id"} and record["additionalProperties"] is False
+    assert set(record["properties"]) == {*ROW, "customer_id", "event_time"} and record["additionalProperties"] is False
+    assert set(record["required"]) == set(ROW), "the id and the time may be left out"
+    assert {"type": "string", "format": "date-time"} in record["properties"]["event_time"]["anyOf"]
     age = next(branch for branch in record["properties"]["age"]["anyOf"] if branch["type"] == "number")
     assert 1e30 < age["maximum"] <= 3.4028235e38 and age["minimum"] < -1e30
     for code in ("400", "401", "408", "413", "415", "422", "500", "503"):
@@ -374,7 +380,10 @@ def test_swap_under_load_drops_nothing_and_refuses_a_broken_version(served):
         while time.monotonic() - moved < 20 and (not answers or answers[-1][1] != better):
             time.sleep(0.1)
         broken = register_version(
-            served.mlflow, served.config, served.data, trusted_types=["numpy.dtype", "builtins.eval"]
+            served.mlflow,
+            served.config,
+            served.data,
+            trusted_types=[*registry.TRUSTED_TYPES["linear"], "builtins.eval"],
         )
         registry.promote(client, NAME, broken)
         time.sleep(3)

@@ -56,11 +56,13 @@ def test_a_spreadsheet_export_is_read_as_numbers_with_the_parse_shown(tmp_path, 
     defs = build_definitions(config)
     assert materialize(defs, instance, ["raw_data", "features"], "2006-01-01").success
     contract = defs.resources["app_db"].contract(config.dataset.name)["columns"]
-    assert contract["Nonfarm (thousands)"] == {"role": "numeric", "type": "number", "parse": "'135,450' -> 135450"}
+    nonfarm = contract["Nonfarm (thousands)"]
+    assert (nonfarm["role"], nonfarm["type"], nonfarm["parse"]) == ("numeric", "number", "'135,450' -> 135450")
+    assert (nonfarm["usual"]["min"], nonfarm["usual"]["max"]) == (135450, 137263), "read as numbers, not text"
     assert contract["Government share"]["parse"] == "'16.13%' -> 16.13"
     assert contract["Retail trade ($bn payroll)"]["parse"] == "'$15,351.5' -> 15351.5"
     assert contract["Survey lag"]["parse"] == "'2 months' -> 2 (unit: month, months)"
-    assert contract[TARGET] == {"role": "target", "type": "number"}
+    assert (contract[TARGET]["role"], contract[TARGET]["type"]) == ("target", "number")
     features = defs.load_asset_value("features", partition_key="2006-01-01", instance=instance)
     year = jobs[pd.to_datetime(jobs["month"]).dt.year == 2006]
     assert features["Nonfarm (thousands)"].tolist() == year["nonfarm"].astype(float).tolist()

@@ -140,3 +140,30 @@ def test_epoch_integers_are_read_in_the_unit_their_size_shows(tmp_path, write_co
     partitions = partitioning(config)
     assert f"timestamps read as epoch {unit} (UTC)" in partitions.note and partitions.keys()[0] == "2010-01-01"
     assert len(read_partition(config, (pd.Timestamp("2010-01-05"), pd.Timestamp("2010-01-06")))) == 24
+
+
+def test_a_column_of_small_integers_named_as_the_timestamp_is_refused_in_one_line(tmp_path, write_config):
+    hours = _seattle_hours(lambda local: local.dt.tz_convert("UTC").astype("int64") // 10**9)
+    hours.assign(reading=range(1, len(hours) + 1)).to_csv(tmp_path / "temps.csv", index=False)
+    config = _config(write_config, "temps.csv", target="temp", task="regression", timestamp="reading")
+    with pytest.raises(ValueError) as refused:
+        partitioning(config)
+    assert str(refused.value).startswith(
+        "timestamp column 'reading': values such as 1 read as 1970-01-01 00:00:01 (epoch seconds (UTC)) all fall in "
+        "1970: these are not times since 1970 in that unit; set dataset.timestamp_unit"
+    )
+
+
+def test_a_unit_set_in_the_config_is_used_and_a_wrong_one_is_refused(tmp_path, write_config):
+    minutes = _seattle_hours(lambda local: local.dt.tz_convert("UTC").astype("int64") // 10**9 // 60)
+    minutes.to_csv(tmp_path / "temps.csv", index=False)
+    shared = {"target": "temp", "task": "regression", "timestamp": "date", "timezone": ZONE}
+    with pytest.raises(ValueError, match="all fall in 1970: these are not times since 1970 in that unit"):
+        partitioning(_config(write_config, "temps.csv", **shared))  # minutes look like seconds of 1970
+    seconds = _seattle_hours(lambda local: local.dt.tz_convert("UTC").astype("int64") // 10**9)
+    seconds.to_csv(tmp_path / "temps.csv", index=False)
+    wrong = _config(write_config, "temps.csv", timestamp_unit="ns", **shared)
+    with pytest.raises(ValueError, match=r"read as 1970-01-01 00:00:01\.\d+ \(epoch nanoseconds \(UTC\) \(dataset"):
+        partitioning(wrong)
+    right = partitioning(_config(write_config, "temps.csv", timestamp_unit="s", **shared))
+    assert "timestamps read as epoch seconds (UTC) (dataset.timestamp_unit)" in right.note

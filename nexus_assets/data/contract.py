@@ -55,13 +55,22 @@ def _column(config: NexusConfig, name: str, values: pd.Series, declared: str | N
     """A column's contract entry from its first values: role (declared or inferred) and why, type, usual profile."""
     if declared is None and _undeclared_unused(config):
         role, why = "unused", "not in dataset.columns.numeric or .categorical, which together list the features"
-    elif declared in ("id", "timestamp", "target", "dropped"):
+    elif declared == "time_part":
+        role, why = "unused", "part of the timestamp (dataset.timestamp_parts), whose hour, weekday and month are used"
+    elif declared == "timestamp":
+        role, why = (
+            "timestamp",
+            "declared in dataset.timestamp: its hour, weekday and month feed the model where they vary",
+        )
+    elif declared in ("id", "target", "dropped"):
         role, why = declared, f"declared in dataset.{'columns.drop' if declared == 'dropped' else declared}"
     elif declared is None and config.dataset.columns.numeric is not None:
         role, why = _role(name, values, "categorical")  # dataset.columns.numeric lists all the numbers
     else:
         role, why = _role(name, values, declared)
     entry = {"role": role, "type": _type(role, values, config), "why": why}
+    if role == "timestamp":
+        entry["timezone"] = config.dataset.timezone
     if role == "list":
         entry["delimiter"] = _delimiter(values.dropna().astype(str)) or "|"
     if entry["type"] in ("number", "integer") and (parse := number_parse(values)):
@@ -168,6 +177,8 @@ def feature_spec_of(columns: Columns) -> FeatureSpec:
         text=named("text"),
         lists=tuple((n, columns[n].get("delimiter", "|")) for n in named("list")),
         mostly_empty=tuple(n for n in named("numeric") if n in empty),
+        time=named("timestamp"),
+        timezone=next((c.get("timezone", "UTC") for c in columns.values() if c["role"] == "timestamp"), "UTC"),
     )
 
 
@@ -202,6 +213,8 @@ def _declared(config: NexusConfig) -> dict[str, str]:
     dataset, roles = config.dataset, {}
     for name in dataset.columns.drop:
         roles[name] = "dropped"
+    if dataset.timestamp_parts:
+        roles |= dict.fromkeys(dataset.timestamp_parts.columns, "time_part")
     declared = dataset.columns
     for role, names in (
         ("numeric", declared.numeric),

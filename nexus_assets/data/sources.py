@@ -174,12 +174,22 @@ def _timestamp_columns(config: NexusConfig) -> tuple[times.TimeFormat, Columns]:
     per process while the files stay the same (partitions are inferred from it when definitions load, and each
     partition's `in_range` check counts it)."""
     dataset = config.dataset
-    key = (dataset.timestamp, dataset.timestamp_parts, dataset.timezone, source_fingerprint(config))
+    key = (
+        dataset.timestamp,
+        dataset.timestamp_parts,
+        dataset.timestamp_unit,
+        dataset.timezone,
+        source_fingerprint(config),
+    )
     if key not in _timestamps_read:
         _timestamps_read.clear()  # one source's columns at a time: a changed file replaces them
         read = [(path, _timestamp_column(path, config)) for path in _files(config, dataset.source)]
         parts = dataset.timestamp_parts
-        fmt = times.TimeFormat("parts", label=", ".join(parts.columns)) if parts else times.infer_format(read[0][1][0])
+        fmt = (
+            times.TimeFormat("parts", label=", ".join(parts.columns))
+            if parts
+            else times.infer_format(read[0][1][0].rename(dataset.timestamp), dataset.timestamp_unit)
+        )
         _timestamps_read[key] = fmt, [(path, raw, _times(config, fmt, raw, frame)) for path, (raw, frame) in read]
     return _timestamps_read[key]
 
@@ -287,7 +297,7 @@ def _parsed(frame: pd.DataFrame, config: NexusConfig, window: Window) -> pd.Data
     if parts:
         parsed = times.assemble(frame, parts)
     else:
-        fmt = time_format(config) or times.infer_format(frame[timestamp])
+        fmt = time_format(config) or times.infer_format(frame[timestamp], config.dataset.timestamp_unit)
         parsed = times.parse(frame[timestamp], fmt, config.dataset.timezone)
     frame = frame.assign(**{timestamp: parsed})
     if window is None:

@@ -48,8 +48,9 @@ class TimeFormat:
         return f"timestamps read as {self.label}, days starting in {timezone}"
 
 
-def infer_format(raw: pd.Series) -> TimeFormat:
-    """The format of a timestamp column, from a sample of its values."""
+def infer_format(raw: pd.Series, unit: str | None = None) -> TimeFormat:
+    """The format of a timestamp column, from a sample of its values; numbers since 1970 in `unit` when given.
+    A format that would read the sample's many distinct values as one time, or numbers into 1970, is refused."""
     if pd.api.types.is_datetime64_any_dtype(raw):
         aware = getattr(raw.dt, "tz", None) is not None
         return TimeFormat("datetime", label="stored times" + (" with a time zone" if aware else ""))
@@ -57,19 +58,48 @@ def infer_format(raw: pd.Series) -> TimeFormat:
     sample = present.drop_duplicates().head(_SAMPLE)
     numbers = pd.to_numeric(sample, errors="coerce")
     if len(sample) and numbers.notna().all() and pd.api.types.is_numeric_dtype(numbers):
-        if ((numbers % 1 == 0) & numbers.between(1000, 2999)).all():
+        if unit is None and ((numbers % 1 == 0) & numbers.between(1000, 2999)).all():
             return TimeFormat("year", label="year numbers")
         # The unit the magnitude shows: a time since 1973 in seconds is above 1e8, so each unit owns a range.
         size = numbers.abs().median()
-        unit, name = next(((u, n) for bound, u, n in _EPOCH_UNITS if size < bound), ("ns", "nanoseconds"))
-        return TimeFormat("epoch", unit, f"epoch {name} (UTC)")
+        found = next(((u, n) for bound, u, n in _EPOCH_UNITS if size < bound), ("ns", "nanoseconds"))
+        name = dict((u, n) for _, u, n in _EPOCH_UNITS).get(unit, "nanoseconds") if unit else found[1]
+        how = " (dataset.timestamp_unit)" if unit else ""
+        return _refuse_unlikely(raw.name, sample, TimeFormat("epoch", unit or found[0], f"epoch {name} (UTC){how}"))
     text = sample.astype(str).str.strip()
     offsets = " with UTC offsets" if text.str.contains(_OFFSET).any() else ""
     for fmt, label in _FORMATS:
         read = _text(text, fmt, "UTC").notna().mean() if len(text) else 1.0
         if read >= _READ_SHARE:
-            return TimeFormat("text", fmt, label + offsets)
+            return _refuse_unlikely(raw.name, sample, TimeFormat("text", fmt, label + offsets))
     return TimeFormat("text", "mixed", "dates of mixed formats, each read on its own" + offsets)
+
+
+_MANY_DISTINCT = 100  # distinct values in the sample that may not all read as one time
+
+
+def _refuse_unlikely(column: object, sample: pd.Series, fmt: TimeFormat) -> TimeFormat:
+    """`fmt`, unless it reads the sample as times no one means: all in 1970 (numbers read in too large a unit, or
+    counters that are no times at all), or many distinct values as one time."""
+    parsed = parse(sample, fmt, "UTC")
+    read = parsed.dropna()
+    if read.empty:
+        return fmt
+    example = sample.loc[read.index[0]]
+    example = example.item() if hasattr(example, "item") else example
+    seen = f"values such as {example!r} read as {read.iloc[0]} ({fmt.label})"
+    if fmt.kind == "epoch" and read.median() < pd.Timestamp("1971-01-01"):
+        raise ValueError(
+            f"timestamp column {column!r}: {seen} all fall in 1970: these are not times since 1970 in that unit; "
+            "set dataset.timestamp_unit (s, ms, us or ns), or name the column that holds the time in "
+            "dataset.timestamp"
+        )
+    if len(sample) >= _MANY_DISTINCT and read.nunique() == 1:
+        raise ValueError(
+            f"timestamp column {column!r}: {seen}: {len(sample)} distinct values all read as the same time; name "
+            "the column that holds the time in dataset.timestamp, or set dataset.timestamp_unit for numbers since 1970"
+        )
+    return fmt
 
 
 def parse(raw: pd.Series, fmt: TimeFormat, timezone: str) -> pd.Series:

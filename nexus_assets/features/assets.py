@@ -36,7 +36,8 @@ def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         target = raw_data[dataset.target]
         if dataset.task == "regression":
             target = read_numbers(target)
-        frame = pd.concat([raw_data[keep], model_inputs(raw_data, spec), target], axis=1)
+        inputs = model_inputs(raw_data, spec).drop(columns=list(spec.time))  # the timestamp is kept as it is
+        frame = pd.concat([raw_data[keep], inputs, target], axis=1)
         return dg.MaterializeResult(
             value=frame,
             metadata={
@@ -136,6 +137,7 @@ def _features_by_role(spec: FeatureSpec) -> str:
         "high cardinality (target-encoded)": spec.high_cardinality,
         "text (TF-IDF)": spec.text,
         "list (a column per frequent token)": spec.documents[len(spec.text) :],
+        "time (hour, weekday, month where they vary)": spec.time,
     }
     rows = "\n".join(f"| {role} | {', '.join(columns)} |" for role, columns in roles.items() if columns)
     return f"| role | columns |\n|---|---|\n{rows}"

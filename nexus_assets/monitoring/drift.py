@@ -30,7 +30,8 @@ class Drift:
 
 
 def measure(reference: pd.DataFrame, current: pd.DataFrame, spec: FeatureSpec, drift_share: float) -> Drift:
-    """Evidently's DataDriftPreset over the features (and the prediction score, when both frames have it)."""
+    """Evidently's DataDriftPreset over the numeric and categorical features (and the prediction score, when both
+    frames have it); ids, text and lists are left out: most of their values are new in every partition."""
     # Imported here: Evidently takes ~3 s to import, paid by every Dagster step process and CLI call otherwise.
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
