@@ -320,6 +320,10 @@ def test_an_event_log_with_ids_of_thousands_of_levels_and_a_list_column(demo):
     )
     assert roles["movieId"].startswith("high_cardinality: an id by its name")
     assert roles["genres"].startswith("list: lists of tokens separated by '|'")
+    with dg.DagsterInstance.get() as instance:
+        split = instance.get_latest_materialization_event(dg.AssetKey("training_dataset")).asset_materialization
+    unseen = split.metadata["unseen_in_holdout"].value
+    assert set(unseen) == {"userId", "movieId", "title"} and 0 < unseen["movieId"] < 1, "new ids are said"
     champion, family = _champion("ratings-model")
     width = champion[:-1].transform(model_inputs(_ratings().head(5), fitted_spec(champion))).shape[1]
     print(f"served {family}, input width {width}")

@@ -71,7 +71,18 @@ def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         else:
             labels = labelling(config, features)
             data = split_by_row(labels.apply(features), config, spec)
-        return dg.MaterializeResult(value=data, metadata=_split_metadata(data) | labels.metadata())
+        unseen = _unseen_levels(data)
+        for column, share in unseen.items():
+            if share > UNSEEN_WARNING:
+                context.log.warning(
+                    f"{share:.0%} of the holdout's {column!r} values never occur in training: the model cannot learn "
+                    f"from them (names reused, ids that keep coming); if {column!r} is no feature, add it to "
+                    "dataset.columns.drop"
+                )
+        metadata = _split_metadata(data) | labels.metadata()
+        if unseen:
+            metadata["unseen_in_holdout"] = dg.MetadataValue.json({c: round(s, 4) for c, s in unseen.items()})
+        return dg.MaterializeResult(value=data, metadata=metadata)
 
     return [features, training_dataset]
 
@@ -110,6 +121,18 @@ def labelling(config: NexusConfig, frame: pd.DataFrame) -> Labelling:
         counts = target.dropna().astype(str).value_counts()
         rare = counts[counts < dataset.rare_classes.min_rows].sort_values().to_dict()
     return Labelling(dataset.target, int(target.isna().sum()), rare, dataset.rare_classes.group)
+
+
+UNSEEN_WARNING = 0.5  # share of holdout rows whose level of a category never occurs in training
+
+
+def _unseen_levels(data: TrainingDataset) -> dict[str, float]:
+    """For each category of many levels, the share of holdout rows whose value the training rows never had."""
+    return {
+        column: float((~data.holdout[column].isin(set(data.train[column].dropna()))).mean())
+        for column in data.spec.high_cardinality
+        if len(data.holdout)
+    }
 
 
 def _split_metadata(data: TrainingDataset) -> dict[str, dg.MetadataValue]:
