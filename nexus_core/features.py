@@ -26,8 +26,8 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 # Bounds on the model's input width, whatever the number of distinct values (README "Your own data").
 ONE_HOT_LEVELS = 30  # columns per categorical feature; rarer levels share one
 ONE_HOT_MIN_ROWS = 5  # a level seen in fewer training rows joins the rare ones
-TEXT_TERMS = 5_000  # words and word pairs per text column, for families that take sparse input
-DENSE_TEXT_TERMS = 200  # the same for families that need dense input (histogram gradient boosting)
+TEXT_TERMS = 5_000  # words and word pairs per text column, for the sparse input of linear models
+DENSE_TEXT_TERMS = 200  # the same for the dense input of the tree families
 LIST_TOKENS = 100  # the most frequent tokens of a list column
 
 
@@ -124,7 +124,9 @@ def _strings(column: pd.Series) -> pd.Series:
     return strings.where(strings.notna(), np.nan) if strings.hasnans else strings
 
 
-def build_preprocessor(spec: FeatureSpec, dense: bool = False, seed: int = 0) -> ColumnTransformer:
+def build_preprocessor(
+    spec: FeatureSpec, dense: bool = False, seed: int = 0, regression: bool = False
+) -> ColumnTransformer:
     """Each column encoded by its role: numbers imputed and scaled (with a missing indicator where mostly empty),
     categories one-hot with rare levels pooled, many-level categories target-encoded (cross-fitted), text as TF-IDF
     of words and word pairs, lists as a column per frequent token. Sparse where sparse, unless `dense`."""
@@ -132,7 +134,7 @@ def build_preprocessor(spec: FeatureSpec, dense: bool = False, seed: int = 0) ->
         ("numeric", _numbers(add_indicator=False), list(spec.numeric)),
         ("mostly_empty", _numbers(add_indicator=True), list(spec.mostly_empty)),
         ("categorical", _categories(sparse=not dense), list(spec.categorical)),
-        ("high_cardinality", _target_encoding(seed), list(spec.high_cardinality)),
+        ("high_cardinality", _target_encoding(seed, regression), list(spec.high_cardinality)),
     ]
     for column in spec.text:  # one column at a time: a vectorizer reads a 1-D column of documents
         terms = DENSE_TEXT_TERMS if dense else TEXT_TERMS
@@ -203,13 +205,12 @@ class TimeParts(TransformerMixin, BaseEstimator):
             getattr(times[index].dt, part).to_numpy(dtype=np.float64)[:, None] == np.asarray(seen, dtype=np.float64)
             for index, part, seen in self.levels_
         ]
-        return np.hstack(blocks).astype(np.float64) if blocks else np.zeros((len(frame), 0))
+        # no part varies: one column of zeros, since scikit-learn cannot stack an empty block into a sparse matrix
+        return np.hstack(blocks).astype(np.float64) if blocks else np.zeros((len(frame), 1))
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
-        return np.array(
-            [f"{self.columns_[index]}_{part}_{value}" for index, part, seen in self.levels_ for value in seen],
-            dtype=object,
-        )
+        names = [f"{self.columns_[index]}_{part}_{value}" for index, part, seen in self.levels_ for value in seen]
+        return np.array(names or [f"{self.columns_[0]}_no_part_varies"], dtype=object)
 
     def _local(self, values: pd.Series) -> pd.Series:
         """Times as naive datetimes in the time zone: stored (datetime64) ones, or those a request brought."""
@@ -239,8 +240,10 @@ def _categories(sparse: bool) -> Pipeline:
     return Pipeline([("impute", SimpleImputer(strategy="constant", fill_value="missing")), ("encode", encode)])
 
 
-def _target_encoding(seed: int) -> Pipeline:
-    encode = TargetEncoder(cv=KFold(5, shuffle=True, random_state=seed))
+def _target_encoding(seed: int, regression: bool) -> Pipeline:
+    # told, not guessed: a regression target of whole numbers (counts, ratings) is no set of classes
+    kind = "continuous" if regression else "auto"
+    encode = TargetEncoder(target_type=kind, cv=KFold(5, shuffle=True, random_state=seed))
     return Pipeline([("impute", SimpleImputer(strategy="constant", fill_value="missing")), ("encode", encode)])
 
 
@@ -278,6 +281,8 @@ def compile_preprocessor(pipeline: Pipeline, spec: FeatureSpec) -> Callable[[lis
     for index, part, seen in time.levels_ if time is not None else []:
         time_parts.append((time.columns_[index], part, {value: width + i for i, value in enumerate(seen)}))
         width += len(seen)
+    if time is not None and not time.levels_:
+        width += 1  # TimeParts' column of zeros
     zone = ZoneInfo(time.timezone) if time is not None else None
 
     def transform(records: list[dict]) -> np.ndarray:

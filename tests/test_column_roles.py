@@ -71,8 +71,8 @@ def test_the_input_width_is_bounded_whatever_the_number_of_distinct_values():
     config = _config("rating", "regression", columns={"text": ["title"]})
     spec = contract.feature_spec_of(contract.propose(config, frame, None))
     inputs = model_inputs(frame, spec)
-    sparse = build_preprocessor(spec).fit(inputs, frame["rating"]).transform(inputs.head(3))
-    dense = build_preprocessor(spec, dense=True).fit(inputs, frame["rating"]).transform(inputs.head(3))
+    sparse = build_preprocessor(spec, regression=True).fit(inputs, frame["rating"]).transform(inputs.head(3))
+    dense = build_preprocessor(spec, dense=True, regression=True).fit(inputs, frame["rating"]).transform(inputs.head(3))
     # ids target-encoded (a column each), the year, the title's terms, a column per frequent genre
     assert sparse.shape[1] <= 3 + TEXT_TERMS + LIST_TOKENS and hasattr(sparse, "tocsr"), "sparse where sparse"
     assert dense.shape[1] <= 3 + 200 + LIST_TOKENS and isinstance(dense, np.ndarray)
