@@ -76,10 +76,10 @@ def _rdataset(package: str, name: str) -> pd.DataFrame:
 
 
 def _tweets() -> pd.DataFrame:
-    """Two years of a public figure's tweets (2015-2016), with the app each was sent from: free text, a tweet id,
-    a reply-to id only replies have (mostly empty), a boolean."""
+    """A year of a public figure's tweets (2016), with the app each was sent from: free text, a tweet id, a reply-to
+    id only replies have (mostly empty), a boolean."""
     frame = _rdataset("dslabs", "trump_tweets")
-    return frame[frame["created_at"].between("2015-07", "2017")].reset_index(drop=True)
+    return frame[frame["created_at"].between("2016", "2017")].reset_index(drop=True)
 
 
 def _ratings() -> pd.DataFrame:
@@ -91,10 +91,10 @@ def _ratings() -> pd.DataFrame:
 
 
 def _storms() -> pd.DataFrame:
-    """Atlantic storm tracks 2011-2022, every six hours: a hurricane category only hurricanes have (75-96% empty),
+    """Atlantic storm tracks 2015-2022, every six hours: a hurricane category only hurricanes have (64-85% empty),
     storm names reused across years, the time as year / month / day / hour columns."""
     frame = _rdataset("dplyr", "storms")
-    return frame[frame["year"] >= 2011].reset_index(drop=True)
+    return frame[frame["year"] >= 2015].reset_index(drop=True)
 
 
 TABLES = {
@@ -138,7 +138,7 @@ TABLES = {
 def demo(tmp_path, monkeypatch, capsys):
     """Write a table as a user's CSV and a config as the README teaches, run `nexus demo`, return its output."""
 
-    def run(name: str, batches: int = 0) -> tuple[int, str, str, Path]:
+    def run(name: str, batches: int = 0, monitor: int = 4) -> tuple[int, str, str, Path]:
         load, dataset = TABLES[name]
         source = f"{name}.csv"
         if batches:  # the table arrives as files, one batch after another
@@ -158,7 +158,7 @@ def demo(tmp_path, monkeypatch, capsys):
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         monkeypatch.setenv("NEXUS_CONFIG", str(path))
         monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "nexus-home" / "dagster"))
-        code = nexus(["demo", "--monitor-days", "4"])
+        code = nexus(["demo", "--monitor-days", str(monitor)])
         out, err = capsys.readouterr()
         return code, out, err, path
 
@@ -272,7 +272,7 @@ def demo_small(demo, tmp_path):
 
 
 def test_free_text_is_a_feature_and_the_served_model_beats_the_same_model_without_it(demo):
-    code, out, err, path = demo("tweets")
+    code, out, err, path = demo("tweets", monitor=2)
     assert code == 0, err
     assert "gate: PROMOTED: accuracy" in out
     roles = _roles()
@@ -310,7 +310,7 @@ def _champion(name: str) -> tuple[Pipeline, str]:
 
 
 def test_an_event_log_with_ids_of_thousands_of_levels_and_a_list_column(demo):
-    code, out, err, _ = demo("ratings")
+    code, out, err, _ = demo("ratings", monitor=2)
     assert code == 0, err
     assert "timestamps read as epoch seconds (UTC)" in out, "the unit the magnitude shows, said once"
     assert "gate: PROMOTED: rmse" in out
@@ -332,7 +332,7 @@ def test_an_event_log_with_ids_of_thousands_of_levels_and_a_list_column(demo):
 
 
 def test_a_column_only_some_rows_have_is_kept_and_never_blocks_for_being_empty(demo):
-    code, out, err, _ = demo("storms")
+    code, out, err, _ = demo("storms", monitor=2)
     assert code == 0, err
     assert "gate: PROMOTED: rmse" in out and "blocked by their checks" not in out
     roles = _roles()
