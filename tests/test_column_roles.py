@@ -156,3 +156,10 @@ def test_the_columns_a_time_is_assembled_from_are_not_features():
     assert {columns[c]["role"] for c in parts} == {"unused"} and "dataset.timestamp_parts" in columns["year"]["why"]
     spec = contract.feature_spec_of(columns)
     assert spec.time == ("time",) and not {"year", "month"} & set(spec.columns)
+
+
+def test_a_column_mostly_empty_in_the_contract_is_not_blocked_for_being_empty(tmp_path, write_config, instance):
+    defs = _days(tmp_path, write_config, [0.7, 1.0, 0.7])
+    for day in DAYS:
+        result = materialize(defs, instance, ["raw_data", "features"], day)
+        assert result.success and _null_rates(result).passed

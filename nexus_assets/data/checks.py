@@ -9,7 +9,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from nexus_assets.data.contract import Columns, feature_spec_of, rows_named, violations
+from nexus_assets.data.contract import MOSTLY_EMPTY, Columns, feature_spec_of, rows_named, violations
 from nexus_assets.data.sources import Coverage, Locate
 from nexus_core.config import NexusConfig
 from nexus_core.features import read_numbers
@@ -214,7 +214,7 @@ def _null_rates(frame: pd.DataFrame, config: NexusConfig, columns: Columns) -> O
                 problems.append(f"column {column!r} {what} (limit {limit:.0%}, {key})")
             continue
         usual = columns[column].get("usual")
-        if usual is None:
+        if usual is None or usual["null_share"] > MOSTLY_EMPTY:  # a column mostly empty is normal being empty
             continue
         share = max(usual["null_share"], 0.01)
         chance = 3 * np.sqrt(share * (1 - share) * (1 / max(usual["rows"], 1) + 1 / len(frame)))
