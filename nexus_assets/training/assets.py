@@ -45,7 +45,8 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         X_val, y_val = model_inputs(data.validation, data.spec), target(config, data.validation)
         threshold_objective = _objective(config.model.threshold)
         X_hold, y_hold = model_inputs(data.holdout, data.spec), target(config, data.holdout)
-        example = X_val.dropna().head(5)
+        # the most complete rows: with a mostly-empty column, no row may be complete
+        example = X_val.loc[X_val.isna().sum(axis=1).sort_values(kind="stable").index[:5]]
         lineage = _lineage_tags(data)
         candidates = []
         for number, family in enumerate(config.model.candidates, 1):
