@@ -95,7 +95,7 @@ def test_the_cooldown_counts_from_the_last_request_however_many_holds_followed(t
     assert app_db.retraining_counts(NAME) == {"requested": 1, "held": 29}
 
 
-SCENARIO_DAYS = 42  # six weeks: the change on day 3, and four weeks settled after the promoted retrain
+SCENARIO_DAYS = 35  # five weeks: the change on day 3, and three weeks settled after the promoted retrain
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def drifting(write_config, instance, monkeypatch):
     drift = {"start_date": DRIFT_DAY.isoformat(), "features": ["monthly_charges", "support_calls"], "strength": 3.0}
     config = write_config(
         {
-            # labels known the same day: late labels are test_daemon's story, and this one plays six weeks
+            # labels known the same day: late labels are test_daemon's story, and this one plays five weeks
             "dataset": {"source": {"drift": drift, "label_delay_days": 0}, "end_date": "2026-03-31"},
             "monitoring": {"retraining": {"min_labelled_rows": 1800, "cooldown_partitions": 7}},
         }
@@ -116,8 +116,8 @@ def drifting(write_config, instance, monkeypatch):
     return defs
 
 
-def test_six_weeks_of_drift_retrain_converge_and_serve_what_the_gate_promotes(drifting, instance):
-    """The loop over 42 days with a lasting change at DRIFT_DAY: flagged within two days and not before, at most two
+def test_five_weeks_of_drift_retrain_converge_and_serve_what_the_gate_promotes(drifting, instance):
+    """The loop over 35 days with a lasting change at DRIFT_DAY: flagged within two days and not before, at most two
     retrains, the alarms clear within 10 days of the promoted retrain, every decision with its reason."""
     days = [(dt.date(2026, 1, 7) + dt.timedelta(days=i)) for i in range(SCENARIO_DAYS)]
     with Replay(drifting, instance) as replay:
