@@ -29,6 +29,9 @@ _BOOLEAN_WORDS = {"true", "false", "yes", "no", "t", "f", "y", "n"}
 _ID_NAME = re.compile(r"(?i:(?:^|_)id(?:$|_))|[a-z0-9](?:Id|ID)(?:$|[A-Z_])")
 
 
+_REFINED = ("categorical", "high_cardinality")  # a declared category with many values is target-encoded
+
+
 def propose(config: NexusConfig, frame: pd.DataFrame, stored: Columns | None) -> Columns:
     """The contract for `frame`'s dataset: declared roles first, then the stored contract's, then inferred ones."""
     known = _declared(config)
@@ -46,9 +49,6 @@ def propose(config: NexusConfig, frame: pd.DataFrame, stored: Columns | None) ->
         elif role is not None:
             columns[name] = {"role": role, "type": _ROLE_TYPES.get(role, "string")}
     return columns
-
-
-_REFINED = ("categorical", "high_cardinality")  # a declared category with many values is target-encoded
 
 
 def _column(config: NexusConfig, name: str, values: pd.Series, declared: str | None) -> dict:

@@ -159,7 +159,7 @@ def _features_by_role(spec: FeatureSpec) -> str:
         "categorical (one-hot)": spec.categorical,
         "high cardinality (target-encoded)": spec.high_cardinality,
         "text (TF-IDF)": spec.text,
-        "list (a column per frequent token)": spec.documents[len(spec.text) :],
+        "list (a column per frequent token)": tuple(column for column, _ in spec.lists),
         "time (hour, weekday, month where they vary)": spec.time,
     }
     rows = "\n".join(f"| {role} | {', '.join(columns)} |" for role, columns in roles.items() if columns)
