@@ -26,6 +26,8 @@ from nexus_sensors.shadow import build_shadow_gate_sensor
 
 # Checks per partition are a Dagster 1.13 preview we rely on knowingly (each day's checks are that day's).
 warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec", category=dg.PreviewWarning)
+# ... and so is the single-run backfill policy that ingests history as one run (beta in 1.13).
+warnings.filterwarnings("ignore", message=".*`backfill_policy`", category=dg.BetaWarning)
 
 
 def build_definitions(config: NexusConfig | None = None) -> dg.Definitions:

@@ -93,14 +93,19 @@ def partitions_def(config: NexusConfig) -> dg.PartitionsDefinition | None:
     return partitioning(config).definition()
 
 
-def partition_of(context: dg.AssetExecutionContext) -> tuple[pd.Timestamp, pd.Timestamp] | str | None:
-    """What a run reads: [start, end) of its time partition, its file's key, or None for one table."""
-    if not context.has_partition_key:
-        return None
-    if isinstance(context.assets_def.partitions_def, dg.DynamicPartitionsDefinition):
-        return context.partition_key
-    window = context.partition_time_window
-    return pd.Timestamp(window.start).tz_localize(None), pd.Timestamp(window.end).tz_localize(None)
+def parts_of(context: dg.AssetExecutionContext) -> dict[str | None, tuple[pd.Timestamp, pd.Timestamp] | str | None]:
+    """What each partition of a step (one, or a range) reads: [start, end) of its time window (naive, in the
+    partitions' time zone), its file's key, or {None: None} for one table."""
+    if not (context.has_partition_key or context.has_partition_key_range):
+        return {None: None}
+    definition = context.assets_def.partitions_def
+    if not isinstance(definition, dg.TimeWindowPartitionsDefinition):
+        return {key: key for key in context.partition_keys}
+    windows = (definition.time_window_for_partition_key(key) for key in context.partition_keys)
+    return {
+        key: (pd.Timestamp(window.start).tz_localize(None), pd.Timestamp(window.end).tz_localize(None))
+        for key, window in zip(context.partition_keys, windows, strict=True)
+    }
 
 
 def _decide(config: NexusConfig) -> Partitioning:

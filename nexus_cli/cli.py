@@ -20,12 +20,11 @@ from nexus_cli import control
 from nexus_cli import stack as lib_stack
 from nexus_cli.processes import log_path, running, serve_command, served_bento, venv_bin
 from nexus_cli.replay import DayOutcome, Replay
-from nexus_cli.runs import dagster_instance, run_job
+from nexus_cli.runs import dagster_instance, ingest, run_job
 from nexus_core.config import REPO_ROOT, ConfigError, NexusConfig, config_path, load_config
 from nexus_core.features import model_inputs
 from nexus_core.names import (
     FILES_PARTITIONS,
-    INGEST_JOB,
     LATE_LABELS_SENSOR,
     MODEL_VERSION,
     PARTITION,
@@ -113,13 +112,13 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
     started = time.monotonic()
     if partitions.cadence == "files":  # what source_files_sensor does under the daemon
         instance.add_dynamic_partitions(FILES_PARTITIONS, new_files(config, instance))
-    blocked = []  # a partition whose checks fail blocks itself alone: the others go on, as under the daemon
-    for number, key in enumerate(trained_on, 1):
-        result = run_job(defs, instance, INGEST_JOB, partition_key=key)
-        if not _report(
-            instance, result.run_id, f"[{number}/{len(trained_on)}] {key or 'the table'}: raw_data, features"
-        ):
-            blocked.append(key)
+    # History as one run, as a backfill; a partition whose checks fail blocks itself alone, as under the daemon
+    ingested = ingest(defs, instance, trained_on)
+    span = f"{trained_on[0]} to {trained_on[-1]}" if len(trained_on) > 1 else trained_on[0] or "the table"
+    _report(instance, ingested.runs[0], f"{span}: raw_data, features")
+    for run_id in ingested.runs[1:]:
+        _report(instance, run_id, "    features of the partitions that passed")
+    blocked = list(ingested.blocked)
     if len(blocked) == len(trained_on):
         return 1
     trained = run_job(defs, instance, TRAINING_JOB)
@@ -267,7 +266,8 @@ def _report(instance: dg.DagsterInstance, run_id: str, what: str) -> bool:
     for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = entry.dagster_event.event_specific_data
         if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
-            print(f"  check {evaluation.check_name}: {evaluation.description}", file=sys.stderr)
+            where = f" of {evaluation.partition}" if evaluation.partition else ""
+            print(f"  check {evaluation.check_name}{where}: {evaluation.description}", file=sys.stderr)
     log = log_path("demo")
     with log.open("a") as handle:
         for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 
 from nexus_core.config import REPO_ROOT
+from nexus_core.names import INGEST_JOB, RANGE_END, RANGE_START
 from nexus_core.settings import load_settings
 
 # Failures are read from the run's result (and stay in the instance's event log), not from the console.
@@ -50,8 +53,65 @@ def run_job(
     instance: dg.DagsterInstance,
     job_name: str,
     partition_key: str | None = None,
+    keys: Sequence[str] | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """One in-process run of a named job (of one partition), recorded in `instance`."""
+    """One in-process run of a named job (of one partition, or of the consecutive partitions `keys`), recorded in
+    `instance`."""
     return defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, run_config=QUIET, partition_key=partition_key, raise_on_error=False
+        instance=instance,
+        run_config=QUIET,
+        partition_key=partition_key,
+        tags=range_tags(keys) if keys else None,
+        raise_on_error=False,
     )
+
+
+def range_tags(keys: Sequence[str]) -> dict[str, str]:
+    """The tags of a run over the consecutive partitions `keys`, as a single-run backfill gets them."""
+    return {RANGE_START: keys[0], RANGE_END: keys[-1]}
+
+
+@dataclass
+class Ingested:
+    runs: list[str]  # run ids, in order
+    blocked: list[str]  # partitions whose checks failed (their rows kept), or that could not be ingested
+
+
+def ingest(defs: dg.Definitions, instance: dg.DagsterInstance, keys: Sequence[str]) -> Ingested:
+    """`raw_data` and `features` of the consecutive partitions `keys` in one run, as a backfill under the daemon
+    runs them. A partition whose blocking checks fail blocks itself alone: the features of the others are
+    materialized in a run per stretch of consecutive partitions that passed."""
+    result = run_job(defs, instance, INGEST_JOB, keys[0] if len(keys) == 1 else None, keys if len(keys) > 1 else None)
+    if result.success:
+        return Ingested([result.run_id], [])
+    failed = {
+        event.partition
+        for event in result.get_asset_check_evaluations()
+        if not event.passed and event.severity == dg.AssetCheckSeverity.ERROR
+    }
+    if not failed:  # the run failed for another reason than its checks: nothing is known to have passed
+        return Ingested([result.run_id], list(keys))
+    runs = [result.run_id]
+    for stretch in _stretches([key in failed for key in keys], keys):
+        followed = materialize(
+            defs,
+            instance,
+            ["features"],
+            tags=range_tags(stretch) if len(stretch) > 1 else None,
+            partition_key=stretch[0] if len(stretch) == 1 else None,
+        )
+        runs.append(followed.run_id)
+        if not followed.success:
+            failed |= set(stretch)
+    return Ingested(runs, [key for key in keys if key in failed])
+
+
+def _stretches(blocked: list[bool], keys: Sequence[str]) -> list[list[str]]:
+    """The runs of consecutive keys that are not blocked."""
+    stretches, current = [], []
+    for key, stop in zip(keys, blocked, strict=True):
+        if stop:
+            stretches, current = stretches + ([current] if current else []), []
+        else:
+            current.append(key)
+    return stretches + ([current] if current else [])

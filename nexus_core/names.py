@@ -5,6 +5,8 @@ MODEL_VERSION = "nexus/model_version"  # the registered version a run is about
 REASON = "nexus/reason"  # why a sensor requested it
 REGIME_START = "nexus/regime_start"  # the first partition of the change a retrain was requested for
 PARTITION = "dagster/partition"  # Dagster's tag for the partition a run materializes
+# ... and for the first and last of a range of partitions materialized in one run
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 RETRAINING_SENSOR, CHAMPION_ALIAS_SENSOR = "retraining_sensor", "champion_alias_sensor"
 LATE_LABELS_SENSOR, OPENLINEAGE_SENSOR = "late_labels_sensor", "openlineage_sensor"
 SHADOW_GATE_SENSOR, TRAINING_FAILURE_SENSOR = "shadow_gate_sensor", "training_failure_sensor"

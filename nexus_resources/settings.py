@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dagster as dg
-from dagster_aws.s3 import S3PickleIOManager, S3Resource
 
 from nexus_core.config import ConfigError
 from nexus_core.settings import Settings, load_settings
 from nexus_resources.app_db import AppDatabase
+from nexus_resources.frame_io import ParquetIOManager, PickleIOManager
 from nexus_resources.mlflow import MlflowResource
-from nexus_resources.parquet_io import ParquetIOManager
 from nexus_resources.reports import ReportStore
 
 PRODUCTION_ENV = {
@@ -27,7 +26,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         (home / "mlflow").mkdir(parents=True, exist_ok=True)
         settings.use_embedded_bentoml_store()
         return {
-            "io_manager": dg.FilesystemIOManager(base_dir=str(home / "storage")),
+            "io_manager": PickleIOManager(location=str(home / "storage")),
             "parquet_io_manager": ParquetIOManager(location=str(home / "storage")),
             "mlflow": MlflowResource(
                 tracking_uri=settings.tracking_uri,
@@ -45,19 +44,11 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
     missing = [f"{name} ({why})" for name, why in PRODUCTION_ENV.items() if not found[name]]
     if missing:
         raise ConfigError("NEXUS_MODE=production needs these environment variables: " + ", ".join(missing))
-    s3 = S3Resource(
-        endpoint_url=settings.s3_endpoint_url,
-        region_name=settings.aws_region,
-        aws_access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID"),
-        aws_secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY"),
-    )
-    bucket, prefix = settings.s3_bucket, settings.s3_prefix
+    store, endpoint = f"s3://{settings.s3_bucket}/{settings.s3_prefix}", settings.s3_endpoint_url
     return {
-        "io_manager": S3PickleIOManager(s3_resource=s3, s3_bucket=bucket, s3_prefix=prefix),
-        "parquet_io_manager": ParquetIOManager(
-            location=f"s3://{bucket}/{prefix}", endpoint_url=settings.s3_endpoint_url
-        ),
+        "io_manager": PickleIOManager(location=store, endpoint_url=endpoint),
+        "parquet_io_manager": ParquetIOManager(location=store, endpoint_url=endpoint),
         "mlflow": MlflowResource(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI"), ui_url=settings.mlflow_ui),
         "app_db": AppDatabase(url=dg.EnvVar("NEXUS_APP_DB_URL")),
-        "reports": ReportStore(location=f"s3://{bucket}/{prefix}/reports", endpoint_url=settings.s3_endpoint_url),
+        "reports": ReportStore(location=f"{store}/reports", endpoint_url=endpoint),
     }

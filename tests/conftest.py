@@ -231,11 +231,10 @@ def trained(write_config, instance, monkeypatch) -> SimpleNamespace:
 
 
 def materialize_window(defs: dg.Definitions, instance: dg.DagsterInstance, days: int = 6) -> None:
-    """raw_data and features for the first `days` days of the dataset."""
-    from nexus_cli.runs import materialize
+    """raw_data and features for the first `days` days of the dataset, in one run as a backfill."""
+    from nexus_cli.runs import ingest
 
-    for day in range(1, days + 1):
-        assert materialize(defs, instance, ["raw_data", "features"], f"2026-01-{day:02d}").success
+    assert not ingest(defs, instance, [f"2026-01-{day:02d}" for day in range(1, days + 1)]).blocked
 
 
 def register_version(

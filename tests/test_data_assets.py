@@ -53,7 +53,7 @@ def test_data_assets_materialize_per_partition_with_metadata_owners_and_column_d
         "plan"
     ].startswith("categ")
     assert all(schema.values()), "every feature column says what it is"
-    stored = _metadata(instance, "features")["parquet"].value
+    stored = _metadata(instance, "features")["stored"].value
     pd.testing.assert_frame_equal(
         pd.read_parquet(stored), defs.load_asset_value("features", partition_key=DAYS[2], instance=instance)
     )

@@ -121,7 +121,7 @@ def test_each_materialization_reaches_the_receiver_as_valid_openlineage_events(
     assert features.outputs[0].outputFacets["outputStatistics"].rowCount == 300
     assert "age" in {field.name for field in features.outputs[0].facets["schema"].fields}
     assert features.run.facets["nominalTime"].nominalStartTime.startswith("2026-01-0")
-    assert features.run.facets["parent"].job.name in {"__ASSET_JOB", "__ephemeral_asset_job__"}
+    assert features.run.facets["parent"].job.name in {"__ASSET_JOB", "__ephemeral_asset_job__", "ingest"}
 
     challenger = next(e for e in events if e.outputs[0].name == "challenger_model")
     assert challenger.job.facets["mlflow"].links["mlflow_version"].endswith("/versions/1")

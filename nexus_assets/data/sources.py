@@ -109,12 +109,13 @@ def locator(config: NexusConfig, part: Part) -> Locate | None:
         return (lambda rows: [_place(paths[0], source, row) for row in rows]) if len(paths) == 1 else None
     if config.dataset.timestamp is None:
         return None
-    places = [
-        (path, np.flatnonzero(((parsed >= part[0]) & (parsed < part[1])).to_numpy()))
-        for path, _, parsed in _timestamp_columns(config)[1]
-    ]
 
     def locate(rows: list[int]) -> list[str]:
+        # Found when asked (a failed check), not for each partition of a range that passes.
+        places = [
+            (path, np.flatnonzero(((parsed >= part[0]) & (parsed < part[1])).to_numpy()))
+            for path, _, parsed in _timestamp_columns(config)[1]
+        ]
         found = []
         for row in rows:
             for path, inside in places:

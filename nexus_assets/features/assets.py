@@ -9,6 +9,7 @@ import pandas as pd
 from nexus_assets.data import contract
 from nexus_assets.features.split import TrainingDataset, split_by_partition, split_by_row
 from nexus_assets.lib.metadata import frame_metadata
+from nexus_assets.lib.ranges import by_partition, output
 from nexus_assets.partitions import partitions_def
 from nexus_core import names
 from nexus_core.config import NexusConfig
@@ -25,27 +26,29 @@ def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         kinds={"pandas", "scikit-learn", "parquet"},
         code_version="4",
         partitions_def=partitions_def(config),
+        backfill_policy=dg.BackfillPolicy.single_run(),
         io_manager_key="parquet_io_manager",
         owners=dataset.owners,
     )
-    def features(raw_data: pd.DataFrame, app_db: AppDatabase) -> dg.MaterializeResult[pd.DataFrame]:
-        """Validated rows of one partition in the model's canonical types: ids, timestamp, features and target."""
+    def features(context: dg.AssetExecutionContext, raw_data: Any, app_db: AppDatabase) -> dg.Output:
+        """Validated rows of each partition in the model's canonical types: ids, timestamp, features and target."""
         stored = app_db.contract(dataset.name)
-        columns = contract.propose(config, raw_data, stored["columns"] if stored else None)
-        spec = contract.feature_spec_of(columns)
-        target = raw_data[dataset.target]
-        if dataset.task == "regression":
-            target = read_numbers(target)
-        inputs = model_inputs(raw_data, spec).drop(columns=list(spec.time))  # the timestamp is kept as it is
-        frame = pd.concat([raw_data[keep], inputs, target], axis=1)
-        return dg.MaterializeResult(
-            value=frame,
-            metadata={
+        values, metadata = {}, {}
+        for key, raw in by_partition(context, raw_data).items():
+            columns = contract.propose(config, raw, stored["columns"] if stored else None)
+            spec = contract.feature_spec_of(columns)
+            target = raw[dataset.target]
+            if dataset.task == "regression":
+                target = read_numbers(target)
+            inputs = model_inputs(raw, spec).drop(columns=list(spec.time))  # the timestamp is kept as it is
+            values[key] = pd.concat([raw[keep], inputs, target], axis=1)
+            described = {n: c for n, c in columns.items() if n in values[key].columns}
+            metadata[key] = {
                 # each column described by its role in the data contract (and its configured description)
-                **frame_metadata(frame, {n: c for n, c in columns.items() if n in frame.columns}, dataset.descriptions),
+                **frame_metadata(values[key], described, dataset.descriptions),
                 "features": dg.MetadataValue.md(_features_by_role(spec)),
-            },
-        )
+            }
+        return output(context, values, metadata)
 
     @dg.asset(
         group_name="training",

@@ -1,6 +1,8 @@
-"""`batch_predictions`: the champion scores every validated row of a partition, and the scores are stored."""
+"""`batch_predictions`: the champion scores every validated row of a partition (or of a range of them, loaded
+once), and the scores are stored."""
 
 import datetime as dt
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -8,6 +10,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from nexus_assets.lib.background import Background
+from nexus_assets.lib.ranges import by_partition, output
 from nexus_core import registry, shadow
 from nexus_core.config import NexusConfig
 from nexus_core.features import FeatureSpec, fitted_spec, model_inputs
@@ -24,12 +27,13 @@ def build_batch_predictions(config: NexusConfig, partitions: dg.PartitionsDefini
         kinds={"scikit-learn", "sql", "parquet"},
         code_version="2",
         partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
         io_manager_key="parquet_io_manager",
     )
     def batch_predictions(
-        context: dg.AssetExecutionContext, features: pd.DataFrame, mlflow: MlflowResource, app_db: AppDatabase
-    ) -> dg.MaterializeResult[pd.DataFrame]:
-        """The champion's prediction for every validated row of a day, also stored in the app database."""
+        context: dg.AssetExecutionContext, features: Any, mlflow: MlflowResource, app_db: AppDatabase
+    ) -> dg.Output:
+        """The champion's prediction for every validated row of each partition, also stored in the app database."""
         client = mlflow.client()
         with mlflow.reporting_failures("load the champion"):
             named = registry.aliases(client, name)
@@ -42,39 +46,41 @@ def build_batch_predictions(config: NexusConfig, partitions: dg.PartitionsDefini
                 registry.load_pipeline(f"models:/{name}/{challenger}") if challenger not in (None, version) else None
             )
         spec, step = model_spec(pipeline, name, version), config.monitoring.score_chunk_rows
-        row_ids = ids(features, id_column).to_numpy()  # in their source type here and in Parquet; text in the app DB
-        parts, shadows = [], []
-        # Rows are written to the app database on a thread while the next chunk is scored.
-        with Background(
-            lambda chunks: app_db.replace_predictions(name, context.partition_key, version, chunks)
-        ) as store:
-            for start in range(0, len(features), step):
-                chunk = model_inputs(features.iloc[start : start + step], spec)
-                scored = score(pipeline, chunk).assign(id=row_ids[start : start + step])
-                store.put(scored)
-                parts.append(scored)
-                if shadowing is not None:
-                    shadows.append(score(shadowing, chunk))
-                if len(features) > step:
-                    context.log.info(f"scored {start + len(chunk):,} of {len(features):,} rows")
-        rows = (
-            pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["prediction", "probability", "id"])
-        )
-        rows = rows.assign(model_version=version)
-        if shadows:
-            theirs = pd.concat(shadows, ignore_index=True)
-            shadow.write(app_db.engine(), shadow_rows(name, rows, version, theirs, challenger))
-            context.log.info(f"challenger v{challenger} scored the {len(theirs):,} rows in shadow")
-        app_db.record_health(name, context.partition_key, version, predictions=len(rows))
-        counts = rows["prediction"].value_counts().rename_axis("prediction").rename("rows").to_frame()
-        return dg.MaterializeResult(
-            value=rows,
-            metadata={
+
+        def predictions(key: str | None, features: pd.DataFrame) -> pd.DataFrame:
+            row_ids = ids(features, id_column).to_numpy()  # in their source type here and in Parquet; text in the DB
+            parts, shadows = [], []
+            # Rows are written to the app database on a thread while the next chunk is scored.
+            with Background(lambda chunks: app_db.replace_predictions(name, key, version, chunks)) as store:
+                for start in range(0, len(features), step):
+                    chunk = model_inputs(features.iloc[start : start + step], spec)
+                    scored = score(pipeline, chunk).assign(id=row_ids[start : start + step])
+                    store.put(scored)
+                    parts.append(scored)
+                    if shadowing is not None:
+                        shadows.append(score(shadowing, chunk))
+                    if len(features) > step:
+                        context.log.info(f"{key}: scored {start + len(chunk):,} of {len(features):,} rows")
+            empty = pd.DataFrame(columns=["prediction", "probability", "id"])
+            rows = (pd.concat(parts, ignore_index=True) if parts else empty).assign(model_version=version)
+            if shadows:
+                theirs = pd.concat(shadows, ignore_index=True)
+                shadow.write(app_db.engine(), shadow_rows(name, rows, version, theirs, challenger))
+                context.log.info(f"{key}: challenger v{challenger} scored the {len(theirs):,} rows in shadow")
+            app_db.record_health(name, key, version, predictions=len(rows))
+            return rows
+
+        frames = by_partition(context, features)
+        values, metadata = {}, {}
+        for key, frame in frames.items():
+            values[key] = rows = predictions(key, frame)
+            counts = rows["prediction"].value_counts().rename_axis("prediction").rename("rows").to_frame()
+            metadata[key] = {
                 "dagster/row_count": dg.MetadataValue.int(len(rows)),
                 "model_version": version,
                 "predictions": dg.MetadataValue.md(counts.to_markdown()),
-            },
-        )
+            }
+        return output(context, values, metadata)
 
     return batch_predictions
 

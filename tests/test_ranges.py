@@ -1,0 +1,118 @@
+"""History is ingested as a range of partitions in one run (a backfill with `BackfillPolicy.single_run()`), and
+each partition keeps its own values, metadata and check results, as if it had run alone."""
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from nexus_assets.data.synthetic import generate_day
+from nexus_assets.definitions import build_definitions
+from nexus_cli.runs import ingest, materialize, range_tags
+from nexus_core.names import RANGE_START
+from tests.conftest import merge
+
+DAYS = [f"2026-01-0{d}" for d in range(1, 6)]
+
+
+def _records(instance, run_id, event_type):
+    return instance.get_records_for_run(run_id, of_type=event_type).records
+
+
+def test_a_range_is_one_run_whose_partitions_have_their_own_values_metadata_and_checks(write_config, instance):
+    config = write_config()
+    defs = build_definitions(config)
+
+    ingested = ingest(defs, instance, DAYS)
+
+    assert not ingested.blocked and len(ingested.runs) == 1
+    [run_id] = ingested.runs
+    assert instance.get_run_by_id(run_id).tags[RANGE_START] == DAYS[0]
+    materialized = _records(instance, run_id, dg.DagsterEventType.ASSET_MATERIALIZATION)
+    stored = {
+        (r.event_log_entry.dagster_event.asset_key.to_user_string(), r.event_log_entry.dagster_event.partition): r
+        for r in materialized
+    }
+    assert set(stored) == {(asset, day) for asset in ("raw_data", "features") for day in DAYS}
+    for day in DAYS:  # each day's own rows, counted on its own materialization
+        rows = generate_day(config.dataset.source, dt.date.fromisoformat(day))
+        value = defs.load_asset_value("raw_data", partition_key=day, instance=instance)
+        pd.testing.assert_frame_equal(value, rows)
+        metadata = stored[("raw_data", day)].asset_materialization.metadata
+        assert metadata["dagster/row_count"].value == len(rows)
+        assert str(rows["customer_id"].iloc[0]) in metadata["preview"].value
+    checked = _records(instance, run_id, dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    evaluations = [r.event_log_entry.dagster_event.event_specific_data for r in checked]
+    assert {(e.check_name, e.partition) for e in evaluations} == {
+        (name, day) for name in _check_names(defs) for day in DAYS
+    }
+    for evaluation in evaluations:  # each judges its own day's materialization, the latest
+        latest = _latest(instance, "raw_data", evaluation.partition)
+        assert evaluation.target_materialization_data.storage_id == latest.storage_id
+        assert latest.run_id == run_id
+        assert evaluation.passed, evaluation.description
+    # the same day materialized alone gives the same features
+    ranged = defs.load_asset_value("features", partition_key=DAYS[2], instance=instance)
+    assert materialize(defs, instance, ["raw_data", "features"], DAYS[2]).success
+    alone = defs.load_asset_value("features", partition_key=DAYS[2], instance=instance)
+    pd.testing.assert_frame_equal(ranged, alone)
+
+
+def test_a_bad_day_in_a_range_blocks_itself_alone_named_and_kept(tmp_path, write_config, instance, embedded_home):
+    source = write_config(name="synthetic.yaml").dataset.source
+    frames = [generate_day(source, dt.date.fromisoformat(day)) for day in DAYS]
+    bad = frames[2].astype({"age": object})
+    bad.loc[17, "age"] = "forty"
+    frames[2] = bad
+    pd.concat(frames, ignore_index=True).to_csv(tmp_path / "events.csv", index=False)
+    changes = {"dataset": {"columns": None, "partitions": "daily", "end_date": "2026-01-06"}}
+    defs = build_definitions(
+        write_config(merge({}, changes), source={"kind": "file", "path": "events.csv"}),
+    )
+
+    ingested = ingest(defs, instance, DAYS)
+
+    assert ingested.blocked == [DAYS[2]]
+    checked = _records(instance, ingested.runs[0], dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    failed = [r.event_log_entry.dagster_event.event_specific_data for r in checked]
+    failed = [e for e in failed if not e.passed]
+    assert [(e.check_name, e.partition) for e in failed] == [("schema", DAYS[2])]
+    assert "row 17 (events.csv line 619): 'forty'" in failed[0].description  # after the header and two days of 300
+    assert instance.get_materialized_partitions(dg.AssetKey("features")) == set(DAYS) - {DAYS[2]}
+    assert (Path(embedded_home) / "storage" / "raw_data" / DAYS[2]).exists(), "the blocked day's rows are kept"
+
+
+def _latest(instance, asset: str, partition: str) -> dg.EventLogRecord:
+    return instance.fetch_materializations(
+        dg.AssetRecordsFilter(dg.AssetKey(asset), asset_partitions=[partition]), limit=1
+    ).records[0]
+
+
+def _check_names(defs) -> set[str]:
+    return {key.name for key in defs.resolve_assets_def("raw_data").check_keys}
+
+
+def test_history_is_scored_and_labelled_as_a_range_with_the_champion_loaded_once(trained, instance):
+    defs, days = trained.defs, [f"2026-01-{day:02d}" for day in range(7, 11)]
+    assert not ingest(defs, instance, days).blocked
+
+    result = materialize(defs, instance, ["batch_predictions", "ground_truth"], tags=range_tags(days))
+
+    assert result.success
+    loads = [e for e in result.all_events if e.event_type == dg.DagsterEventType.LOADED_INPUT]
+    assert len([e for e in loads if e.step_key == "batch_predictions"]) == 1  # the features of all four days at once
+    app_db, name = trained.resources["app_db"], trained.config.model.registered_name
+    for day in days:
+        features = defs.load_asset_value("features", partition_key=day, instance=instance)
+        scored = defs.load_asset_value("batch_predictions", partition_key=day, instance=instance)
+        assert len(scored) == len(features) == len(app_db.predictions_for(name, day))
+        pending = _latest(instance, "ground_truth", day).asset_materialization.metadata["pending_labels"]
+        assert pending.value == len(features) - len(
+            defs.load_asset_value("ground_truth", partition_key=day, instance=instance)
+        )
+    # a day scored alone is scored the same
+    ranged = defs.load_asset_value("batch_predictions", partition_key=days[1], instance=instance)
+    assert materialize(defs, instance, ["batch_predictions"], days[1]).success
+    alone = defs.load_asset_value("batch_predictions", partition_key=days[1], instance=instance)
+    pd.testing.assert_frame_equal(ranged, alone)
