@@ -9,6 +9,7 @@ import pandas as pd
 
 from nexus_assets.data.synthetic import generate_day
 from nexus_assets.definitions import build_definitions
+from nexus_cli.replay import MONITORING
 from nexus_cli.runs import ingest, materialize, range_tags
 from nexus_core.names import RANGE_START
 from tests.conftest import merge
@@ -83,21 +84,11 @@ def test_a_bad_day_in_a_range_blocks_itself_alone_named_and_kept(tmp_path, write
     assert (Path(embedded_home) / "storage" / "raw_data" / DAYS[2]).exists(), "the blocked day's rows are kept"
 
 
-def _latest(instance, asset: str, partition: str) -> dg.EventLogRecord:
-    return instance.fetch_materializations(
-        dg.AssetRecordsFilter(dg.AssetKey(asset), asset_partitions=[partition]), limit=1
-    ).records[0]
-
-
-def _check_names(defs) -> set[str]:
-    return {key.name for key in defs.resolve_assets_def("raw_data").check_keys}
-
-
-def test_history_is_scored_and_labelled_as_a_range_with_the_champion_loaded_once(trained, instance):
+def test_history_is_monitored_as_a_range_judging_each_partition_as_if_alone(trained, instance):
     defs, days = trained.defs, [f"2026-01-{day:02d}" for day in range(7, 11)]
     assert not ingest(defs, instance, days).blocked
 
-    result = materialize(defs, instance, ["batch_predictions", "ground_truth"], tags=range_tags(days))
+    result = materialize(defs, instance, MONITORING, tags=range_tags(days))
 
     assert result.success
     loads = [e for e in result.all_events if e.event_type == dg.DagsterEventType.LOADED_INPUT]
@@ -108,11 +99,34 @@ def test_history_is_scored_and_labelled_as_a_range_with_the_champion_loaded_once
         scored = defs.load_asset_value("batch_predictions", partition_key=day, instance=instance)
         assert len(scored) == len(features) == len(app_db.predictions_for(name, day))
         pending = _latest(instance, "ground_truth", day).asset_materialization.metadata["pending_labels"]
-        assert pending.value == len(features) - len(
-            defs.load_asset_value("ground_truth", partition_key=day, instance=instance)
-        )
-    # a day scored alone is scored the same
+        labels = defs.load_asset_value("ground_truth", partition_key=day, instance=instance)
+        assert pending.value == len(features) - len(labels)
+    checks = {(e.check_name, e.partition): e for e in result.get_asset_check_evaluations()}
+    assert set(checks) == {(check, day) for check in ("drift_share", "no_degradation") for day in days}
+    health = app_db.health(name).set_index("partition")
+    for day in days:
+        drifted = _latest(instance, "drift_report", day).asset_materialization.metadata["drifted_percent"].value
+        assert drifted == checks[("drift_share", day)].metadata["drifted_percent"].value
+        assert drifted == round(100 * health.loc[day, "drift_share"], 1)
+    # each day is judged; the report with its plots is rendered for the newest
+    reports = {day: _latest(instance, "drift_report", day).asset_materialization.metadata for day in days}
+    assert [day for day in days if "report" in reports[day]] == [days[-1]]
+    # a day monitored alone is scored and judged the same
     ranged = defs.load_asset_value("batch_predictions", partition_key=days[1], instance=instance)
-    assert materialize(defs, instance, ["batch_predictions"], days[1]).success
-    alone = defs.load_asset_value("batch_predictions", partition_key=days[1], instance=instance)
-    pd.testing.assert_frame_equal(ranged, alone)
+    alone = materialize(defs, instance, MONITORING, days[1])
+    assert alone.success
+    again = defs.load_asset_value("batch_predictions", partition_key=days[1], instance=instance)
+    pd.testing.assert_frame_equal(ranged, again)
+    for evaluation in alone.get_asset_check_evaluations():
+        first = checks[(evaluation.check_name, days[1])]
+        assert (evaluation.passed, evaluation.description) == (first.passed, first.description)
+
+
+def _latest(instance, asset: str, partition: str) -> dg.EventLogRecord:
+    return instance.fetch_materializations(
+        dg.AssetRecordsFilter(dg.AssetKey(asset), asset_partitions=[partition]), limit=1
+    ).records[0]
+
+
+def _check_names(defs) -> set[str]:
+    return {key.name for key in defs.resolve_assets_def("raw_data").check_keys}

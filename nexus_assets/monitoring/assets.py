@@ -1,12 +1,19 @@
 """The monitoring assets: `batch_predictions` (scoring.py) and `ground_truth` (labels.py) per partition, then
-`model_performance`, each partition's stored predictions judged against its labels, and `drift_report`."""
+`model_performance`, each partition's stored predictions judged against its labels, and `drift_report`. Each runs
+for one partition or a range of them (a backfill) in one step, judging every partition on its own."""
+
+import functools
+import time
+from typing import Any
 
 import dagster as dg
 import numpy as np
 import pandas as pd
+from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
 from nexus_assets.lib import reference as reference_sample
+from nexus_assets.lib.ranges import by_partition, checked, output
 from nexus_assets.monitoring import drift, performance
 from nexus_assets.monitoring.labels import build_ground_truth
 from nexus_assets.monitoring.scoring import build_batch_predictions, model_spec, score
@@ -15,7 +22,7 @@ from nexus_assets.partitions import partitions_def
 from nexus_assets.training.metrics import metrics_for
 from nexus_core import registry
 from nexus_core.config import NexusConfig
-from nexus_core.features import model_inputs
+from nexus_core.features import FeatureSpec, model_inputs
 from nexus_resources.app_db import AppDatabase
 from nexus_resources.mlflow import MlflowResource
 from nexus_resources.reports import ReportStore
@@ -34,6 +41,7 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         code_version="1",
         partitions_def=partitions,
         deps=["batch_predictions"],
+        backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=[
             dg.AssetCheckSpec(
                 "no_degradation",
@@ -44,47 +52,49 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         ],
     )
     def model_performance(
-        context: dg.AssetExecutionContext, ground_truth: pd.DataFrame, mlflow: MlflowResource, app_db: AppDatabase
+        context: dg.AssetExecutionContext, ground_truth: Any, mlflow: MlflowResource, app_db: AppDatabase
     ):
         """The selection metric of a day's stored predictions against the labels known so far, per model version."""
-        stored = app_db.predictions_for(name, context.partition_key)
-        labels = ground_truth.assign(id=ground_truth[id_column].astype(str))[["id", "label"]]
-        joined = stored.merge(labels, on="id", how="inner")
-        unknown = int(len(labels) - labels["id"].isin(stored["id"]).sum())
-        if unknown:
-            context.log.warning(
-                f"{unknown} labels of {context.partition_key} match no stored prediction and are left out; "
-                "check the label source's id column"
-            )
-        judgement = performance.judge(config, metric, joined, lambda version: _holdout(mlflow, name, metric, version))
-        table = judgement.table
-        metadata = {
-            "dagster/row_count": dg.MetadataValue.int(len(joined)),
-            "performance": dg.MetadataValue.md(
-                # "—" where a value is not known (the interval of a day that did not fall, an unjudged day)
-                table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=".4f", missingval="—")
-                if len(table)
-                else "no labelled predictions yet"
-            ),
-            "labels_without_prediction": dg.MetadataValue.int(unknown),
-        }
-        judged = table[table["degraded"].notna()]
-        if len(judged):
-            metadata[config.metric] = float(judged[config.metric].iloc[-1])
-        for row in table.itertuples():
-            app_db.record_health(
-                name,
-                context.partition_key,
-                row.model_version,
-                metric=config.metric,
-                metric_value=float(getattr(row, config.metric)),
-                degraded=row.degraded,
-                labelled_rows=int(row.rows),
-            )
-        return dg.MaterializeResult(
-            value=table,
-            metadata=metadata,
-            check_results=[
+        holdout = functools.cache(lambda version: _holdout(mlflow, name, metric, version))  # once per version a run
+        values, metadata, results = {}, {}, {}
+        for key, truth in by_partition(context, ground_truth).items():
+            stored = app_db.predictions_for(name, key)
+            labels = truth.assign(id=truth[id_column].astype(str))[["id", "label"]]
+            joined = stored.merge(labels, on="id", how="inner")
+            unknown = int(len(labels) - labels["id"].isin(stored["id"]).sum())
+            if unknown:
+                context.log.warning(
+                    f"{unknown} labels of {key} match no stored prediction and are left out; "
+                    "check the label source's id column"
+                )
+            judgement = performance.judge(config, metric, joined, holdout)
+            values[key] = table = judgement.table
+            metadata[key] = {
+                "dagster/row_count": dg.MetadataValue.int(len(joined)),
+                "performance": dg.MetadataValue.md(
+                    # "—" where a value is not known (the interval of a day that did not fall, an unjudged day)
+                    table.astype(object)
+                    .where(table.notna(), None)
+                    .to_markdown(index=False, floatfmt=".4f", missingval="—")
+                    if len(table)
+                    else "no labelled predictions yet"
+                ),
+                "labels_without_prediction": dg.MetadataValue.int(unknown),
+            }
+            judged = table[table["degraded"].notna()]
+            if len(judged):
+                metadata[key][config.metric] = float(judged[config.metric].iloc[-1])
+            for row in table.itertuples():
+                app_db.record_health(
+                    name,
+                    key,
+                    row.model_version,
+                    metric=config.metric,
+                    metric_value=float(getattr(row, config.metric)),
+                    degraded=row.degraded,
+                    labelled_rows=int(row.rows),
+                )
+            results[key] = [
                 dg.AssetCheckResult(
                     check_name="no_degradation",
                     passed=not judgement.degraded,
@@ -92,14 +102,16 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                     severity=dg.AssetCheckSeverity.WARN,
                     metadata={"labelled_rows": dg.MetadataValue.int(len(joined))},
                 )
-            ],
-        )
+            ]
+        yield output(context, values, metadata)
+        yield from checked(context, results)
 
     @dg.asset(
         group_name="monitoring",
         kinds={"evidently"},
-        code_version="1",
+        code_version="2",
         partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=[
             dg.AssetCheckSpec(
                 "drift_share",
@@ -111,75 +123,72 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
     )
     def drift_report(
         context: dg.AssetExecutionContext,
-        features: pd.DataFrame,
-        batch_predictions: pd.DataFrame,
+        features: Any,
+        batch_predictions: Any,
         mlflow: MlflowResource,
         reports: ReportStore,
         app_db: AppDatabase,
     ):
         """Evidently drift of a day's features and prediction scores against the champion's training sample."""
         threshold, minimum = config.monitoring.drift_share_threshold, config.monitoring.min_drift_rows
-        if len(features) < minimum:
-            description = (
-                f"not judged: {len(features)} row(s) < monitoring.min_drift_rows={minimum}; longer partitions "
-                "(dataset.partitions) give each one more rows"
+        frames, scored = by_partition(context, features), by_partition(context, batch_predictions)
+        newest, client = list(frames)[-1], mlflow.client()
+        references = _References(config, mlflow)
+        points: dict[str, list[Metric]] = {}  # drift shares to log, per monitoring run
+        values, metadata, results = {}, {}, {}
+        for key, frame in frames.items():
+            values[key], version = None, _version(scored[key])
+            if len(frame) < minimum:
+                description = (
+                    f"not judged: {len(frame)} row(s) < monitoring.min_drift_rows={minimum}; longer partitions "
+                    "(dataset.partitions) give each one more rows"
+                )
+                context.log.info(f"drift of {key} {description}")
+                metadata[key] = {"rows_compared": dg.MetadataValue.int(len(frame)), "model_version": version}
+                results[key] = [_drift_check(True, description, {"judged": False})]
+                continue
+            if not version:
+                raise dg.Failure(f"no predictions stored for {key}: nothing to compare yet")
+            reference, spec, run_id = references.of(version, key)
+            current = model_inputs(frame, spec).assign(**{drift.PREDICTION: _prediction_score(scored[key]).to_numpy()})
+            result = drift.measure(reference, current, spec)
+            passed = result.share <= threshold
+            app_db.record_health(name, key, version, drift_share=result.share, drifted=not passed)
+            description = f"{result.share:.0%} of columns drifted (threshold {threshold:.0%})" + (
+                f": {', '.join(result.drifted)}" if result.drifted else ""
             )
-            context.log.info(f"drift of {context.partition_key} {description}")
-            rows = {"rows_compared": dg.MetadataValue.int(len(features)), "model_version": _version(batch_predictions)}
-            return _drift_result(True, description, rows, {"judged": False})
-        client = mlflow.client()
-        version = str(batch_predictions["model_version"].iloc[0]) if len(batch_predictions) else None
-        if version is None:
-            raise dg.Failure(f"no predictions stored for {context.partition_key}: nothing to compare yet")
-        with mlflow.reporting_failures(f"load the reference of version {version}"):
-            reference = reference_sample.load_reference(client, name, version)
-            pipeline = registry.load_pipeline(f"models:/{name}/{version}")
-        if reference.empty:
-            raise dg.Failure(
-                f"version {version} has no reference sample ({reference_sample.REFERENCE_ARTIFACT} missing or "
-                "empty in its training run), so drift cannot be measured; retrain through the platform so the next "
-                f"champion logs one. The predictions of {context.partition_key} stay stored."
-            )
-        spec = model_spec(pipeline, name, version)
-        # by position: a sampled reference keeps its rows' original index, the scores come numbered from 0
-        scores = _prediction_score(score(pipeline, reference[spec.columns])).to_numpy()
-        reference = reference.assign(**{drift.PREDICTION: scores})
-        current = model_inputs(features, spec).assign(
-            **{drift.PREDICTION: _prediction_score(batch_predictions).to_numpy()}
-        )
-        result = drift.measure(reference, current, spec, threshold)
-        key = context.partition_key
-        where = reports.save(f"drift/{key}.html", result.html)
-        with mlflow.reporting_failures(f"log the drift report of {key}"):
-            run_id = mlflow.monitoring_run(config.dataset.name, name, version)
-            client.log_text(run_id, result.html, f"drift/{key}.html")
             # One point per partition, at the partition's own time, so MLflow charts drift over the data's days.
-            window = context.partition_time_window if periods else None
-            client.log_metric(
-                run_id,
-                "drift_share",
-                result.share,
-                timestamp=int(window.start.timestamp() * 1000) if window else None,
-                step=partitions.get_partition_keys().index(key) if window else 0,
-            )
-        passed = result.share <= threshold
-        app_db.record_health(name, context.partition_key, version, drift_share=result.share, drifted=not passed)
-        description = f"{result.share:.0%} of columns drifted (threshold {threshold:.0%})" + (
-            f": {', '.join(result.drifted)}" if result.drifted else ""
-        )
-        metadata = {
-            # A percentage people read at a glance, and still a number Dagster plots over materializations.
-            "drifted_percent": dg.MetadataValue.float(round(100 * result.share, 1)),
-            "drifted_columns": dg.MetadataValue.text(", ".join(result.drifted) or "none"),
-            "columns": dg.MetadataValue.md(result.columns.to_markdown(index=False, floatfmt=".4f")),
-            "report": dg.MetadataValue.url(mlflow.artifact_url(run_id, f"drift/{key}.html")),
-            "report_file": dg.MetadataValue.url(where) if where.startswith("s3://") else dg.MetadataValue.path(where),
-            "mlflow_monitoring_run": dg.MetadataValue.url(mlflow.run_url(run_id)),
-            "model_version": version,
-            "rows_compared": dg.MetadataValue.int(min(len(current), drift.CURRENT_ROWS)),
-            "recent_partitions": _recent(app_db.health(name)),
-        }
-        return _drift_result(passed, description, metadata, {"drifted_percent": round(100 * result.share, 1)})
+            window = partitions.time_window_for_partition_key(key) if periods else None
+            at = int(window.start.timestamp() * 1000) if window else int(time.time() * 1000)
+            step = partitions.get_partition_keys().index(key) if window else 0
+            points.setdefault(run_id, []).append(Metric("drift_share", result.share, at, step))
+            metadata[key] = {
+                # A percentage people read at a glance, and still a number Dagster plots over materializations.
+                "drifted_percent": dg.MetadataValue.float(round(100 * result.share, 1)),
+                "drifted_columns": dg.MetadataValue.text(", ".join(result.drifted) or "none"),
+                "columns": dg.MetadataValue.md(result.columns.to_markdown(index=False, floatfmt=".4f")),
+                "mlflow_monitoring_run": dg.MetadataValue.url(mlflow.run_url(run_id)),
+                "model_version": version,
+                "rows_compared": dg.MetadataValue.int(min(len(current), drift.CURRENT_ROWS)),
+            }
+            if key == newest:  # the report with its plots: every new partition's, and the newest of a backfill
+                html = drift.report_html(reference, current, spec, threshold)
+                where = reports.save(f"drift/{key}.html", html)
+                with mlflow.reporting_failures(f"log the drift report of {key}"):
+                    client.log_text(run_id, html, f"drift/{key}.html")
+                metadata[key] |= {
+                    "report": dg.MetadataValue.url(mlflow.artifact_url(run_id, f"drift/{key}.html")),
+                    "report_file": (
+                        dg.MetadataValue.url(where) if where.startswith("s3://") else dg.MetadataValue.path(where)
+                    ),
+                    "recent_partitions": _recent(app_db.health(name)),
+                }
+            results[key] = [_drift_check(passed, description, {"drifted_percent": round(100 * result.share, 1)})]
+        with mlflow.reporting_failures("log the drift shares"):
+            for run_id, metrics in points.items():
+                client.log_batch(run_id, metrics=metrics)
+        yield output(context, values, metadata)
+        yield from checked(context, results)
 
     return [
         build_batch_predictions(config, partitions),
@@ -190,15 +199,44 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
     ]
 
 
-def _drift_result(passed: bool, description: str, metadata: dict, check_metadata: dict) -> dg.MaterializeResult:
-    check = dg.AssetCheckResult(
+def _drift_check(passed: bool, description: str, metadata: dict) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
         check_name="drift_share",
         passed=passed,
         description=description,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata=check_metadata,
+        metadata=metadata,
     )
-    return dg.MaterializeResult(metadata=metadata, check_results=[check])
+
+
+class _References:
+    """Each model version's reference sample (scored by the version itself), feature spec and MLflow monitoring
+    run, loaded once per run however many partitions it judges."""
+
+    def __init__(self, config: NexusConfig, mlflow: MlflowResource) -> None:
+        self.config, self.mlflow, self.loaded = config, mlflow, {}
+
+    def of(self, version: str, key: str) -> tuple[pd.DataFrame, FeatureSpec, str]:
+        if version not in self.loaded:
+            self.loaded[version] = self._load(version, key)
+        return self.loaded[version]
+
+    def _load(self, version: str, key: str) -> tuple[pd.DataFrame, FeatureSpec, str]:
+        name, client = self.config.model.registered_name, self.mlflow.client()
+        with self.mlflow.reporting_failures(f"load the reference of version {version}"):
+            reference = reference_sample.load_reference(client, name, version)
+            pipeline = registry.load_pipeline(f"models:/{name}/{version}")
+        if reference.empty:
+            raise dg.Failure(
+                f"version {version} has no reference sample ({reference_sample.REFERENCE_ARTIFACT} missing or "
+                "empty in its training run), so drift cannot be measured; retrain through the platform so the next "
+                f"champion logs one. The predictions of {key} stay stored."
+            )
+        spec = model_spec(pipeline, name, version)
+        # by position: a sampled reference keeps its rows' original index, the scores come numbered from 0
+        scores = _prediction_score(score(pipeline, reference[spec.columns])).to_numpy()
+        run_id = self.mlflow.monitoring_run(self.config.dataset.name, name, version)
+        return reference.assign(**{drift.PREDICTION: scores}), spec, run_id
 
 
 def _recent(health: pd.DataFrame, count: int = 14) -> dg.MetadataValue:

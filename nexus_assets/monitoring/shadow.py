@@ -1,10 +1,13 @@
 """`shadow_comparison`: how the challenger would have done on the live requests it answered in shadow, judged
 per partition against the labels known so far, beside the champion that answered them."""
 
+from typing import Any
+
 import dagster as dg
 import numpy as np
 import pandas as pd
 
+from nexus_assets.lib.ranges import by_partition, output
 from nexus_assets.monitoring.performance import stored_score
 from nexus_assets.training.metrics import metrics_for
 from nexus_core import shadow
@@ -18,38 +21,42 @@ def build_shadow_comparison(config: NexusConfig, partitions: dg.PartitionsDefini
     name, id_column = config.model.registered_name, config.dataset.id_column or "row"
     metric = metrics_for(config.dataset.task)[config.metric]
 
-    @dg.asset(group_name="monitoring", kinds={"pandas", "sql"}, code_version="1", partitions_def=partitions)
-    def shadow_comparison(
-        context: dg.AssetExecutionContext, ground_truth: pd.DataFrame, app_db: AppDatabase
-    ) -> dg.MaterializeResult[pd.DataFrame]:
+    @dg.asset(
+        group_name="monitoring",
+        kinds={"pandas", "sql"},
+        code_version="1",
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def shadow_comparison(context: dg.AssetExecutionContext, ground_truth: Any, app_db: AppDatabase) -> dg.Output:
         """The challenger's shadow answers to live requests beside the champion's, against a partition's labels."""
-        labels = ground_truth.assign(record_id=ground_truth[id_column].astype(str))[["record_id", "label"]]
-        rows = shadow.read(app_db.engine(), name, labels["record_id"].tolist()).merge(labels, on="record_id")
-        table = compare(config, metric, rows)
-        app_db.replace_shadow_results(name, context.partition_key, table)
-        if table.empty:
-            note = (
-                f"no shadow answers for the {len(labels)} labelled records of {context.partition_key}: the service "
-                "shadows the challenger when NEXUS_SERVING_SHADOW_SHARE > 0 and a challenger differs from the champion"
-            )
-        else:
-            note = "; ".join(
-                f"challenger v{r.challenger} {metric.name} {r.challenger_score:.4f} vs champion v{r.champion} "
-                f"{r.champion_score:.4f} on {r.labelled} labelled {r.source} records ({r.agreement:.0%} agree)"
-                for r in table.itertuples()
-            )
-        context.log.info(note)
-        return dg.MaterializeResult(
-            value=table,
-            metadata={
+        values, metadata = {}, {}
+        for key, truth in by_partition(context, ground_truth).items():
+            labels = truth.assign(record_id=truth[id_column].astype(str))[["record_id", "label"]]
+            rows = shadow.read(app_db.engine(), name, labels["record_id"].tolist()).merge(labels, on="record_id")
+            values[key] = table = compare(config, metric, rows)
+            app_db.replace_shadow_results(name, key, table)
+            if table.empty:
+                note = (
+                    f"no shadow answers for the {len(labels)} labelled records of {key}: the service shadows the "
+                    "challenger when NEXUS_SERVING_SHADOW_SHARE > 0 and a challenger differs from the champion"
+                )
+            else:
+                note = "; ".join(
+                    f"challenger v{r.challenger} {metric.name} {r.challenger_score:.4f} vs champion v{r.champion} "
+                    f"{r.champion_score:.4f} on {r.labelled} labelled {r.source} records ({r.agreement:.0%} agree)"
+                    for r in table.itertuples()
+                )
+            context.log.info(note)
+            metadata[key] = {
                 "dagster/row_count": dg.MetadataValue.int(int(table["labelled"].sum()) if len(table) else 0),
                 "comparison": dg.MetadataValue.md(
                     table.to_markdown(index=False, floatfmt=".4f") if len(table) else note
                 ),
                 "summary": note,
                 "metric": metric.name,
-            },
-        )
+            }
+        return output(context, values, metadata)
 
     return shadow_comparison
 
