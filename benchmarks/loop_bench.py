@@ -26,7 +26,7 @@ TRAIN_DAYS = 7
 
 
 def _config(home: Path, days: int, rows: int, name: str) -> Path:
-    start = dt.date(2025, 1, 1)
+    start = dt.date.today() - dt.timedelta(days=days + 1)  # the newest days closed: daily partitions end today
     config = {
         "dataset": {
             "name": "loop-bench",
@@ -88,8 +88,11 @@ def main() -> None:
     began = time.perf_counter()
     assert not ingest(defs, instance, history).blocked
     ingested = time.perf_counter()
-    assert materialize(defs, instance, MONITORING, tags=range_tags(history)).success
-    ingest_range = (ingested - began) / len(history)
+    assert materialize(defs, instance, ["batch_predictions"], tags=range_tags(history)).success
+    scored = time.perf_counter()
+    rest = [asset for asset in MONITORING if asset != "batch_predictions"]
+    assert materialize(defs, instance, rest, tags=range_tags(history)).success
+    ingest_range, score_range = (ingested - began) / len(history), (scored - ingested) / len(history)
     monitor_range = (time.perf_counter() - ingested) / len(history)
     per_day, per_day_range = statistics.mean(ingest_each) + statistics.mean(monitoring), ingest_range + monitor_range
     print(f"daily partitions of {args.rows:,} row(s), after {setup:.0f} s of set-up and training\n")
@@ -98,7 +101,7 @@ def main() -> None:
     print(f"| ingest (raw_data, features, checks) | {statistics.mean(ingest_each):.3f} s | {ingest_range:.3f} s | |")
     print(
         f"| monitor (scoring, labels, performance, drift) | {statistics.mean(monitoring):.3f} s | "
-        f"{monitor_range:.3f} s | |"
+        f"{monitor_range:.3f} s (scoring {score_range:.3f} s) | |"
     )
     print(f"| end to end | {per_day:.3f} s | {per_day_range:.3f} s | 1 s fixed cost |")
     print(
@@ -106,8 +109,8 @@ def main() -> None:
         "3 min (1,000 rows a day) |"
     )
     print(
-        f"| twenty years of days, projected | {7300 * per_day / 60:.0f} min | {7300 * per_day_range / 60:.1f} min | "
-        "10 min (50 rows a day, ingested and scored) |"
+        f"| twenty years of days ingested and scored, projected | {7300 * per_day / 60:.0f} min | "
+        f"{7300 * (ingest_range + score_range) / 60:.1f} min | 10 min (50 rows a day) |"
     )
 
 

@@ -2,6 +2,10 @@
 each partition keeps its own values, metadata and check results, as if it had run alone."""
 
 import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -11,7 +15,8 @@ from nexus_assets.data.synthetic import generate_day
 from nexus_assets.definitions import build_definitions
 from nexus_cli.replay import MONITORING
 from nexus_cli.runs import ingest, materialize, range_tags
-from nexus_core.names import RANGE_START
+from nexus_core.config import REPO_ROOT
+from nexus_core.names import RANGE_END, RANGE_START
 from tests.conftest import merge
 
 DAYS = [f"2026-01-0{d}" for d in range(1, 6)]
@@ -120,6 +125,28 @@ def test_history_is_monitored_as_a_range_judging_each_partition_as_if_alone(trai
     for evaluation in alone.get_asset_check_evaluations():
         first = checks[(evaluation.check_name, days[1])]
         assert (evaluation.passed, evaluation.description) == (first.passed, first.description)
+
+
+def test_a_backfill_from_dagsters_own_cli_is_one_run_on_the_embedded_instance(write_config, tmp_path, monkeypatch):
+    """What a user runs for history: Dagster's CLI over the code location, on the instance `make dev` uses."""
+    config = write_config()
+    home = tmp_path / "dagster"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "nexus_assets.definitions"]
+    command += ["--select", "raw_data,features", "--partition-range", f"{DAYS[0]}...{DAYS[2]}"]
+    env = {**os.environ, "DAGSTER_HOME": str(home), "NEXUS_CONFIG": str(config.path)}
+    done = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # dagster.yaml names its folder by it
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        [run] = instance.get_runs()
+        assert (run.tags[RANGE_START], run.tags[RANGE_END]) == (DAYS[0], DAYS[2])
+        assert instance.get_materialized_partitions(dg.AssetKey("features")) == set(DAYS[:3])
+        schema = dg.AssetCheckKey(dg.AssetKey("raw_data"), "schema")
+        history = instance.event_log_storage.get_asset_check_execution_history(schema, limit=10)
+        assert sorted(record.partition for record in history) == DAYS[:3]
 
 
 def _latest(instance, asset: str, partition: str) -> dg.EventLogRecord:

@@ -134,6 +134,7 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         frames, scored = by_partition(context, features), by_partition(context, batch_predictions)
         newest, client = list(frames)[-1], mlflow.client()
         references = _References(config, mlflow)
+        steps = {key: step for step, key in enumerate(partitions.get_partition_keys())} if periods else {}
         points: dict[str, list[Metric]] = {}  # drift shares to log, per monitoring run
         values, metadata, results = {}, {}, {}
         for key, frame in frames.items():
@@ -149,7 +150,7 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                 continue
             if not version:
                 raise dg.Failure(f"no predictions stored for {key}: nothing to compare yet")
-            reference, spec, run_id = references.of(version, key)
+            reference, spec, run_id, run_url = references.of(version, key)
             current = model_inputs(frame, spec).assign(**{drift.PREDICTION: _prediction_score(scored[key]).to_numpy()})
             result = drift.measure(reference, current, spec)
             passed = result.share <= threshold
@@ -160,14 +161,14 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
             # One point per partition, at the partition's own time, so MLflow charts drift over the data's days.
             window = partitions.time_window_for_partition_key(key) if periods else None
             at = int(window.start.timestamp() * 1000) if window else int(time.time() * 1000)
-            step = partitions.get_partition_keys().index(key) if window else 0
+            step = steps[key] if window else 0
             points.setdefault(run_id, []).append(Metric("drift_share", result.share, at, step))
             metadata[key] = {
                 # A percentage people read at a glance, and still a number Dagster plots over materializations.
                 "drifted_percent": dg.MetadataValue.float(round(100 * result.share, 1)),
                 "drifted_columns": dg.MetadataValue.text(", ".join(result.drifted) or "none"),
                 "columns": dg.MetadataValue.md(result.columns.to_markdown(index=False, floatfmt=".4f")),
-                "mlflow_monitoring_run": dg.MetadataValue.url(mlflow.run_url(run_id)),
+                "mlflow_monitoring_run": dg.MetadataValue.url(run_url),
                 "model_version": version,
                 "rows_compared": dg.MetadataValue.int(min(len(current), drift.CURRENT_ROWS)),
             }
@@ -211,17 +212,17 @@ def _drift_check(passed: bool, description: str, metadata: dict) -> dg.AssetChec
 
 class _References:
     """Each model version's reference sample (scored by the version itself), feature spec and MLflow monitoring
-    run, loaded once per run however many partitions it judges."""
+    run (its id and page), loaded once per run however many partitions it judges."""
 
     def __init__(self, config: NexusConfig, mlflow: MlflowResource) -> None:
         self.config, self.mlflow, self.loaded = config, mlflow, {}
 
-    def of(self, version: str, key: str) -> tuple[pd.DataFrame, FeatureSpec, str]:
+    def of(self, version: str, key: str) -> tuple[pd.DataFrame, FeatureSpec, str, str]:
         if version not in self.loaded:
             self.loaded[version] = self._load(version, key)
         return self.loaded[version]
 
-    def _load(self, version: str, key: str) -> tuple[pd.DataFrame, FeatureSpec, str]:
+    def _load(self, version: str, key: str) -> tuple[pd.DataFrame, FeatureSpec, str, str]:
         name, client = self.config.model.registered_name, self.mlflow.client()
         with self.mlflow.reporting_failures(f"load the reference of version {version}"):
             reference = reference_sample.load_reference(client, name, version)
@@ -236,7 +237,7 @@ class _References:
         # by position: a sampled reference keeps its rows' original index, the scores come numbered from 0
         scores = _prediction_score(score(pipeline, reference[spec.columns])).to_numpy()
         run_id = self.mlflow.monitoring_run(self.config.dataset.name, name, version)
-        return reference.assign(**{drift.PREDICTION: scores}), spec, run_id
+        return reference.assign(**{drift.PREDICTION: scores}), spec, run_id, self.mlflow.run_url(run_id)
 
 
 def _recent(health: pd.DataFrame, count: int = 14) -> dg.MetadataValue:

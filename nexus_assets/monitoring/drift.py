@@ -42,7 +42,7 @@ def measure(reference: pd.DataFrame, current: pd.DataFrame, spec: FeatureSpec) -
     current = sample(current, CURRENT_ROWS)
     rows = []
     for column, kind in _typed_columns(reference, current, spec):
-        ours, theirs = (frame[column].replace([np.inf, -np.inf], np.nan).dropna() for frame in (reference, current))
+        ours, theirs = (_known(frame[column], kind) for frame in (reference, current))
         if ours.empty or theirs.empty:
             continue
         column_type = ColumnType.Numerical if kind == "numerical" else ColumnType.Categorical
@@ -72,6 +72,13 @@ def report_html(reference: pd.DataFrame, current: pd.DataFrame, spec: FeatureSpe
         path = Path(tmp) / "report.html"
         snapshot.save_html(str(path))
         return path.read_text()
+
+
+def _known(values: pd.Series, kind: str) -> pd.Series:
+    """The values a test can use, as Evidently keeps them: no missing ones, no infinities."""
+    if kind == "numerical":
+        return values[np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))]
+    return values.dropna()
 
 
 def _typed_columns(reference: pd.DataFrame, current: pd.DataFrame, spec: FeatureSpec) -> list[tuple[str, str]]:
