@@ -23,6 +23,7 @@ from nexus_cli.processes import running, serve_command
 from nexus_core import registry
 from nexus_core.config import load_config
 from nexus_core.features import fitted_spec, model_inputs
+from nexus_core.names import INGEST_JOB, RANGE_END, RANGE_START
 from nexus_resources.settings import build_resources
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,6 +91,10 @@ def _ratings() -> pd.DataFrame:
     return frame[(seconds >= pd.Timestamp("2000-01").timestamp()) & (seconds < pd.Timestamp("2001-07").timestamp())]
 
 
+def _births() -> pd.DataFrame:
+    return _rdataset("mosaicData", "Births")  # US births a day, 1969-1988
+
+
 TABLES = {
     "penguins": (
         _penguins,
@@ -112,6 +117,7 @@ TABLES = {
         _ratings,
         {"target": "rating", "task": "regression", "timestamp": "timestamp", "partitions": "monthly"},
     ),
+    "births": (_births, {"target": "births", "task": "regression", "timestamp": "date", "partitions": "daily"}),
     "cancer": (lambda: _cancer(noise=False), {"target": "label", "task": "binary_classification"}),  # batch files
     "noise": (lambda: _cancer(noise=True), {"target": "label", "task": "binary_classification"}),
 }
@@ -192,6 +198,20 @@ def test_years_of_daily_rows_get_monthly_partitions_a_time_split_and_monitoring(
     assert scored["dagster/row_count"].value == 28, "every day of February 2015 is scored"
     assert labelled["pending_labels"].value > 0 and labelled["dagster/row_count"].value < 28
     assert split.metadata["awaiting_label"].value > 50, "days without a label are left out of training"
+
+
+def test_twenty_years_of_days_are_read_as_one_range_and_end_served_and_monitored(demo):
+    code, out, err, _ = demo("births", monitor=1)
+    assert code == 0, err
+    assert "partitions: daily (dataset.partitions), 1969-01-01 to 1989-01-01" in out
+    assert "training on 5114 of 7305" in out
+    assert "1969-01-01 to 1983-01-01: raw_data, features: ok" in out  # fourteen years in one run
+    assert "gate: PROMOTED: rmse" in out and "[1/1] 1983-01-02 monitored: ok" in out
+    with dg.DagsterInstance.get() as instance:
+        [history] = instance.get_runs(dg.RunsFilter(job_name=INGEST_JOB))[-1:]
+        assert history.tags[RANGE_START] == "1969-01-01" and history.tags[RANGE_END] == "1983-01-01"
+        assert len(instance.get_materialized_partitions(dg.AssetKey("features"))) == 5115
+    assert isinstance(_answer(out)["predictions"][0]["prediction"], float)
 
 
 def test_batch_files_without_timestamp_are_a_partition_each_and_new_files_are_picked_up(demo, tmp_path):
