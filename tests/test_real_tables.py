@@ -219,7 +219,8 @@ def test_batch_files_without_timestamp_are_a_partition_each_and_new_files_are_pi
     code, out, err, path = demo("cancer", batches=6)
     assert code == 0, err
     assert "partitions: files (inferred: the source is a glob of files): one partition per file, 6 now" in out
-    assert "[4/4] batch-04.csv: raw_data, features: ok" in out and "[2/2] batch-06.csv monitored: ok" in out
+    assert "batch-01.csv to batch-04.csv: raw_data, features: ok" in out  # four files in one run
+    assert "[2/2] batch-06.csv monitored: ok" in out
     assert "gate: PROMOTED: roc_auc" in out and "95% interval" in out
     (prediction,) = _answer(out)["predictions"]
     assert prediction["prediction"] in (0, 1) and set(prediction["probabilities"]) == {"0", "1"}
