@@ -58,17 +58,22 @@ def run_job(
     """One in-process run of a named job (of one partition, or of the consecutive partitions `keys`), recorded in
     `instance`."""
     return defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance,
-        run_config=QUIET,
-        partition_key=partition_key,
-        tags=range_tags(keys) if keys else None,
-        raise_on_error=False,
+        instance=instance, run_config=QUIET, raise_on_error=False, **_partitions(keys or [partition_key])
     )
 
 
 def range_tags(keys: Sequence[str]) -> dict[str, str]:
     """The tags of a run over the consecutive partitions `keys`, as a single-run backfill gets them."""
     return {RANGE_START: keys[0], RANGE_END: keys[-1]}
+
+
+def _partitions(keys: Sequence[str | None]) -> dict:
+    """How a run is told its partitions: one by its key, several by the range's tags."""
+    return (
+        {"partition_key": keys[0], "tags": None}
+        if len(keys) == 1
+        else {"partition_key": None, "tags": range_tags(keys)}
+    )
 
 
 @dataclass
@@ -81,7 +86,7 @@ def ingest(defs: dg.Definitions, instance: dg.DagsterInstance, keys: Sequence[st
     """`raw_data` and `features` of the consecutive partitions `keys` in one run, as a backfill under the daemon
     runs them. A partition whose blocking checks fail blocks itself alone: the features of the others are
     materialized in a run per stretch of consecutive partitions that passed."""
-    result = run_job(defs, instance, INGEST_JOB, keys[0] if len(keys) == 1 else None, keys if len(keys) > 1 else None)
+    result = run_job(defs, instance, INGEST_JOB, keys=keys)
     if result.success:
         return Ingested([result.run_id], [])
     failed = {
@@ -93,13 +98,7 @@ def ingest(defs: dg.Definitions, instance: dg.DagsterInstance, keys: Sequence[st
         return Ingested([result.run_id], list(keys))
     runs = [result.run_id]
     for stretch in _stretches([key in failed for key in keys], keys):
-        followed = materialize(
-            defs,
-            instance,
-            ["features"],
-            tags=range_tags(stretch) if len(stretch) > 1 else None,
-            partition_key=stretch[0] if len(stretch) == 1 else None,
-        )
+        followed = materialize(defs, instance, ["features"], **_partitions(stretch))
         runs.append(followed.run_id)
         if not followed.success:
             failed |= set(stretch)

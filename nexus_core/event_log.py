@@ -46,8 +46,9 @@ class PooledSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
         # Asked before every check evaluation is stored; a table, once there, stays.
         tables = self.__dict__.setdefault("_tables", set())
         if table_name not in tables:
-            with self._engine().connect() as connection:
-                if self._engine().dialect.has_table(connection, table_name):
+            engine = self._engine()
+            with engine.connect() as connection:
+                if engine.dialect.has_table(connection, table_name):
                     tables.add(table_name)
         return table_name in tables
 
