@@ -126,24 +126,29 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
         return 1
     gate = trained.output_for_node("champion_model")
     print(f"gate: {'PROMOTED' if gate['promoted'] else 'not promoted'}: {gate['reason']}")
-    if gate["version"] is None:
+    served = gate["version"] is not None
+    if not served:
         print(
-            "\nNo candidate beat the baseline on the holdout: nothing to serve. The comparison is in the Dagster UI "
-            "(make dev, asset champion_model) and every candidate's run in MLflow (make mlflow)."
+            "\nNo candidate beat the baseline on the holdout or over the history: nothing to serve. The comparison is "
+            "in the Dagster UI (make dev, asset champion_model) and every candidate's run in MLflow (make mlflow)."
         )
-        return 0
+        if not partitions.partitioned:
+            return 0
     with Replay(defs, instance) as replay:
         # the champion alias sensor sees the first champion and deploys it
-        if not _show(replay, replay.act()):
+        if served and not _show(replay, replay.act()):
             return 1
-        control.status(config, args)
+        if served:
+            control.status(config, args)
         if not partitions.partitioned:
             print(f"\nNot monitoring: {partitions.note}.")
         else:
-            monitored = _monitor(replay, keys[len(trained_on) : len(trained_on) + args.monitor_days])
+            monitored = _monitor(replay, keys[len(trained_on) : len(trained_on) + args.monitor_days], served)
             if monitored is None:
                 return 1
             blocked += monitored
+    if not served:
+        return 0
     data = trained.output_for_node("training_dataset")
     row = data.holdout.loc[[data.holdout[data.spec.columns].isna().sum(axis=1).idxmin()]]  # the most complete
     record = model_inputs(row, data.spec).astype(object).iloc[0].to_dict()
@@ -173,13 +178,14 @@ def _training_count(config: NexusConfig, keys: list, requested: int | None) -> i
     return min(len(keys), max(3, round(len(keys) * 0.7)))
 
 
-def _monitor(replay: Replay, keys: list[str]) -> list[str] | None:
+def _monitor(replay: Replay, keys: list[str], served: bool) -> list[str] | None:
     """Monitor the partitions after the training window, with the sensors acting after each one as the daemon
     would; the partitions that were blocked, or None when a run the sensors requested failed."""
     if not keys:
         print("\nNothing left to monitor: every partition of the range was used for training.")
         return []
-    print(f"\nMonitoring {len(keys)} more partitions with the champion; the sensors act after each one:")
+    against = "with the champion" if served else "against the training data (no champion to score with)"
+    print(f"\nMonitoring {len(keys)} more partitions {against}; the sensors act after each one:")
     blocked = []
     for number, key in enumerate(keys, 1):
         outcome = replay.monitor(key)

@@ -54,11 +54,16 @@ def run_job(
     job_name: str,
     partition_key: str | None = None,
     keys: Sequence[str] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """One in-process run of a named job (of one partition, or of the consecutive partitions `keys`), recorded in
     `instance`."""
+    partitions = _partitions(keys or [partition_key])
     return defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, run_config=QUIET, raise_on_error=False, **_partitions(keys or [partition_key])
+        instance=instance,
+        run_config=QUIET,
+        raise_on_error=False,
+        **(partitions | {"tags": {**(partitions["tags"] or {}), **(tags or {})}}),
     )
 
 

@@ -215,11 +215,14 @@ class TrainingConfig(_Strict):
     validation_fraction: float = Field(0.15, gt=0, lt=0.5)
     holdout_fraction: float = Field(0.15, gt=0, lt=0.5)
     min_rows: int = Field(50, gt=0, description="Fewer training rows than this is refused.")
-    cut_at_change: bool = Field(
-        True,
-        description="A retrain requested for persistent drift or degradation trains on the partitions since the "
-        "change began, when they hold min_rows training rows: the model learns the new regime.",
+    on_change: Literal["weight", "cut", "ignore"] = Field(
+        "weight",
+        description="What a retrain requested for persistent drift or degradation does with the partitions since "
+        "the change began: weight (the whole window, those rows weighing change_weight times the older ones, so "
+        "the seasons of the older rows are kept), cut (train on them only, when they hold min_rows training rows: "
+        "for a regime that is gone for good), or ignore.",
     )
+    change_weight: float = Field(3.0, ge=1, description="How much more a row since the change weighs (on_change).")
     seed: int = 7
 
 
@@ -248,7 +251,25 @@ class GateConfig(_Strict):
     max_holdout_drop: float = Field(
         0.25, ge=0, description="A holdout score this share worse than the validation score is unstable."
     )
-    refuse_unstable: bool = Field(False, description="Refuse (not only warn about) an unstable challenger.")
+    instability: Literal["warn", "refuse"] = Field(
+        "refuse",
+        description="What an unstable challenger gets: refused (the default), or promoted with a warning in the "
+        "decision.",
+    )
+    backtest_folds: int = Field(
+        5,
+        ge=0,
+        description="A first promotion the holdout cannot decide (its interval straddles the margin) is decided by "
+        "a rolling-origin backtest of this many folds over the training history: promoted only if the challenger "
+        "beats the baseline on every fold and the pooled gain clears the margin with confidence; 0: the holdout "
+        "alone decides.",
+    )
+    max_memory_loss: float = Field(
+        0.1,
+        ge=0,
+        description="The gate also scores both models on a sample of rows older than the validation period; a "
+        "challenger this share worse than the reference there has forgotten them and is refused.",
+    )
     slice_column: str | None = Field(None, description="A categorical column; no slice may regress too much.")
     slice_tolerance: float = Field(0.02, ge=0)
     min_slice_rows: int = Field(50, gt=0)

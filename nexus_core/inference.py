@@ -7,6 +7,8 @@ import pandas as pd
 
 # A binary pipeline's decision threshold travels inside the logged artifact as this attribute (skops keeps it).
 THRESHOLD = "nexus_decision_threshold_"
+# So does a regression pipeline's target range: the lowest and highest value it learned from.
+TARGET_RANGE = "nexus_target_range_"
 
 
 def decision_threshold(model) -> float | None:
@@ -14,11 +16,21 @@ def decision_threshold(model) -> float | None:
     return getattr(model, THRESHOLD, None)
 
 
+def bounded(model, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A regression model's answers clipped to the target range it learned from, and which ones were: a linear
+    model asked about a season it has not seen can answer far outside anything the data supports."""
+    limits = getattr(model, TARGET_RANGE, None)
+    if limits is None:
+        return values, np.zeros(len(values), dtype=bool)
+    clipped = np.clip(values, *limits)
+    return clipped, clipped != values
+
+
 def predict(model, X: pd.DataFrame, threshold: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """What `model` predicts per row and, for classifiers, each class's probability (`classes_` order), in one pass.
     A binary model predicts its positive class from `threshold` on (default: its own decision threshold)."""
     if not hasattr(model, "predict_proba"):
-        return model.predict(X), None
+        return bounded(model, model.predict(X))[0], None
     probabilities = model.predict_proba(X)
     threshold = decision_threshold(model) if threshold is None else threshold
     if threshold is not None and probabilities.shape[1] == 2:

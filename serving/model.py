@@ -23,7 +23,7 @@ from sklearn.pipeline import Pipeline
 from typing_extensions import TypedDict
 
 from nexus_core.features import FeatureSpec, compile_preprocessor, fitted_spec, input_bounds, model_inputs
-from nexus_core.inference import decision_threshold, predict
+from nexus_core.inference import TARGET_RANGE, bounded, decision_threshold, predict
 from nexus_core.registry import CHAMPION, load_pipeline
 from nexus_core.trees import UnsafeModel
 
@@ -66,6 +66,7 @@ class ServedModel:
         classes = getattr(self.pipeline, "classes_", None)
         self.classes = None if classes is None else [c.item() if hasattr(c, "item") else c for c in classes]
         self.threshold = decision_threshold(self.pipeline)
+        self.target_range = getattr(self.pipeline, TARGET_RANGE, None)
 
     def healthy(self) -> bool:
         """Whether the version still answers its own input example (tells a bad request from a broken server)."""
@@ -98,9 +99,16 @@ class ServedModel:
         with warnings.catch_warnings(), sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             warnings.resetwarnings()
             warnings.simplefilter("ignore")
-            labels, probabilities = predict(model, inputs, self.threshold)
-        if probabilities is None:
-            return [{"prediction": float(p)} for p in labels]
+            if self.classes is None:
+                raw = model.predict(inputs)
+            else:
+                labels, probabilities = predict(model, inputs, self.threshold)
+        if self.classes is None:  # an answer outside the target range it learned from is clipped, and says so
+            values, clipped = bounded(self.pipeline, raw)
+            return [
+                {"prediction": float(value), **({"clipped_from": float(was)} if cut else {})}
+                for value, was, cut in zip(values, raw, clipped, strict=True)
+            ]
         labels = labels.tolist()  # JSON-ready Python values
         keys = [str(c) for c in self.classes]
         return [

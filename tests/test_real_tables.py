@@ -20,11 +20,15 @@ from nexus_assets.definitions import build_definitions
 from nexus_assets.training import candidates
 from nexus_cli.cli import main as nexus
 from nexus_cli.processes import running, serve_command
+from nexus_cli.runs import run_job
 from nexus_core import registry
 from nexus_core.config import load_config
 from nexus_core.features import fitted_spec, model_inputs
-from nexus_core.names import INGEST_JOB, RANGE_END, RANGE_START
+from nexus_core.inference import predict
+from nexus_core.names import INGEST_JOB, RANGE_END, RANGE_START, REGIME_START, RETRAINING_SENSOR, TRAINING_JOB, TRIGGER
 from nexus_resources.settings import build_resources
+from serving.model import load_version
+from tests.conftest import register_version
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -91,6 +95,14 @@ def _ratings() -> pd.DataFrame:
     return frame[(seconds >= pd.Timestamp("2000-01").timestamp()) & (seconds < pd.Timestamp("2001-07").timestamp())]
 
 
+def _beijing() -> pd.DataFrame:
+    """Beijing's daily weather in 2016-2017 (one row a day, two years), the day's weather events as the target:
+    "None" where the source leaves it empty, events of the same day joined by "+", rare ones grouped."""
+    frame = _rdataset("mosaicData", "Weather")
+    frame = frame[frame["city"] == "Beijing"].drop(columns=["city", "year", "month", "day"])
+    return frame.assign(events=frame["events"].fillna("None").str.replace(" , ", "+"))
+
+
 def _births() -> pd.DataFrame:
     return _rdataset("mosaicData", "Births")  # US births a day, 1969-1988
 
@@ -118,6 +130,12 @@ TABLES = {
         {"target": "rating", "task": "regression", "timestamp": "timestamp", "partitions": "monthly"},
     ),
     "births": (_births, {"target": "births", "task": "regression", "timestamp": "date", "partitions": "daily"}),
+    "beijing": (
+        _beijing,
+        {"target": "events", "task": "multiclass_classification", "timestamp": "date", "rare_classes": {"group": True}},
+        # a holdout of one month (30 rows): too few to tell the models apart with confidence
+        {"model": {"selection_metric": "f1"}, "training": {"holdout_fraction": 0.04}},
+    ),
     "cancer": (lambda: _cancer(noise=False), {"target": "label", "task": "binary_classification"}),  # batch files
     "noise": (lambda: _cancer(noise=True), {"target": "label", "task": "binary_classification"}),
 }
@@ -128,7 +146,7 @@ def demo(tmp_path, monkeypatch, capsys):
     """Write a table as a user's CSV and a config as the README teaches, run `nexus demo`, return its output."""
 
     def run(name: str, batches: int = 0, monitor: int = 4) -> tuple[int, str, str, Path]:
-        load, dataset = TABLES[name]
+        load, dataset, *settings = TABLES[name]
         source = f"{name}.csv"
         if batches:  # the table arrives as files, one batch after another
             (tmp_path / name).mkdir()
@@ -143,6 +161,8 @@ def demo(tmp_path, monkeypatch, capsys):
             "dataset": {"name": name, "source": {"kind": "file", "path": source}, **dataset},
             "model": {"registered_name": f"{name}-model"},
         }
+        for section, values in (settings[0] if settings else {}).items():
+            config[section] = config.get(section, {}) | values
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         monkeypatch.setenv("NEXUS_CONFIG", str(path))
@@ -172,8 +192,8 @@ def test_a_few_hundred_rows_with_text_labels_and_no_timestamp(demo):
     assert isinstance(prediction["id"], int), "the record's id comes back so callers can join"
 
 
-def test_years_of_daily_rows_get_monthly_partitions_a_time_split_and_monitoring(demo):
-    code, out, err, _ = demo("seattle")
+def test_years_of_daily_rows_get_monthly_partitions_a_time_split_monitoring_and_retrains_that_keep_seasons(demo):
+    code, out, err, path = demo("seattle")
     assert code == 0, err
     assert "partitions: monthly (inferred: timestamps every day (median gap between distinct days)" in out
     assert "periods made monthly to hold 20+ rows; 30 rows per period on average" in out
@@ -199,6 +219,46 @@ def test_years_of_daily_rows_get_monthly_partitions_a_time_split_and_monitoring(
     assert scored["dagster/row_count"].value == 28, "every day of February 2015 is scored"
     assert labelled["pending_labels"].value > 0 and labelled["dagster/row_count"].value < 28
     assert split.metadata["awaiting_label"].value > 50, "days without a label are left out of training"
+    _retrains_keep_the_seasons(path)
+
+
+def _retrains_keep_the_seasons(path: Path) -> None:
+    """A retrain requested for a change that began in spring 2014 (tagged as retraining_sensor tags it) learns
+    from every season, the newest rows weighing more; one that learns only from the spring on (`on_change: cut`)
+    forgets the winters and the gate refuses it."""
+    target, tags = "Max Temp (°C)", {TRIGGER: RETRAINING_SENSOR, REGIME_START: "2014-03-01"}
+    with dg.DagsterInstance.get() as instance:
+        weighted = run_job(build_definitions(load_config(path)), instance, TRAINING_JOB, tags=tags)
+        assert weighted.success
+        data = weighted.output_for_node("training_dataset")
+        assert "since the change at 2014-03-01 weigh 3 times the older ones" in data.manifest["window"]
+        version = weighted.output_for_node("challenger_model")["version"]
+        retrained = registry.load_pipeline(f"models:/seattle-model/{version}")
+        rows = pd.concat([data.older, data.holdout])
+        assert pd.to_datetime(rows["Date"], utc=True).dt.month.nunique() == 12, "rows of every season"
+        inputs, low, high = model_inputs(rows, data.spec), data.train[target].min(), data.train[target].max()
+        own = retrained[-1].predict(retrained[:-1].transform(inputs))  # before the clip to the target's range
+        print(f"retrained answers {own.min():.1f} to {own.max():.1f}, the target {low} to {high}")
+        assert ((own >= low) & (own <= high)).mean() > 0.99, "the seasons are learned, not clipped"
+        served, _ = predict(retrained, inputs)
+        assert low <= served.min() and served.max() <= high
+        config = yaml.safe_load(path.read_text())
+        path.write_text(yaml.safe_dump({**config, "training": {"on_change": "cut"}}, sort_keys=False))
+        cut = run_job(build_definitions(load_config(path)), instance, TRAINING_JOB, tags=tags)
+    assert "from 2014-03-01" in cut.output_for_node("training_dataset").manifest["window"]
+    assert not cut.output_for_node("champion_model")["promoted"]
+    older = build_resources()["app_db"].decisions("seattle-model", limit=1)[0]["details"]["older_rows"]
+    print(f"rmse on {older['rows']} older rows: cut {older['challenger']:.2f}, champion {older['reference']:.2f}")
+    assert older["rows"] > 500 and older["challenger"] > 1.1 * older["reference"], "it forgot the winters"
+    # a linear model asked about a day hotter at night than any in its data answers what the data supports, and
+    # says what it would have answered
+    mlflow = build_resources()["mlflow"]
+    mlflow.activate()
+    version = register_version(mlflow, load_config(path), data, family="linear")
+    linear = load_version(mlflow.client(), "seattle-model", version)
+    record = {**model_inputs(data.holdout.head(1), data.spec).iloc[0].to_dict(), "Min Temp (°C)": 60.0}
+    [answer] = linear.answer([record])
+    assert answer["prediction"] == high and answer["clipped_from"] > high
 
 
 def test_twenty_years_of_days_are_read_as_one_range_and_end_served_and_monitored(demo):
@@ -213,6 +273,21 @@ def test_twenty_years_of_days_are_read_as_one_range_and_end_served_and_monitored
         assert history.tags[RANGE_START] == "1969-01-01" and history.tags[RANGE_END] == "1983-01-01"
         assert len(instance.get_materialized_partitions(dg.AssetKey("features"))) == 5115
     assert isinstance(_answer(out)["predictions"][0]["prediction"], float)
+
+
+def test_a_first_model_the_small_holdout_cannot_judge_is_served_by_a_backtest_over_the_history(demo):
+    code, out, err, _ = demo("beijing", monitor=1)
+    assert code == 0, err
+    gate = out.split("gate: ")[1].splitlines()[0]
+    assert gate.startswith("PROMOTED: the holdout (f1 ") and ") is not conclusive; a rolling-origin backtest" in gate
+    assert "it clears the margin, wins " in gate and "is worse beyond doubt on none" in gate
+    assert _answer(out)["predictions"][0]["prediction"] in {"None", "Rain", "Rain+Thunderstorm", "Fog", "other"}
+    # the evidence is in the audit log, fold by fold
+    app_db = build_resources()["app_db"]
+    [decision] = app_db.decisions("beijing-model")
+    backtest = decision["details"]["backtest"]
+    assert len(backtest["folds"]) == 5 and backtest["gain_interval"][0] > 0.002
+    assert all(fold["high"] >= 0 for fold in backtest["folds"])
 
 
 def test_batch_files_without_timestamp_are_a_partition_each_and_new_files_are_picked_up(demo, tmp_path):
@@ -238,8 +313,10 @@ def test_batch_files_without_timestamp_are_a_partition_each_and_new_files_are_pi
 def test_a_target_nothing_can_predict_ends_with_no_champion_and_exit_0(demo, tmp_path):
     code, out, err, path = demo("noise")
     assert code == 0, err
-    assert "gate: not promoted: roc_auc" in out and "does not clear the margin" in out
-    assert "No candidate beat the baseline on the holdout: nothing to serve." in out
+    gate = out.split("gate: ")[1].splitlines()[0]
+    assert gate.startswith("not promoted: the holdout (roc_auc ") and "a rolling-origin backtest over the" in gate
+    assert "the interval does not clear the margin" in gate or "worse than the baseline beyond doubt" in gate
+    assert "No candidate beat the baseline on the holdout or over the history: nothing to serve." in out
     assert "Traceback" not in out + err
     # the service says why it has nothing to answer with
     env = {"NEXUS_CONFIG": str(path), "NEXUS_HOME": os.environ["NEXUS_HOME"]}

@@ -59,19 +59,29 @@ def test_persistent_drift_or_degradation_requests_a_retrain():
     assert (longer.regime_start, longer.partition) == ("2026-01-09", "2026-01-12")
 
 
-def test_a_retrain_for_a_change_learns_from_the_partitions_since_it_when_they_are_enough(write_config):
+def test_a_retrain_for_a_change_weighs_the_rows_since_it_and_cuts_only_when_asked(write_config):
     from nexus_assets.features.split import split_by_partition
     from nexus_core.features import FeatureSpec
 
-    config = write_config({"training": {"window_partitions": 14, "min_rows": 400}})
     days = {f"2026-01-{d:02d}": pd.DataFrame({"age": [float(d)] * 300, "churned": [0, 1] * 150}) for d in range(1, 15)}
     spec = FeatureSpec(numeric=("age",), categorical=())
+    config = write_config({"training": {"window_partitions": 14, "min_rows": 400}})
+    weighted = split_by_partition(days, config, spec, since="2026-01-08")
+    # validation and holdout are sized on the seven days since the change: a day each, the newest
+    assert weighted.manifest["train"]["partitions"] == ["2026-01-01", "2026-01-12"], "every season kept"
+    assert weighted.manifest["holdout"]["partitions"] == ["2026-01-14", "2026-01-14"]
+    assert weighted.weights.tolist() == [1.0] * 2100 + [3.0] * 1500  # days 8-12 of the training part
+    assert "the 1500 training rows since the change at 2026-01-08 weigh 3 times" in weighted.manifest["window"]
+    assert set(weighted.older["age"]) <= set(range(1, 13)) and len(weighted.older) == 2000  # older than validation
+
+    config = write_config({"training": {"window_partitions": 14, "min_rows": 400, "on_change": "cut"}})
     cut = split_by_partition(days, config, spec, since="2026-01-10")
     assert cut.manifest["train"]["partitions"][0] == "2026-01-10" and cut.train["age"].min() == 10
-    assert cut.manifest["window"] == "from 2026-01-10, where the change the retrain was requested for began"
+    assert cut.manifest["window"].startswith("from 2026-01-10, where the change the retrain was requested for began")
+    assert cut.weights is None and cut.older["age"].min() == 1, "the gate checks the days before the cut too"
     too_recent = split_by_partition(days, config, spec, since="2026-01-14")  # 210 training rows by time
     assert too_recent.manifest["train"]["partitions"][0] == "2026-01-01"
-    assert "hold 210 training rows, fewer than training.min_rows=400" in too_recent.manifest["window"]
+    assert "hold too few training rows (training.min_rows=400)" in too_recent.manifest["window"]
     assert "window" not in split_by_partition(days, config, spec).manifest
 
 

@@ -53,7 +53,7 @@ def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
     @dg.asset(
         group_name="training",
         kinds={"pandas"},
-        code_version="2",
+        code_version="3",
         ins={"features": dg.AssetIn(metadata={"allow_missing_partitions": True})},
     )
     def training_dataset(

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from nexus_assets.lib.reference import sample
 from nexus_core.config import NexusConfig
 from nexus_core.features import FeatureSpec
 
 PARTS = ("train", "validation", "holdout")
+OLDER_ROWS = 2_000  # rows older than the validation part the gate scores a challenger on
 
 
 @dataclass
@@ -23,9 +26,20 @@ class TrainingDataset:
     holdout: pd.DataFrame
     spec: FeatureSpec
     manifest: dict = field(default_factory=dict)
+    partition_rows: dict[str, dict[str, int]] = field(default_factory=dict)  # per part: rows per partition, in order
+    weights: np.ndarray | None = None  # of the training rows; None: all alike
+    older: pd.DataFrame = field(default_factory=pd.DataFrame)  # a sample of rows older than the validation part
 
     def part(self, name: str) -> pd.DataFrame:
         return getattr(self, name)
+
+    def partitions(self, parts: tuple[str, ...], minimum: int, count: int) -> list[pd.DataFrame]:
+        """Up to `count` of the partitions of `parts` with at least `minimum` rows, evenly spread over time."""
+        rows = pd.concat([self.part(name) for name in parts], ignore_index=True)
+        bounds = np.cumsum([0, *(n for name in parts for n in self.partition_rows.get(name, {}).values())])
+        frames = [rows.iloc[a:b] for a, b in itertools.pairwise(bounds) if b - a >= minimum]
+        chosen = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int))
+        return [frames[i] for i in chosen] if frames else []
 
 
 def content_hash(frame: pd.DataFrame) -> str:
@@ -41,25 +55,60 @@ def split_by_partition(
     """Oldest partitions train, the next validate, the newest are the frozen holdout. The window is the newest
     `training.window_partitions` (default all), newest first until `training.max_rows`.
 
-    `since` (the start of a change a retrain was requested for) cuts the window to the partitions from there on,
-    so the model learns the new regime, when they hold `training.min_rows` training rows; the manifest says which."""
-    if since is None or not config.training.cut_at_change:
-        return _split_window(partitions, config, spec)
-    recent = {key: frame for key, frame in partitions.items() if key >= since}
-    cut = _split_window(recent, config, spec) if sum(map(len, recent.values())) else None
-    if cut is not None and len(cut.train) >= config.training.min_rows and len(cut.holdout):
-        cut.manifest["window"] = f"from {since}, where the change the retrain was requested for began"
-        return cut
-    data = _split_window(partitions, config, spec)
-    rows = 0 if cut is None else len(cut.train)
-    data.manifest["window"] = (
-        f"the whole window: the partitions since the change at {since} hold {rows} training rows, fewer than "
-        f"training.min_rows={config.training.min_rows}"
-    )
+    `since` (the start of a change a retrain was requested for) is used as `training.on_change` says: `weight`
+    trains on the whole window with the rows from there on weighing `training.change_weight` times the older ones
+    (the model leans to the new regime and keeps the seasons the older rows hold); `cut` trains on the partitions
+    from there on only, when they hold `training.min_rows` training rows; the manifest's `window` says which.
+    Every split keeps a sample of rows older than its validation part, for the gate's check that a challenger has
+    not forgotten them."""
+    on_change = "ignore" if since is None else config.training.on_change
+    data = _cut(partitions, config, spec, since) if on_change == "cut" else None
+    if data is None:
+        data = _split_window(partitions, config, spec, since if on_change == "weight" else None)
+        if on_change == "cut":
+            data.manifest["window"] = (
+                f"the whole window: the partitions since the change at {since} hold too few training rows "
+                f"(training.min_rows={config.training.min_rows})"
+            )
+        elif on_change == "weight" and data.partition_rows:
+            recent = sum(rows for key, rows in data.partition_rows["train"].items() if key >= since)
+            weight = config.training.change_weight
+            data.weights = np.r_[np.ones(len(data.train) - recent), np.full(recent, weight)]
+            data.manifest["window"] = (
+                f"the whole window; the {recent} training rows since the change at {since} weigh {weight:g} times "
+                "the older ones (training.change_weight)"
+            )
+    if data.partition_rows:  # else split by row (too few partitions), with a sample of its train part
+        data.older = _older(partitions, next(iter(data.partition_rows["validation"])), config.training.seed)
     return data
 
 
-def _split_window(partitions: dict[str, pd.DataFrame], config: NexusConfig, spec: FeatureSpec) -> TrainingDataset:
+def _older(partitions: dict[str, pd.DataFrame], before: str, seed: int) -> pd.DataFrame:
+    """A sample of the rows of the partitions before `before`, spread over all of them (every season they hold)."""
+    keys = sorted(key for key in partitions if key < before)
+    chosen = [keys[i] for i in np.unique(np.linspace(0, len(keys) - 1, min(len(keys), 200)).round().astype(int))]
+    each = -(-OLDER_ROWS // max(len(chosen), 1))
+    return sample(
+        pd.concat([sample(partitions[key], each, seed) for key in chosen], ignore_index=True), OLDER_ROWS, seed
+    )
+
+
+def _cut(
+    partitions: dict[str, pd.DataFrame], config: NexusConfig, spec: FeatureSpec, since: str
+) -> TrainingDataset | None:
+    recent = {key: frame for key, frame in partitions.items() if key >= since}
+    cut = _split_window(recent, config, spec) if sum(map(len, recent.values())) else None
+    if cut is None or len(cut.train) < config.training.min_rows or not len(cut.holdout):
+        return None
+    cut.manifest["window"] = f"from {since}, where the change the retrain was requested for began (training.on_change)"
+    return cut
+
+
+def _split_window(
+    partitions: dict[str, pd.DataFrame], config: NexusConfig, spec: FeatureSpec, since: str | None = None
+) -> TrainingDataset:
+    """The window split by partition; with `since`, validation and holdout are sized on the partitions from there
+    on (when they are three or more), so the training part holds some of the new regime beside the old."""
     keys = (
         sorted(partitions)[-config.training.window_partitions :]
         if config.training.window_partitions
@@ -76,8 +125,10 @@ def _split_window(partitions: dict[str, pd.DataFrame], config: NexusConfig, spec
         # Too few partitions to split by: split the rows by time instead.
         frame = pd.concat([partitions[key] for key in window], ignore_index=True)
         return split_by_row(frame, config, spec)
-    n_holdout = max(1, round(len(filled) * config.training.holdout_fraction))
-    n_validation = max(1, round(len(filled) * config.training.validation_fraction))
+    recent = [key for key in filled if since is not None and key >= since]
+    count = len(recent) if len(recent) >= 3 else len(filled)
+    n_holdout = max(1, round(count * config.training.holdout_fraction))
+    n_validation = max(1, round(count * config.training.validation_fraction))
     groups = {
         "train": filled[: len(filled) - n_holdout - n_validation],
         "validation": filled[len(filled) - n_holdout - n_validation : len(filled) - n_holdout],
@@ -85,7 +136,9 @@ def _split_window(partitions: dict[str, pd.DataFrame], config: NexusConfig, spec
     }
     frames = {name: pd.concat([partitions[k] for k in part], ignore_index=True) for name, part in groups.items()}
     ranges = {name: [part[0], part[-1]] for name, part in groups.items()}
-    return _dataset(frames, spec, ranges)
+    data = _dataset(frames, spec, ranges)
+    data.partition_rows = {name: {k: len(partitions[k]) for k in part} for name, part in groups.items()}
+    return data
 
 
 def split_by_row(frame: pd.DataFrame, config: NexusConfig, spec: FeatureSpec) -> TrainingDataset:
@@ -102,7 +155,9 @@ def split_by_row(frame: pd.DataFrame, config: NexusConfig, spec: FeatureSpec) ->
         name: frame.iloc[np.sort(rows)].reset_index(drop=True)
         for name, rows in zip(PARTS, np.split(order, cuts), strict=True)
     }
-    return _dataset(frames, spec, ranges=None)
+    data = _dataset(frames, spec, ranges=None)
+    data.older = sample(data.train, OLDER_ROWS, config.training.seed)
+    return data
 
 
 def _dataset(frames: dict[str, pd.DataFrame], spec: FeatureSpec, ranges: dict | None) -> TrainingDataset:

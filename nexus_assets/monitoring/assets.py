@@ -16,7 +16,7 @@ from nexus_assets.lib import reference as reference_sample
 from nexus_assets.lib.ranges import by_partition, checked, output
 from nexus_assets.monitoring import drift, performance
 from nexus_assets.monitoring.labels import build_ground_truth
-from nexus_assets.monitoring.scoring import build_batch_predictions, model_spec, score
+from nexus_assets.monitoring.scoring import build_batch_predictions, model_spec
 from nexus_assets.monitoring.shadow import build_shadow_comparison
 from nexus_assets.partitions import partitions_def
 from nexus_assets.training.metrics import metrics_for
@@ -109,7 +109,7 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
     @dg.asset(
         group_name="monitoring",
         kinds={"evidently"},
-        code_version="2",
+        code_version="3",
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=[
@@ -133,6 +133,7 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         threshold, minimum = config.monitoring.drift_share_threshold, config.monitoring.min_drift_rows
         frames, scored = by_partition(context, features), by_partition(context, batch_predictions)
         newest, client = list(frames)[-1], mlflow.client()
+        trained = _trained_version(mlflow, name) if not all(map(_version, scored.values())) else None
         references = _References(config, mlflow)
         steps = {key: step for step, key in enumerate(partitions.get_partition_keys())} if periods else {}
         points: dict[str, list[Metric]] = {}  # drift shares to log, per monitoring run
@@ -148,16 +149,25 @@ def build_monitoring_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                 metadata[key] = {"rows_compared": dg.MetadataValue.int(len(frame)), "model_version": version}
                 results[key] = [_drift_check(True, description, {"judged": False})]
                 continue
+            served = bool(version)
+            version = version or trained
             if not version:
-                raise dg.Failure(f"no predictions stored for {key}: nothing to compare yet")
-            reference, spec, run_id, run_url = references.of(version, key)
-            current = model_inputs(frame, spec).assign(**{drift.PREDICTION: _prediction_score(scored[key]).to_numpy()})
-            result = drift.measure(reference, current, spec)
+                description = "not judged: no model is trained yet, so there is no training data to compare with"
+                metadata[key] = {"rows_compared": dg.MetadataValue.int(len(frame)), "model_version": ""}
+                results[key] = [_drift_check(True, description, {"judged": False})]
+                continue
+            reference, spec, run_id, run_url, usual = references.of(version, key)
+            current = model_inputs(frame, spec)
+            if served:
+                current[drift.PREDICTION] = drift.prediction_score(scored[key]).to_numpy()
+            result = drift.measure(reference, current, spec, usual)
             passed = result.share <= threshold
             app_db.record_health(name, key, version, drift_share=result.share, drifted=not passed)
             description = f"{result.share:.0%} of columns drifted (threshold {threshold:.0%})" + (
                 f": {', '.join(result.drifted)}" if result.drifted else ""
             )
+            if not served:
+                description += f" (against the training data of version {version}; no champion is served yet)"
             # One point per partition, at the partition's own time, so MLflow charts drift over the data's days.
             window = partitions.time_window_for_partition_key(key) if periods else None
             at = int(window.start.timestamp() * 1000) if window else int(time.time() * 1000)
@@ -217,15 +227,15 @@ class _References:
     def __init__(self, config: NexusConfig, mlflow: MlflowResource) -> None:
         self.config, self.mlflow, self.loaded = config, mlflow, {}
 
-    def of(self, version: str, key: str) -> tuple[pd.DataFrame, FeatureSpec, str, str]:
+    def of(self, version: str, key: str) -> tuple[pd.DataFrame, FeatureSpec, str, str, dict | None]:
         if version not in self.loaded:
             self.loaded[version] = self._load(version, key)
         return self.loaded[version]
 
-    def _load(self, version: str, key: str) -> tuple[pd.DataFrame, FeatureSpec, str, str]:
+    def _load(self, version: str, key: str) -> tuple[pd.DataFrame, FeatureSpec, str, str, dict | None]:
         name, client = self.config.model.registered_name, self.mlflow.client()
         with self.mlflow.reporting_failures(f"load the reference of version {version}"):
-            reference = reference_sample.load_reference(client, name, version)
+            reference, usual = reference_sample.load_reference(client, name, version)
             pipeline = registry.load_pipeline(f"models:/{name}/{version}")
         if reference.empty:
             raise dg.Failure(
@@ -235,9 +245,8 @@ class _References:
             )
         spec = model_spec(pipeline, name, version)
         # by position: a sampled reference keeps its rows' original index, the scores come numbered from 0
-        scores = _prediction_score(score(pipeline, reference[spec.columns])).to_numpy()
         run_id = self.mlflow.monitoring_run(self.config.dataset.name, name, version)
-        return reference.assign(**{drift.PREDICTION: scores}), spec, run_id, self.mlflow.run_url(run_id)
+        return drift.scored(pipeline, reference, spec), spec, run_id, self.mlflow.run_url(run_id), usual
 
 
 def _recent(health: pd.DataFrame, count: int = 14) -> dg.MetadataValue:
@@ -247,13 +256,14 @@ def _recent(health: pd.DataFrame, count: int = 14) -> dg.MetadataValue:
     return dg.MetadataValue.md(recent.rename(columns={"drift_share": "drifted %"}).to_markdown(index=False))
 
 
+def _trained_version(mlflow: MlflowResource, name: str) -> str | None:
+    """The version drift is measured against while none is served: the challenger, trained on the newest window."""
+    with mlflow.reporting_failures("read the registry"):
+        return registry.aliases(mlflow.client(), name).get(registry.CHALLENGER)
+
+
 def _version(scored: pd.DataFrame) -> str:
     return str(scored["model_version"].iloc[0]) if len(scored) else ""
-
-
-def _prediction_score(scored: pd.DataFrame) -> pd.Series:
-    """The number whose drift we watch: the probability for classifiers, the prediction for regression."""
-    return scored["probability"] if scored["probability"].notna().any() else scored["prediction"].astype(float)
 
 
 def _holdout(mlflow: MlflowResource, name: str, metric, version: str) -> float:

@@ -4,12 +4,13 @@ is in `promotion.py`."""
 import dagster as dg
 import numpy as np
 import pandas as pd
-from mlflow import log_metrics, log_params
+from mlflow import log_dict, log_metrics, log_params
 from mlflow import sklearn as mlflow_sklearn
 from mlflow.models import infer_signature
 
 from nexus_assets.features.split import TrainingDataset
-from nexus_assets.lib.reference import log_reference
+from nexus_assets.lib.reference import CALIBRATION_ARTIFACT, log_reference, reference_sample
+from nexus_assets.monitoring import drift
 from nexus_assets.training.candidates import (
     PIP_REQUIREMENTS,
     Candidate,
@@ -32,7 +33,7 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
     task, name = config.dataset.task, config.model.registered_name
     metric = metrics_for(task)[config.metric]
 
-    @dg.asset(group_name="training", kinds={"scikit-learn", "mlflow"}, code_version="1")
+    @dg.asset(group_name="training", kinds={"scikit-learn", "mlflow"}, code_version="2")
     def candidate_models(
         context: dg.AssetExecutionContext, training_dataset: TrainingDataset, mlflow: MlflowResource
     ) -> dg.MaterializeResult[list[Candidate]]:
@@ -48,6 +49,16 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         # the most complete rows: with a mostly-empty column, no row may be complete
         example = X_val.loc[X_val.isna().sum(axis=1).sort_values(kind="stable").index[:5]]
         lineage = _lineage_tags(data)
+        learned_from = pd.concat([data.train, data.validation], ignore_index=True)
+        reference = reference_sample(model_inputs(learned_from, data.spec), config.model.seed)
+        # the data columns' calibration is the same for every candidate; each adds its prediction score's
+        days = [
+            model_inputs(frame, data.spec)
+            for frame in data.partitions(
+                ("train", "validation"), config.monitoring.min_drift_rows, drift.CALIBRATION_PARTITIONS
+            )
+        ]
+        usual_data = drift.calibrate(reference, days, data.spec)
         candidates = []
         for number, family in enumerate(config.model.candidates, 1):
             context.log.info(f"[{number}/{len(config.model.candidates)}] training {family}")
@@ -75,8 +86,9 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
                     if threshold is not None
                     else None,
                 )
-                learned_from = pd.concat([data.train, data.validation], ignore_index=True)
-                log_reference(model_inputs(learned_from, data.spec), config.model.seed)
+                log_reference(reference)
+                usual = drift.calibrate_predictions(model, reference, days, data.spec)
+                log_dict(usual_data | usual, CALIBRATION_ARTIFACT)
             tags = {**lineage, "nexus.family": family}
             if threshold is not None:
                 tags["nexus.decision_threshold"] = f"{threshold:.6g} ({threshold_objective})"

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 import pandas as pd
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, is_classifier
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
@@ -20,6 +20,7 @@ from sklearn.pipeline import Pipeline
 from nexus_assets.features.split import TrainingDataset
 from nexus_core.config import NexusConfig
 from nexus_core.features import build_preprocessor, model_inputs
+from nexus_core.inference import TARGET_RANGE
 
 # Declared rather than inferred: MLflow's inference imports the model in a subprocess, 4 s per model.
 PIP_REQUIREMENTS = [
@@ -71,7 +72,17 @@ def pipeline(config: NexusConfig, data: TrainingDataset, model: BaseEstimator) -
     regression = config.dataset.task == "regression"
     features = build_preprocessor(data.spec, not wide_input(model), config.model.seed, regression)
     pipe = Pipeline([("features", features), ("model", model)])
-    return pipe.fit(model_inputs(data.train, data.spec), target(config, data.train))
+    weights = {} if data.weights is None else {"model__sample_weight": data.weights}
+    return fitted(pipe, model_inputs(data.train, data.spec), target(config, data.train), **weights)
+
+
+def fitted(model: Pipeline, X: pd.DataFrame, y: pd.Series, **fit) -> Pipeline:
+    """`model` fitted on (X, y); a regressor also carries the range of the target it learned from, inside the
+    logged artifact, and every answer is clipped to it (`nexus_core.inference.bounded`)."""
+    model.fit(X, y, **fit)
+    if not is_classifier(model):
+        setattr(model, TARGET_RANGE, [float(y.min()), float(y.max())])
+    return model
 
 
 def target(config: NexusConfig, frame: pd.DataFrame) -> pd.Series:

@@ -12,8 +12,10 @@ from mlflow.tracking import MlflowClient
 
 from nexus_assets.features.split import TrainingDataset
 from nexus_assets.lib import plots
+from nexus_assets.training.backtest import backtest
+from nexus_assets.training.candidates import baseline
 from nexus_assets.training.gate import GateDecision, Rule, decide, guardrail_table, slice_scores
-from nexus_assets.training.metrics import evaluate_output, metrics_for, paired_gain_interval
+from nexus_assets.training.metrics import evaluate, evaluate_output, metrics_for, paired_gain_interval
 from nexus_core.config import NexusConfig
 from nexus_core.features import model_inputs
 from nexus_core.inference import predict
@@ -47,14 +49,47 @@ def judge(
         for label, model in models.items():
             scores[label]["predict_ms"] = predict_ms(model, X)
     guardrails = guardrail_table(rule, metrics_for(task), scores["challenger"], scores[reference])
+    memory = None
+    if len(data.older):
+        older, y_older = model_inputs(data.older, data.spec), data.older[config.dataset.target]
+        scored = [evaluate(task, models[label], older, y_older)[metric.name] for label in ("challenger", reference)]
+        memory = (*scored, len(older))
     if already_champion:
         reason = "the challenger already holds the champion alias"
         verdict = GateDecision(False, reason, reference, challenger_score, reference_score, slices, interval)
     else:
+        evidence = None
+        if reference == "baseline" and gate.backtest_folds and not rule.clears(interval, reference_score):
+            target, seed = config.dataset.target, config.model.seed
+            challenger = models["challenger"]
+            evidence = backtest(metric, task, target, challenger, data, gate.backtest_folds, rule.confidence, seed)
         verdict = decide(
-            metric, rule, challenger_score, reference_score, reference, slices, interval, validation_score, guardrails
+            metric,
+            rule,
+            challenger_score,
+            reference_score,
+            reference,
+            slices,
+            interval,
+            validation_score,
+            guardrails,
+            evidence,
+            memory,
+            _harder(config, data),
         )
     return verdict, scores, {label: output[0] for label, output in outputs.items()}
+
+
+def _harder(config: NexusConfig, data: TrainingDataset) -> float:
+    """How much worse the trivial baseline does on the holdout than on validation, as a share: what of a model's
+    fall between the two periods the periods themselves explain."""
+    task, metric, target = config.dataset.task, metrics_for(config.dataset.task)[config.metric], config.dataset.target
+    trivial = baseline(task).fit(model_inputs(data.train, data.spec), data.train[target])
+    before, after = (
+        evaluate(task, trivial, model_inputs(part, data.spec), part[target])[metric.name]
+        for part in (data.validation, data.holdout)
+    )
+    return -metric.gain(after, before) / abs(before) if before else 0.0
 
 
 def predict_ms(model, X: pd.DataFrame, calls: int = 25) -> float:
@@ -110,6 +145,16 @@ def decision_metadata(
         text += ["", "Per slice:", "", verdict.slices.to_markdown(index=False, floatfmt=".4f")]
     if not verdict.guardrails.empty:
         text += ["", "Guardrails:", "", verdict.guardrails.to_markdown(index=False, floatfmt=".4f")]
+    if verdict.memory is not None:
+        new, old, rows = verdict.memory
+        text += [
+            "",
+            f"On {rows} rows older than the validation period: challenger {new:.4f}, {verdict.reference} {old:.4f}",
+        ]
+    if verdict.backtest is not None:
+        folds = verdict.backtest.folds
+        text += ["", "Backtest over the training history (rows before each fold train it):", ""]
+        text += [folds.to_markdown(index=False, floatfmt=".4f")]
     metadata = {
         "decision": verdict.label,
         "champion_version": str(champion["version"]),

@@ -24,13 +24,14 @@ def build_champion_model(config: NexusConfig) -> dg.AssetsDefinition:
         relative,
         gate.slice_tolerance,
         gate.max_holdout_drop,
-        gate.refuse_unstable,
+        gate.instability,
         gate.confidence,
         tuple(gate.guardrails.items()),
         gate.max_predict_ms,
+        gate.max_memory_loss,
     )
 
-    @dg.asset(group_name="training", kinds={"mlflow"}, code_version="1")
+    @dg.asset(group_name="training", kinds={"mlflow"}, code_version="2")
     def champion_model(
         context: dg.AssetExecutionContext,
         training_dataset: TrainingDataset,
@@ -101,6 +102,10 @@ def build_champion_model(config: NexusConfig) -> dg.AssetsDefinition:
                 "holdout_hash": data.manifest["holdout"]["content_hash"],
                 "scores": scores,
                 "guardrails": verdict.guardrails.to_dict("records"),
+                "backtest": verdict.backtest.record() if verdict.backtest is not None else None,
+                "older_rows": dict(zip(("challenger", "reference", "rows"), verdict.memory, strict=True))
+                if verdict.memory
+                else None,
             },
         )
         champion = {
