@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from vega_datasets import data as vega_data
 
 from nexus_assets.definitions import build_definitions
+from nexus_assets.lib.reference import reference_sample
 from nexus_assets.monitoring import drift, performance
 from nexus_assets.training.metrics import metrics_for
 from nexus_cli.exporter import serve_metrics
@@ -278,8 +279,7 @@ def test_a_stable_process_raises_no_drift_alarm_on_its_daily_variety_and_a_real_
     spec = FeatureSpec(numeric=("sched_dep_time", "distance", "dep_delay", "air_time"), categorical=("dest",))
     days = [frame for _, frame in flights.groupby("date")]
     trained, judged = days[:181], days[181:]
-    learned = pd.concat(trained)
-    reference = learned.iloc[len(learned) // 2 :].sample(5_000, random_state=0)
+    reference = reference_sample(pd.concat(trained), seed=7)  # as candidate_models logs it
     chosen = np.linspace(0, len(trained) - 1, drift.CALIBRATION_PARTITIONS).round().astype(int)
     usual = drift.calibrate(reference, [trained[i] for i in chosen], spec)
     threshold = 0.25  # monitoring.drift_share_threshold's default

@@ -167,9 +167,9 @@ def decide(
     warning = instability(metric, validation_score, challenger_score, rule, harder)
     spread = f"{rule.confidence:.0%} interval {interval[0]:+.4f} to {interval[1]:+.4f}"
     evidence = (
-        f"{metric.name} {challenger_score:.4f} beats {reference} {reference_score:.4f} by {gain:+.4f} ({spread}; "
+        f"{metric.name} {challenger_score:.4f} beats {reference} {reference_score:.4f} by {gain:+.4f} "
+        f"({spread}; margin {rule.describe_margin(reference_score)})"
     )
-    evidence += f"margin {rule.describe_margin(reference_score)})"
     if backtest is not None:
         held = (
             f"the holdout ({metric.name} {challenger_score:.4f} vs {reference_score:.4f}, {spread}) is not conclusive"
