@@ -491,6 +491,13 @@ def _source_problems(config: NexusConfig) -> list[str]:
     ]
 
 
+# Keys a release replaced, so an old config says what to write instead.
+RENAMED = {
+    "training.cut_at_change": "training.on_change (weight, cut or ignore; true was cut)",
+    "model.gate.refuse_unstable": "model.gate.instability (warn or refuse; refuse is now the default)",
+}
+
+
 def _describe(path: Path, exc: ValidationError) -> str:
     lines = [f"{path}: {exc.error_count()} problem(s) in the configuration:"]
     for error in exc.errors():
@@ -499,7 +506,7 @@ def _describe(path: Path, exc: ValidationError) -> str:
         if error["type"] == "missing":
             message = "required key is missing"
         elif error["type"] == "extra_forbidden":
-            message = "unknown key"
+            message = "unknown key" + (f"; replaced by {RENAMED[key]}" if key in RENAMED else "")
         elif error["type"] == "union_tag_invalid":
             message = f"unknown source kind {error['input'].get('kind')!r}; use synthetic, file or sql"
         lines.append(f"  - {key or '(top level)'}: {message}")

@@ -31,6 +31,10 @@ def test_nexus_config_env_var_selects_the_file(tmp_path, monkeypatch):
         ({"dataset": {"partitions": "hourly"}}, "dataset.partitions"),
         ({"model": {"registered_name": None}}, "model.registered_name: required key is missing"),
         ({"training": {"window_dayz": 3}}, "training.window_dayz: unknown key"),
+        (
+            {"training": {"cut_at_change": True}},
+            "training.cut_at_change: unknown key; replaced by training.on_change (weight, cut or ignore; true was cut)",
+        ),
         ({"checks": {"max_null_rate": 2}}, "checks.max_null_rate"),
         ({"dataset": {"owners": ["retention team"]}}, "dataset.owners.0"),
         (
