@@ -259,10 +259,10 @@ class GateConfig(_Strict):
     backtest_folds: int = Field(
         5,
         ge=0,
-        description="A first promotion the holdout cannot decide (its interval straddles the margin) is decided by "
-        "a rolling-origin backtest of this many folds over the training history: promoted only if the challenger "
-        "beats the baseline on every fold and the pooled gain clears the margin with confidence; 0: the holdout "
-        "alone decides.",
+        description="A first promotion the holdout cannot decide (its interval does not clear the margin) is decided "
+        "by a rolling-origin backtest of this many folds over the training history: promoted only if the mean of "
+        "the folds' gains clears the margin with confidence and no fold shows the challenger worse than the baseline "
+        "beyond doubt; 0: the holdout alone decides.",
     )
     max_memory_loss: float = Field(
         0.1,

@@ -16,10 +16,15 @@ def decision_threshold(model) -> float | None:
     return getattr(model, THRESHOLD, None)
 
 
+def target_range(model) -> tuple[float, float] | None:
+    """The lowest and highest target value a regression model learned from; None when it carries none."""
+    return getattr(model, TARGET_RANGE, None)
+
+
 def bounded(model, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A regression model's answers clipped to the target range it learned from, and which ones were: a linear
     model asked about a season it has not seen can answer far outside anything the data supports."""
-    limits = getattr(model, TARGET_RANGE, None)
+    limits = target_range(model)
     if limits is None:
         return values, np.zeros(len(values), dtype=bool)
     clipped = np.clip(values, *limits)

@@ -23,7 +23,7 @@ from sklearn.pipeline import Pipeline
 from typing_extensions import TypedDict
 
 from nexus_core.features import FeatureSpec, compile_preprocessor, fitted_spec, input_bounds, model_inputs
-from nexus_core.inference import TARGET_RANGE, bounded, decision_threshold, predict
+from nexus_core.inference import bounded, decision_threshold, predict, target_range
 from nexus_core.registry import CHAMPION, load_pipeline
 from nexus_core.trees import UnsafeModel
 
@@ -66,7 +66,7 @@ class ServedModel:
         classes = getattr(self.pipeline, "classes_", None)
         self.classes = None if classes is None else [c.item() if hasattr(c, "item") else c for c in classes]
         self.threshold = decision_threshold(self.pipeline)
-        self.target_range = getattr(self.pipeline, TARGET_RANGE, None)
+        self.target_range = target_range(self.pipeline)
 
     def healthy(self) -> bool:
         """Whether the version still answers its own input example (tells a bad request from a broken server)."""

@@ -38,8 +38,14 @@ class TrainingDataset:
         rows = pd.concat([self.part(name) for name in parts], ignore_index=True)
         bounds = np.cumsum([0, *(n for name in parts for n in self.partition_rows.get(name, {}).values())])
         frames = [rows.iloc[a:b] for a, b in itertools.pairwise(bounds) if b - a >= minimum]
-        chosen = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int))
-        return [frames[i] for i in chosen] if frames else []
+        return spread(frames, count)
+
+
+def spread(items: list, count: int) -> list:
+    """Up to `count` of `items`, evenly spaced from the first to the last."""
+    if not items:
+        return []
+    return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, min(count, len(items))).round().astype(int))]
 
 
 def content_hash(frame: pd.DataFrame) -> str:
@@ -85,8 +91,7 @@ def split_by_partition(
 
 def _older(partitions: dict[str, pd.DataFrame], before: str, seed: int) -> pd.DataFrame:
     """A sample of the rows of the partitions before `before`, spread over all of them (every season they hold)."""
-    keys = sorted(key for key in partitions if key < before)
-    chosen = [keys[i] for i in np.unique(np.linspace(0, len(keys) - 1, min(len(keys), 200)).round().astype(int))]
+    chosen = spread(sorted(key for key in partitions if key < before), 200)
     each = -(-OLDER_ROWS // max(len(chosen), 1))
     return sample(
         pd.concat([sample(partitions[key], each, seed) for key in chosen], ignore_index=True), OLDER_ROWS, seed
