@@ -110,10 +110,10 @@ def _environment(home: Path, args: argparse.Namespace) -> dict[str, str]:
 
 
 def _setup() -> dict:
-    from nexus_assets.definitions import build_definitions
     from nexus_cli.runs import dagster_instance, materialize
     from nexus_core.config import load_config
     from nexus_core.names import TRAINING_CHAIN
+    from nexus_defs.definitions import build_definitions
 
     home = Path(os.environ["NEXUS_HOME"])
     small, big = build_definitions(load_config(home / "nexus.yaml")), build_definitions(load_config(home / "big.yaml"))
@@ -133,13 +133,13 @@ def _child(method: str, env: dict[str, str]) -> dict:
 
 
 def _measure(method: str) -> dict:
-    from nexus_assets.definitions import build_definitions
     from nexus_cli.runs import dagster_instance, materialize
     from nexus_core import registry
     from nexus_core.config import load_config
     from nexus_core.features import fitted_spec, model_inputs
     from nexus_core.inference import predict
-    from nexus_resources.settings import build_resources
+    from nexus_defs.definitions import build_definitions
+    from nexus_resources.modes import build_resources
 
     config = load_config()
     defs, instance = build_definitions(config), dagster_instance()

@@ -62,11 +62,11 @@ def main() -> None:
     training = _config(args.home, total, 1_000, "training.yaml")  # the same days, enough rows to learn from
     os.environ["NEXUS_CONFIG"] = str(_config(args.home, total, args.rows, "nexus.yaml"))
 
-    from nexus_assets.definitions import build_definitions
     from nexus_cli.replay import MONITORING
     from nexus_cli.runs import dagster_instance, ingest, materialize, range_tags, run_job
     from nexus_core.config import load_config
     from nexus_core.names import INGEST_JOB, TRAINING_CHAIN
+    from nexus_defs.definitions import build_definitions
 
     instance = dagster_instance()
     started = time.perf_counter()

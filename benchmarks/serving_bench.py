@@ -33,7 +33,7 @@ from nexus_cli.processes import reserved_port, running, venv_bin
 from nexus_core import registry
 from nexus_core.config import load_config
 from nexus_core.settings import load_settings
-from nexus_resources.settings import build_resources
+from nexus_resources.modes import build_resources
 from serving.model import load_version
 
 REPO = Path(__file__).resolve().parent.parent

@@ -17,10 +17,10 @@ import pandas as pd
 import sqlalchemy as sa
 
 from benchmarks.serving_bench import _example_rows, _server, _wrk
-from nexus_core import registry, shadow
+from nexus_core import registry, schema, shadow_predictions
 from nexus_core.config import load_config
 from nexus_core.settings import load_settings
-from nexus_resources.settings import build_resources
+from nexus_resources.modes import build_resources
 from serving.model import load_version
 
 
@@ -51,7 +51,7 @@ def main() -> None:
             for share in ("0", args.share, "1"):
                 env = {"DO_NOT_TRACK": "1", "NEXUS_SERVING_WORKERS": str(args.workers)}
                 env["NEXUS_SERVING_SHADOW_SHARE"] = share
-                shadow.create_table(engine)
+                shadow_predictions.create_table(engine)
                 before = _rows(engine)
                 with _server(["bentoml", "serve", "serving.service:NexusModelService"], env, "/readyz") as url:
                     _wrk(f"{url}/predict", {"records": row}, 32, 3)  # warm-up, and the challenger loaded
@@ -69,7 +69,7 @@ def main() -> None:
 
 def _rows(engine: sa.Engine) -> int:
     with engine.connect() as connection:
-        return connection.execute(sa.select(sa.func.count()).select_from(shadow.shadow_predictions)).scalar_one()
+        return connection.execute(sa.select(sa.func.count()).select_from(schema.shadow_predictions)).scalar_one()
 
 
 if __name__ == "__main__":

@@ -40,24 +40,23 @@ def automate(assets: list[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
 
 
 def build_jobs(config: NexusConfig) -> dict[str, dg.UnresolvedAssetJobDefinition]:
+    """The named jobs, keyed by their plain names (`INGEST_JOB`, ...); each job carries the dataset's scope."""
     name = config.model.registered_name
-    return {
-        INGEST_JOB: dg.define_asset_job(
-            INGEST_JOB, selection=INGEST, description="One partition of the source, read and checked."
-        ),
-        TRAINING_JOB: dg.define_asset_job(
-            TRAINING_JOB, selection=TRAINING_CHAIN, description=f"Candidates of {name} trained and judged at the gate."
-        ),
-        LABELS_JOB: dg.define_asset_job(
-            LABELS_JOB, selection=LABELS, description="One partition's labels read again and its performance judged."
-        ),
-        DEPLOY_JOB: dg.define_asset_job(
-            DEPLOY_JOB, selection=DEPLOY, description=f"Package the champion of {name} and serve it."
-        ),
-        GATE_JOB: dg.define_asset_job(
-            GATE_JOB, selection=GATE, description=f"The promotion gate again, for the challenger of {name}."
-        ),
+    jobs = {
+        INGEST_JOB: (INGEST, "One partition of the source, read and checked."),
+        TRAINING_JOB: (TRAINING_CHAIN, f"Candidates of {name} trained and judged at the gate."),
+        LABELS_JOB: (LABELS, "One partition's labels read again and its performance judged."),
+        DEPLOY_JOB: (DEPLOY, f"Package the champion of {name} and serve it."),
+        GATE_JOB: (GATE, f"The promotion gate again, for the challenger of {name}."),
     }
+    return {
+        job: dg.define_asset_job(config.named(job), selection=_assets(config, assets), description=description)
+        for job, (assets, description) in jobs.items()
+    }
+
+
+def _assets(config: NexusConfig, names: list[str]) -> dg.AssetSelection:
+    return dg.AssetSelection.assets(*(config.asset(name) for name in names))
 
 
 def build_schedules(config: NexusConfig, ingest: dg.UnresolvedAssetJobDefinition) -> list[dg.ScheduleDefinition]:
@@ -69,17 +68,17 @@ def build_schedules(config: NexusConfig, ingest: dg.UnresolvedAssetJobDefinition
     return [
         dg.build_schedule_from_partitioned_job(
             ingest,
-            name="ingest_schedule",
+            name=config.named("ingest_schedule"),
             description=f"Ingests each {cadence} partition of {config.dataset.name} once its period has closed.",
             default_status=dg.DefaultScheduleStatus.RUNNING,
         )
     ]
 
 
-def build_automation_sensor() -> dg.AutomationConditionSensorDefinition:
+def build_automation_sensor(config: NexusConfig) -> dg.AutomationConditionSensorDefinition:
     return dg.AutomationConditionSensorDefinition(
-        "monitoring_automation",
-        target=dg.AssetSelection.assets(*FOLLOWERS),
+        config.named("monitoring_automation"),
+        target=_assets(config, FOLLOWERS),
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=30,
         description="Materializes features and monitoring for each new partition once its blocking checks passed.",

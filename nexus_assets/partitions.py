@@ -11,6 +11,7 @@ gets one (dynamic) partition per file, added by `source_files_sensor` as files a
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import glob
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class Partitioning:
     files: tuple[str, ...] = ()  # for `files`: the partition keys of the files there are now
     sparse: bool = False  # irregular times: an empty period is normal, so it warns instead of blocking
     timezone: str = "UTC"
+    files_name: str = FILES_PARTITIONS  # the dynamic partitions of a file source, named per dataset
 
     @property
     def partitioned(self) -> bool:
@@ -54,7 +56,7 @@ class Partitioning:
         if not self.partitioned:
             return None
         if self.cadence == "files":
-            return dg.DynamicPartitionsDefinition(name=FILES_PARTITIONS)
+            return dg.DynamicPartitionsDefinition(name=self.files_name)
         start, end = self.start.isoformat(), self.end.isoformat() if self.end else None
         zone = self.timezone
         if self.cadence == "daily":
@@ -83,9 +85,9 @@ _cache: dict[tuple, Partitioning] = {}
 
 def partitioning(config: NexusConfig) -> Partitioning:
     """The dataset's partitions, as configured or inferred (inferred once per config and source files)."""
-    key = (config.path, config.dataset.model_dump_json(), source_fingerprint(config))
+    key = (config.path, config.scoped, config.dataset.model_dump_json(), source_fingerprint(config))
     if key not in _cache:
-        _cache[key] = _decide(config)
+        _cache[key] = dataclasses.replace(_decide(config), files_name=config.named(FILES_PARTITIONS))
     return _cache[key]
 
 

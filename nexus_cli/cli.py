@@ -10,11 +10,11 @@ import os
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
-from nexus_assets.definitions import build_definitions
 from nexus_assets.partitions import partitioning
 from nexus_cli import control
 from nexus_cli import stack as lib_stack
@@ -33,13 +33,19 @@ from nexus_core.names import (
     TRAINING_JOB,
 )
 from nexus_core.settings import load_settings
-from nexus_sensors.files import new_files
+from nexus_defs.component import dataset_config
+from nexus_defs.definitions import build_definitions
+from nexus_defs.scaffold import new_dataset
+from nexus_sensors.source_files import new_files
 from serving import SERVICE
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nexus", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    # In a deployment of many datasets (NEXUS_DEFS), the commands about one model name it.
+    one = argparse.ArgumentParser(add_help=False)
+    one.add_argument("--model", help="the dataset (or registered model) of the NEXUS_DEFS deployment this is about")
     demo = commands.add_parser("demo", help="materialize the asset graph over the demo window")
     demo.add_argument(
         "--days",
@@ -52,13 +58,17 @@ def main(argv: list[str] | None = None) -> int:
         default=14,
         help="partitions to monitor after training, sensors acting (default 14)",
     )
-    commands.add_parser("status", help="champion, challenger and previous champion, and recent decisions")
-    promote = commands.add_parser("promote", help="move the champion alias to a version by hand")
+    commands.add_parser(
+        "status", parents=[one], help="champion, challenger and previous champion, and recent decisions"
+    )
+    promote = commands.add_parser("promote", parents=[one], help="move the champion alias to a version by hand")
     promote.add_argument("version")
     promote.add_argument("--reason", default="promoted by hand")
-    rollback = commands.add_parser("rollback", help="give the champion alias back to the previous champion")
+    rollback = commands.add_parser(
+        "rollback", parents=[one], help="give the champion alias back to the previous champion"
+    )
     rollback.add_argument("--reason", default="rolled back by hand")
-    trace = commands.add_parser("trace", help="the lineage of a stored prediction or a model version")
+    trace = commands.add_parser("trace", parents=[one], help="the lineage of a stored prediction or a model version")
     what = trace.add_mutually_exclusive_group(required=True)
     what.add_argument("prediction_id", nargs="?", help="the id of a stored prediction (e.g. a customer_id)")
     what.add_argument("--version", help="a registered model version")
@@ -66,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     exporter.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
     exporter.add_argument("--port", type=int, default=9108)
     serve = commands.add_parser(
-        "serve", help="serve the newest serving Bento (built as `base` first if the store has none), in the foreground"
+        "serve",
+        parents=[one],
+        help="serve the newest serving Bento (built as `base` first if the store has none), in the foreground",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
     serve.add_argument("--port", type=int, help="default NEXUS_SERVING_PORT (3001)")
@@ -77,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         default="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres",
         help="an admin URL of the PostgreSQL server to create the stack's databases on",
     )
+    new = commands.add_parser("new", help="write a new dataset's config, its roles inferred from its data")
+    new.add_argument("name", help="the dataset's name (also its asset key prefix and group)")
+    new.add_argument("--data", required=True, help="its CSV or Parquet file")
+    new.add_argument("--target", required=True, help="the column to predict")
+    new.add_argument("--folder", help="where the config goes (default: NEXUS_DEFS, else datasets/)")
     args = parser.parse_args(argv)
     handlers = {
         "demo": _demo,
@@ -89,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         "stack": lib_stack.run,
     }
     try:
-        config = load_config()
+        if args.command == "new":
+            return _new(args)
+        model = getattr(args, "model", None)
+        config = dataset_config(os.environ.get("NEXUS_DEFS", ""), model) if model else load_config()
         return handlers[args.command](config, args)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -111,7 +131,7 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
     print(f"partitions: {partitions.note}; training on {len(trained_on)} of {len(keys)}")
     started = time.monotonic()
     if partitions.cadence == "files":  # what source_files_sensor does under the daemon
-        instance.add_dynamic_partitions(FILES_PARTITIONS, new_files(config, instance))
+        instance.add_dynamic_partitions(config.named(FILES_PARTITIONS), new_files(config, instance))
     # History as one run, as a backfill; a partition whose checks fail blocks itself alone, as under the daemon
     ingested = ingest(defs, instance, trained_on)
     span = f"{trained_on[0]} to {trained_on[-1]}" if len(trained_on) > 1 else trained_on[0] or "the table"
@@ -224,6 +244,13 @@ def _print_check(evaluation: dg.AssetCheckEvaluation, what: str) -> None:
     if evaluation.check_name == "no_degradation" and not evaluation.metadata["labelled_rows"].value:
         return
     print(f"    {'WARN' if not evaluation.passed else 'ok  '} {what}: {evaluation.description}")
+
+
+def _new(args: argparse.Namespace) -> int:
+    folder = Path(args.folder or os.environ.get("NEXUS_DEFS") or "datasets")
+    path = new_dataset(args.name, args.data, args.target, folder / f"{args.name}.yaml")
+    print(f"wrote {path}: read it, edit the roles it inferred, then `NEXUS_DEFS={folder} make dev` deploys it")
+    return 0
 
 
 def _serve(config: NexusConfig, args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from nexus_core.config import NexusConfig
 from nexus_core.settings import RegistryMissing, reader_uri
 from nexus_resources.app_db import AppDatabase
 from nexus_resources.mlflow import MlflowResource
-from nexus_resources.settings import build_resources
+from nexus_resources.modes import build_resources
 
 
 def status(config: NexusConfig, args: argparse.Namespace) -> int:

@@ -196,7 +196,7 @@ class LocalStack:
         shutil.copy(DOCKER / "dagster.production.yaml", self.dagster_home / "dagster.yaml")
         port = str(self.ports["user-code"])
         command = [venv_bin("dagster"), "code-server", "start", "--host", "127.0.0.1", "--port", port]
-        command += ["--module-name", "nexus_assets.definitions", "--location-name", LOCATION]
+        command += ["--module-name", "nexus_defs.definitions", "--location-name", LOCATION]
         return self._server(
             "user-code", command, self._succeeds([venv_bin("dagster"), "api", "grpc-health-check", "-p", port])
         )

@@ -370,6 +370,8 @@ class NexusConfig(_Strict):
     model: ModelConfig
     monitoring: MonitoringConfig = MonitoringConfig()
     path: Path = Field(DEFAULT_CONFIG_PATH, exclude=True)
+    # Set by the loader of a deployment of many datasets: this one's assets, jobs and sensors carry its name.
+    scoped: bool = Field(False, exclude=True)
 
     @model_validator(mode="after")
     def _metric_fits_task(self) -> NexusConfig:
@@ -400,6 +402,20 @@ class NexusConfig(_Strict):
         relative = (self.model.gate.margin_mode or ("relative" if regression else "absolute")) == "relative"
         default = 0.01 if relative else 0.002
         return (default if self.model.gate.margin is None else self.model.gate.margin), relative
+
+    @property
+    def prefix(self) -> list[str]:
+        """The asset key prefix of this dataset's graph: its name in a deployment of many, none alone."""
+        return [self.dataset.name] if self.scoped else []
+
+    def asset(self, name: str) -> list[str]:
+        """The key path of this dataset's asset `name`."""
+        return [*self.prefix, name]
+
+    def named(self, name: str) -> str:
+        """The name of this dataset's job, sensor, schedule or dynamic partitions `name` (Dagster names are unique
+        in a code location and allow no `-`)."""
+        return f"{self.dataset.name.replace('-', '_')}__{name}" if self.scoped else name
 
     def resolve_path(self, relative: str) -> str:
         """A path from the config file, taken relative to the file's folder."""

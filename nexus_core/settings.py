@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     serving_poll_seconds: float = Field(1.0, gt=0)
     serving_trace_sample_rate: float = Field(0.0, ge=0, le=1)
     serving_workers: int = Field(1, gt=0)
-    serving_url: str | None = Field(None, description="A running service that deploys wait for.")
+    serving_url: str | None = Field(
+        None, description="A running service that deploys wait for; `{dataset}` in it names each dataset's service."
+    )
     serving_shadow_share: float = Field(
         0.0, ge=0, le=1, description="Share of live requests the `challenger` also answers, off the request's path."
     )

@@ -6,16 +6,16 @@ import dagster as dg
 
 from nexus_core import names, registry
 from nexus_core.config import NexusConfig
+from nexus_resources.instance import latest_metadata
 from nexus_resources.mlflow import MlflowResource
-from nexus_sensors.materializations import latest_metadata
 
 
 def build_champion_alias_sensor(config: NexusConfig, interval: int | None = None) -> dg.SensorDefinition:
     name = config.model.registered_name
 
     @dg.sensor(
-        name=names.CHAMPION_ALIAS_SENSOR,
-        job_name=names.DEPLOY_JOB,
+        name=config.named(names.CHAMPION_ALIAS_SENSOR),
+        job_name=config.named(names.DEPLOY_JOB),
         minimum_interval_seconds=10 if interval is None else interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Polls the aliases of {name} in MLflow; when `champion` moves, one run deploys it.",
@@ -23,13 +23,15 @@ def build_champion_alias_sensor(config: NexusConfig, interval: int | None = None
     def champion_alias_sensor(context: dg.SensorEvaluationContext, mlflow: MlflowResource) -> dg.SensorResult:
         # The cursor holds the last aliases seen, so a restarted daemon never deploys the same move twice; without
         # one (a new daemon over the demo's instance), the version already deployed is not deployed again.
-        seen = json.loads(context.cursor) if context.cursor else {"aliases": _deployed(context.instance)}
+        seen = json.loads(context.cursor) if context.cursor else {"aliases": _deployed(context.instance, config)}
         with mlflow.reporting_failures(f"read the aliases of {name}"):
             current = registry.aliases(mlflow.reader(), name)
         if current == seen.get("aliases"):
             return dg.SensorResult(skip_reason=f"aliases of {name} unchanged: {current or 'none yet'}")
         events = [
-            dg.AssetObservation(asset_key="registered_model", metadata={"aliases": dg.MetadataValue.json(current)})
+            dg.AssetObservation(
+                asset_key=config.asset("registered_model"), metadata={"aliases": dg.MetadataValue.json(current)}
+            )
         ]
         champion, deploys = current.get(registry.CHAMPION), seen.get("deploys", 0)
         runs = []
@@ -50,7 +52,7 @@ def build_champion_alias_sensor(config: NexusConfig, interval: int | None = None
     return champion_alias_sensor
 
 
-def _deployed(instance: dg.DagsterInstance) -> dict[str, str]:
+def _deployed(instance: dg.DagsterInstance, config: NexusConfig) -> dict[str, str]:
     """The champion alias as of the last successful deploy, if any."""
-    version = latest_metadata(instance, names.DEPLOY[0]).get("model_version")
+    version = latest_metadata(instance, config.asset(names.DEPLOY[0])).get("model_version")
     return {registry.CHAMPION: version} if version else {}

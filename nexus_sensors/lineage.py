@@ -49,7 +49,7 @@ def build_openlineage_sensor(config: NexusConfig, interval: int | None = None) -
     datasets = f"{NAMESPACE}://{config.dataset.name}"  # the assets' namespace: this dataset's graph
 
     @dg.sensor(
-        name=names.OPENLINEAGE_SENSOR,
+        name=config.named(names.OPENLINEAGE_SENSOR),
         minimum_interval_seconds=30 if interval is None else interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Sends each materialization as OpenLineage run events to the configured transport.",
@@ -59,6 +59,8 @@ def build_openlineage_sensor(config: NexusConfig, interval: int | None = None) -
         graph = context.repository_def.asset_graph
         records = []
         for key in graph.materializable_asset_keys:
+            if not key.has_prefix(config.prefix):  # another dataset's sensor sends its events
+                continue
             found = context.instance.fetch_materializations(
                 dg.AssetRecordsFilter(asset_key=key, after_storage_id=after), limit=PAGE, ascending=True
             ).records

@@ -21,8 +21,8 @@ def build_retraining_sensor(config: NexusConfig, interval: int | None = None) ->
     name, rules = config.model.registered_name, config.monitoring.retraining
 
     @dg.sensor(
-        name=names.RETRAINING_SENSOR,
-        job_name=names.TRAINING_JOB,
+        name=config.named(names.RETRAINING_SENSOR),
+        job_name=config.named(names.TRAINING_JOB),
         minimum_interval_seconds=60 if interval is None else interval,
         default_status=dg.DefaultSensorStatus.RUNNING if rules.enabled else dg.DefaultSensorStatus.STOPPED,
         description=(
@@ -40,7 +40,11 @@ def build_retraining_sensor(config: NexusConfig, interval: int | None = None) ->
             return dg.SensorResult(skip_reason=f"{name} has no champion yet")
         history, last_request = app_db.retraining_history(name, limit=1), app_db.last_retrain_request(name)
         running = context.instance.get_run_ids(
-            dg.RunsFilter(statuses=IN_FLIGHT, tags={names.TRIGGER: names.RETRAINING_SENSOR})
+            dg.RunsFilter(
+                statuses=IN_FLIGHT,
+                job_name=config.named(names.TRAINING_JOB),
+                tags={names.TRIGGER: names.RETRAINING_SENSOR},
+            )
         )
         verdict = retraining.assess(rules, app_db.health(name, champion), champion, last_request, running)
         if verdict.decision == retraining.QUIET:
@@ -60,7 +64,7 @@ def build_retraining_sensor(config: NexusConfig, interval: int | None = None) ->
             run_key=run_key,
         )
         observation = dg.AssetObservation(
-            asset_key="registered_model",
+            asset_key=config.asset("registered_model"),
             metadata={"retraining": verdict.decision, "reason": verdict.reason, "champion_version": champion},
         )
         if run_key is None:
@@ -81,16 +85,17 @@ def build_retraining_sensor(config: NexusConfig, interval: int | None = None) ->
 
 def build_training_failure_sensor(config: NexusConfig) -> dg.SensorDefinition:
     name = config.model.registered_name
+    judged = (config.named(names.TRAINING_JOB), config.named(names.GATE_JOB))
 
     @dg.run_failure_sensor(
-        name=names.TRAINING_FAILURE_SENSOR,
+        name=config.named(names.TRAINING_FAILURE_SENSOR),
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Records a failed training or gate run of {name} as a retraining decision `failed`, which the "
         "exporter counts and NexusRetrainingFailed alerts on.",
     )
     def training_failure_sensor(context: dg.RunFailureSensorContext, app_db: AppDatabase) -> None:
         run = context.dagster_run
-        if run.job_name not in (names.TRAINING_JOB, names.GATE_JOB) or _will_retry(context.instance, run):
+        if run.job_name not in judged or _will_retry(context.instance, run):
             return
         message = (context.failure_event.message or "").strip()
         app_db.record_retraining(

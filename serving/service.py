@@ -34,7 +34,7 @@ from serving.batcher import MicroBatcher, UnscorableRecord
 from serving.errors import ApiError, invalid_body
 from serving.guard import RequestGuard
 from serving.model import ServedModel, load_version
-from serving.shadow import Shadow
+from serving.shadow_scoring import Shadow
 
 log = logging.getLogger("nexus.serving")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one log line per swap, not a progress bar

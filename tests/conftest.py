@@ -126,8 +126,8 @@ def _relocate(root: Path, old: str, new: str) -> None:
 
 @pytest.fixture(scope="session")
 def _trained_snapshot(tmp_path_factory: pytest.TempPathFactory) -> TrainedSnapshot:
-    from nexus_assets.definitions import build_definitions
     from nexus_cli.runs import materialize
+    from nexus_defs.definitions import build_definitions
 
     root = tmp_path_factory.mktemp("trained-snapshot")
     live, config_path = root / "live", root / "nexus.yaml"
@@ -218,8 +218,8 @@ def mlflow_server(postgres_database, s3_endpoint, tmp_path, monkeypatch) -> Iter
 def trained(write_config, instance, monkeypatch) -> SimpleNamespace:
     """The small config's data window materialized and the training chain run once, on the embedded store: a copy
     of the session's snapshot (`embedded_home` and `instance` put it in place)."""
-    from nexus_assets.definitions import build_definitions
-    from nexus_resources.settings import build_resources
+    from nexus_defs.definitions import build_definitions
+    from nexus_resources.modes import build_resources
 
     config = write_config()
     monkeypatch.setenv("NEXUS_CONFIG", str(config.path))

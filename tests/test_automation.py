@@ -6,9 +6,9 @@ import datetime as dt
 import dagster as dg
 
 from nexus_assets.automation import FOLLOWERS
-from nexus_assets.definitions import build_definitions
 from nexus_cli.runs import materialize
 from nexus_core.names import DEPLOY_JOB, INGEST, INGEST_JOB, TRAINING_CHAIN, TRAINING_JOB
+from nexus_defs.definitions import build_definitions
 
 LAST_DAY = "2026-01-31"  # the latest partition of SMALL_CONFIG's range: the one `eager()` follows
 

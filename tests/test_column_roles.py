@@ -11,10 +11,10 @@ import pytest
 
 from nexus_assets.data import contract
 from nexus_assets.data.synthetic import generate_day
-from nexus_assets.definitions import build_definitions
 from nexus_cli.runs import materialize
 from nexus_core.config import NexusConfig
 from nexus_core.features import LIST_TOKENS, ONE_HOT_LEVELS, TEXT_TERMS, TimeParts, build_preprocessor, model_inputs
+from nexus_defs.definitions import build_definitions
 
 DAYS = ["2026-01-01", "2026-01-02", "2026-01-03"]
 

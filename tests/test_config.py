@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from nexus_core.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
-from nexus_resources import settings
+from nexus_resources import modes
 from tests.conftest import SMALL_CONFIG, merge
 
 
@@ -69,14 +69,14 @@ def test_missing_file_says_what_to_do(tmp_path):
 def test_unknown_mode_is_rejected(monkeypatch):
     monkeypatch.setenv("NEXUS_MODE", "cloudy")
     with pytest.raises(ConfigError, match="NEXUS_MODE: Input should be 'embedded' or 'production'"):
-        settings.build_resources()
+        modes.build_resources()
 
 
 def test_production_mode_names_missing_environment(monkeypatch):
     monkeypatch.setenv("NEXUS_MODE", "production")
     monkeypatch.delenv("NEXUS_S3_BUCKET", raising=False)
     with pytest.raises(ConfigError, match="NEXUS_S3_BUCKET"):
-        settings.build_resources()
+        modes.build_resources()
 
 
 def _write(tmp_path, raw, name="bad.yaml"):

@@ -18,10 +18,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from nexus_assets.definitions import build_definitions
 from nexus_cli.runs import dagster_instance, materialize
 from nexus_core.config import REPO_ROOT
 from nexus_core.names import DEPLOY_JOB, INGEST_JOB, LABELS_JOB, PARTITION, TRAINING_CHAIN, TRAINING_JOB
+from nexus_defs.definitions import build_definitions
 from tests.conftest import materialize_window
 
 DRIFT = {"start_date": "2026-01-07", "features": ["monthly_charges", "support_calls"], "strength": 3.0}

@@ -7,11 +7,11 @@ import pandas as pd
 
 from nexus_assets.data import contract
 from nexus_assets.data.synthetic import generate_day
-from nexus_assets.definitions import build_definitions
 from nexus_assets.features.split import TrainingDataset
 from nexus_cli.runs import materialize
 from nexus_core.config import SyntheticSource
 from nexus_core.features import build_preprocessor, model_inputs
+from nexus_defs.definitions import build_definitions
 
 DAYS = [f"2026-01-0{d}" for d in range(1, 8)]
 

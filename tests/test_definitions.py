@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from nexus_assets.definitions import build_definitions
+from nexus_defs.definitions import build_definitions
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,5 +1,6 @@
 """The packages depend one way: the core on no other NexusML package, serving on the core alone, assets and
-sensors never on tooling, and no cycles between top-level packages."""
+sensors never on each other or on tooling, the definitions root (`nexus_defs`) above the domains it assembles, and
+no cycles between top-level packages (docs/architecture.md)."""
 
 import ast
 from pathlib import Path
@@ -7,15 +8,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ["nexus_core", "nexus_resources", "nexus_assets", "nexus_sensors", "nexus_cli", "serving"]
+PACKAGES = ["nexus_core", "nexus_resources", "nexus_assets", "nexus_sensors", "nexus_defs", "nexus_cli", "serving"]
 # What each package may import of the others.
 ALLOWED = {
     "nexus_core": set(),
     "serving": {"nexus_core"},
     "nexus_resources": {"nexus_core"},
-    "nexus_assets": {"nexus_core", "nexus_resources", "nexus_sensors", "serving"},
+    "nexus_assets": {"nexus_core", "nexus_resources", "serving"},
     "nexus_sensors": {"nexus_core", "nexus_resources"},
-    "nexus_cli": {"nexus_core", "nexus_resources", "nexus_assets", "nexus_sensors", "serving"},
+    "nexus_defs": {"nexus_core", "nexus_resources", "nexus_assets", "nexus_sensors"},
+    "nexus_cli": {"nexus_core", "nexus_resources", "nexus_assets", "nexus_sensors", "nexus_defs", "serving"},
 }
 
 

@@ -19,7 +19,7 @@ from openlineage.client.facet_v2 import (
     tags_run,
 )
 
-from nexus_assets.definitions import build_definitions
+from nexus_defs.definitions import build_definitions
 from nexus_sensors.lineage import MlflowJobFacet
 
 

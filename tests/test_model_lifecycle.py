@@ -9,17 +9,17 @@ import pandas as pd
 import pytest
 from sklearn import metrics
 
-from nexus_assets.definitions import build_definitions
 from nexus_assets.training.candidates import check_trainable
-from nexus_assets.training.gate import Rule, decide, guardrail_table
+from nexus_assets.training.gate import Rule, decide
 from nexus_assets.training.metrics import CLASSIFICATION, REGRESSION
 from nexus_cli.cli import main as nexus
 from nexus_cli.runs import materialize
 from nexus_core import registry
 from nexus_core.config import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from nexus_core.registry import TRUSTED_TYPES
+from nexus_defs.definitions import build_definitions
 from nexus_resources.mlflow import MlflowResource
-from nexus_resources.settings import build_resources
+from nexus_resources.modes import build_resources
 from tests.conftest import TRAINING_CHAIN, materialize_window, register_version
 
 NAME = "nexus-churn-test"
@@ -166,51 +166,6 @@ def test_gate_rejects_a_tie_within_the_margin(trained, instance):
     outcome = _gate_with_challenger(trained.defs, instance, twin)
     assert not outcome["promoted"] and "a tie within the margin" in outcome["reason"]
     assert registry.aliases(_client(trained), NAME)["champion"] == champion
-
-
-def test_slice_regression_blocks_promotion():
-    metric = CLASSIFICATION["roc_auc"]
-    slices = pd.DataFrame(
-        {
-            "slice": ["plan=basic", "plan=premium"],
-            "rows": [100, 80],
-            "challenger": [0.90, 0.70],
-            "champion v1": [0.85, 0.78],
-        }
-    )
-    rule = Rule(margin=0.01, relative=False, slice_tolerance=0.05, max_holdout_drop=0.25, instability="warn")
-    verdict = decide(metric, rule, 0.86, 0.83, "champion v1", slices, (0.015, 0.045))
-    assert not verdict.promoted and "plan=premium (-0.0800)" in verdict.reason
-    assert decide(metric, rule, 0.86, 0.83, "champion v1", slices.iloc[:1], (0.015, 0.045)).promoted
-    # the same gain, but an interval that reaches below the margin: not conclusive
-    unsure = decide(metric, rule, 0.86, 0.83, "champion v1", slices.iloc[:1], (-0.01, 0.07))
-    assert not unsure.promoted and "95% interval -0.0100 to +0.0700 does not clear the margin" in unsure.reason
-
-
-def test_a_guardrail_that_falls_beyond_its_tolerance_blocks_promotion_and_is_named():
-    rule = Rule(0.002, False, 0.02, 0.25, "warn", guardrails=(("f1", 0.02), ("recall", 0.05)))
-    challenger = {"f1": 0.65, "recall": 0.34}
-    champion = {"f1": 0.69, "recall": 0.52}  # the better ranker that catches fewer churners
-    guardrails = guardrail_table(rule, CLASSIFICATION, challenger, champion)
-    verdict = decide(
-        CLASSIFICATION["roc_auc"], rule, 0.86, 0.83, "champion v1", pd.DataFrame(), (0.01, 0.05), guardrails=guardrails
-    )
-    assert not verdict.promoted
-    assert "guardrail f1: 0.6500 vs champion v1 0.6900 (-0.0400), worse than model.gate.guardrails.f1=0.02" in (
-        verdict.reason
-    )
-    assert "guardrail recall: 0.3400 vs champion v1 0.5200 (-0.1800)" in verdict.reason
-    within = guardrail_table(rule, CLASSIFICATION, {"f1": 0.68, "recall": 0.50}, champion)
-    assert decide(
-        CLASSIFICATION["roc_auc"], rule, 0.86, 0.83, "champion v1", pd.DataFrame(), (0.01, 0.05), guardrails=within
-    ).promoted
-    brier = guardrail_table(
-        Rule(0.002, False, 0.02, 0.25, "warn", guardrails=(("brier", 0.01),)),
-        CLASSIFICATION,
-        {"brier": 0.14},
-        {"brier": 0.12},
-    )
-    assert not brier["held"].any(), "brier is lower-is-better: a rise of 0.02 breaks a tolerance of 0.01"
 
 
 @pytest.mark.parametrize(
@@ -366,51 +321,6 @@ def test_multiclass_auc_scores_the_classes_a_split_holds():
     scores = np.array([[0.8, 0.1, 0.1], [0.7, 0.2, 0.1], [0.1, 0.2, 0.7], [0.3, 0.3, 0.4]])
     assert CLASSIFICATION["roc_auc"].fn(y, scores, ["rain", "snow", "sun"]) == 1.0
     assert np.isnan(CLASSIFICATION["roc_auc"].fn(np.array(["sun", "sun"]), scores[:2], ["rain", "snow", "sun"]))
-
-
-def test_a_metric_that_cannot_be_computed_is_a_refusal_naming_it():
-    rule = Rule(margin=0.002, relative=False, slice_tolerance=0.02, max_holdout_drop=0.25, instability="warn")
-    verdict = decide(CLASSIFICATION["roc_auc"], rule, np.nan, 0.5, "baseline", pd.DataFrame(), (np.nan, np.nan))
-    assert not verdict.promoted and "holdout roc_auc cannot be computed" in verdict.reason
-    assert "model.selection_metric" in verdict.reason
-
-
-def test_a_challenger_far_worse_on_the_holdout_than_on_validation_is_flagged_or_refused():
-    accuracy = CLASSIFICATION["accuracy"]
-    warn = Rule(margin=0.002, relative=False, slice_tolerance=0.02, max_holdout_drop=0.25, instability="warn")
-    flagged = decide(accuracy, warn, 0.16, 0.01, "baseline", pd.DataFrame(), (0.10, 0.20), validation_score=0.67)
-    assert flagged.promoted and "WARNING unstable: holdout accuracy 0.1600 is 76% worse than validation" in (
-        flagged.reason
-    )
-    refuse = Rule(margin=0.002, relative=False, slice_tolerance=0.02, max_holdout_drop=0.25, instability="refuse")
-    refused = decide(accuracy, refuse, 0.16, 0.01, "baseline", pd.DataFrame(), (0.10, 0.20), validation_score=0.67)
-    assert not refused.promoted and "refused (model.gate.instability: refuse)" in refused.reason
-
-
-def test_a_challenger_that_has_forgotten_older_rows_is_refused_however_well_it_does_on_the_holdout():
-    rmse, rule = REGRESSION["rmse"], Rule(0.01, True, 0.02, 0.25, "refuse")
-    verdict = decide(rmse, rule, 40.0, 50.0, "champion v2", pd.DataFrame(), (6.0, 14.0), memory=(90.0, 52.0, 2000))
-    assert not verdict.promoted and verdict.reason == (
-        "it has forgotten older data: rmse on 2000 rows older than its validation period 90.0000 vs champion v2 "
-        "52.0000, 73% worse (model.gate.max_memory_loss 10%); train on a window that covers the seasons it will "
-        "meet (training.on_change: weight)"
-    )
-    assert decide(
-        rmse, rule, 40.0, 50.0, "champion v2", pd.DataFrame(), (6.0, 14.0), memory=(55.0, 52.0, 2000)
-    ).promoted
-
-
-def test_instability_is_refused_by_default_beyond_what_the_baselines_own_fall_explains():
-    rmse, rule = REGRESSION["rmse"], Rule(0.01, True, 0.02, 0.25, "refuse")
-    # births that grow: the holdout is harder for every model, the baseline's error too rose by 40%
-    grown = decide(rmse, rule, 960.0, 2400.0, "baseline", pd.DataFrame(), (1300.0, 1500.0), 647.0, harder=0.40)
-    assert grown.promoted and "unstable" not in grown.reason
-    unstable = decide(rmse, rule, 960.0, 2400.0, "baseline", pd.DataFrame(), (1300.0, 1500.0), 647.0, harder=0.05)
-    assert not unstable.promoted and unstable.reason.startswith(
-        "unstable: holdout rmse 960.0000 is 48% worse than validation 647.0000, 43% beyond the baseline's own fall "
-        "of 5% (model.gate.max_holdout_drop 25%)"
-    )
-    assert unstable.reason.endswith("refused (model.gate.instability: refuse)")
 
 
 def test_regression_margins_are_relative_to_the_reference_by_default(write_config):

@@ -14,7 +14,6 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 from vega_datasets import data as vega_data
 
-from nexus_assets.definitions import build_definitions
 from nexus_assets.lib.reference import reference_sample
 from nexus_assets.monitoring import drift, performance
 from nexus_assets.training.metrics import metrics_for
@@ -23,7 +22,8 @@ from nexus_cli.runs import materialize
 from nexus_core import registry
 from nexus_core.config import load_config
 from nexus_core.features import FeatureSpec
-from nexus_resources.settings import build_resources
+from nexus_defs.definitions import build_definitions
+from nexus_resources.modes import build_resources
 from tests.conftest import TRAINING_CHAIN, materialize_window, register_version
 
 NAME = "nexus-churn-test"

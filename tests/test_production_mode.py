@@ -8,10 +8,10 @@ import boto3
 import dagster as dg
 import sqlalchemy as sa
 
-from nexus_assets.definitions import build_definitions
 from nexus_cli.runs import materialize
 from nexus_core import registry
-from nexus_resources.settings import build_resources
+from nexus_defs.definitions import build_definitions
+from nexus_resources.modes import build_resources
 from tests.conftest import TRAINING_CHAIN
 
 REPO = Path(__file__).resolve().parent.parent

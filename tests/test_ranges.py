@@ -12,11 +12,11 @@ import dagster as dg
 import pandas as pd
 
 from nexus_assets.data.synthetic import generate_day
-from nexus_assets.definitions import build_definitions
 from nexus_cli.replay import MONITORING
 from nexus_cli.runs import ingest, materialize, range_tags
 from nexus_core.config import REPO_ROOT
 from nexus_core.names import RANGE_END, RANGE_START
+from nexus_defs.definitions import build_definitions
 from tests.conftest import merge
 
 DAYS = [f"2026-01-0{d}" for d in range(1, 6)]
@@ -133,7 +133,7 @@ def test_a_backfill_from_dagsters_own_cli_is_one_run_on_the_embedded_instance(wr
     home = tmp_path / "dagster"
     home.mkdir()
     shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
-    command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "nexus_assets.definitions"]
+    command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "nexus_defs.definitions"]
     command += ["--select", "raw_data,features", "--partition-range", f"{DAYS[0]}...{DAYS[2]}"]
     env = {**os.environ, "DAGSTER_HOME": str(home), "NEXUS_CONFIG": str(config.path)}
     done = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from vega_datasets import local_data
 
-from nexus_assets.definitions import build_definitions
 from nexus_cli.runs import materialize
 from nexus_core.names import OTHER_CLASS, TRAINING_CHAIN
+from nexus_defs.definitions import build_definitions
 
 
 def _config(tmp_path, write_config, **rare):

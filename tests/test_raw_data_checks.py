@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from nexus_assets.data.synthetic import generate_day
-from nexus_assets.definitions import build_definitions
 from nexus_cli.runs import materialize
+from nexus_defs.definitions import build_definitions
 from tests.conftest import merge
 
 DAYS = ["2026-01-01", "2026-01-02", "2026-01-03"]

@@ -16,7 +16,6 @@ import pytest
 import yaml
 from sklearn.pipeline import Pipeline
 
-from nexus_assets.definitions import build_definitions
 from nexus_assets.training import candidates
 from nexus_cli.cli import main as nexus
 from nexus_cli.processes import running, serve_command
@@ -26,7 +25,8 @@ from nexus_core.config import load_config
 from nexus_core.features import fitted_spec, model_inputs
 from nexus_core.inference import predict
 from nexus_core.names import INGEST_JOB, RANGE_END, RANGE_START, REGIME_START, RETRAINING_SENSOR, TRAINING_JOB, TRIGGER
-from nexus_resources.settings import build_resources
+from nexus_defs.definitions import build_definitions
+from nexus_resources.modes import build_resources
 from serving.model import load_version
 from tests.conftest import register_version
 

@@ -9,15 +9,15 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from nexus_assets.definitions import build_definitions
 from nexus_cli.cli import main as nexus
 from nexus_cli.exporter import MonitoringCollector
 from nexus_cli.replay import Replay
 from nexus_cli.runs import materialize
 from nexus_core import names, registry
 from nexus_core.config import RetrainingConfig
+from nexus_defs.definitions import build_definitions
 from nexus_resources.app_db import AppDatabase
-from nexus_resources.settings import build_resources
+from nexus_resources.modes import build_resources
 from nexus_sensors import rules as retraining
 from tests.conftest import TRAINING_CHAIN, materialize_window, register_version
 

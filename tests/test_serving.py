@@ -25,13 +25,13 @@ from hypothesis import HealthCheck, given, settings
 from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
 from prometheus_client.parser import text_string_to_metric_families
 
-from nexus_assets.definitions import build_definitions
 from nexus_cli.processes import running, serve_command
-from nexus_core import registry, shadow
+from nexus_core import registry, shadow_predictions
 from nexus_core.config import load_config
 from nexus_core.features import compile_preprocessor
+from nexus_defs.definitions import build_definitions
 from nexus_resources.mlflow import MlflowResource
-from nexus_resources.settings import build_resources
+from nexus_resources.modes import build_resources
 from serving.batcher import MicroBatcher, UnscorableRecord
 from serving.model import load_version
 from tests.conftest import SMALL_CONFIG, TRAINING_CHAIN, materialize_window, register_version
@@ -481,7 +481,7 @@ def test_the_challenger_answers_live_requests_in_shadow_and_is_judged_on_their_l
         app_db = build_resources()["app_db"]
         ids = [str(r["customer_id"]) for r in records]
         deadline = time.monotonic() + 30
-        while len(stored := shadow.read(app_db.engine(), NAME, ids)) < 100 and time.monotonic() < deadline:
+        while len(stored := shadow_predictions.read(app_db.engine(), NAME, ids)) < 100 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert len(stored) == 100 and set(stored["challenger_version"]) == {challenger}
         served_labels = {str(p["id"]): str(p["prediction"]) for answer in answers for p in answer["predictions"]}

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 
 from nexus_assets.data.sources import coverage, read_partition
 from nexus_assets.data.synthetic import generate_day
-from nexus_assets.definitions import build_definitions
 from nexus_cli.runs import materialize
+from nexus_defs.definitions import build_definitions
 
 DAYS = [dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)]
 SQL_QUERY = "SELECT * FROM events WHERE event_time >= :start AND event_time < :end ORDER BY customer_id"

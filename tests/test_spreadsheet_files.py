@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 from vega_datasets import local_data
 
-from nexus_assets.definitions import build_definitions
 from nexus_cli.runs import materialize
 from nexus_core.features import read_numbers
+from nexus_defs.definitions import build_definitions
 
 TARGET = "Nonfarm change (thousands)"
 

@@ -22,7 +22,7 @@ from dagster_graphql import DagsterGraphQLClient
 
 from nexus_cli.stack import LOCATION, LocalStack
 from nexus_core import registry
-from nexus_resources.settings import build_resources
+from nexus_resources.modes import build_resources
 from tests.conftest import PG_ADMIN_URL, SMALL_CONFIG, TRAINING_CHAIN, _require_postgres
 from tests.test_serving import ROW
 

@@ -108,8 +108,8 @@ def test_an_unknown_time_zone_is_named_in_the_config_error(write_config):
 
 
 def test_a_price_every_five_years_is_irregular_and_its_empty_years_warn(tmp_path, write_config, instance):
-    from nexus_assets.definitions import build_definitions
     from nexus_cli.runs import materialize
+    from nexus_defs.definitions import build_definitions
 
     wheat = local_data.wheat()  # Playfair's wheat prices, every five years; pandas' times begin in 1677
     wheat[wheat["year"] >= 1700].to_csv(tmp_path / "wheat.csv", index=False)

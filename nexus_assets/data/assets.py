@@ -19,12 +19,12 @@ def build_raw_data(config: NexusConfig) -> dg.AssetsDefinition:
     partitions = partitioning(config)
 
     @dg.asset(
-        name="raw_data",
+        key=config.asset("raw_data"),
         group_name="data",
         kinds={"pandas", source_kind},
         code_version="2",
         partitions_def=partitions.definition(),
-        check_specs=raw_data_check_specs("raw_data", partitions.definition()),
+        check_specs=raw_data_check_specs(config.asset("raw_data"), partitions.definition()),
         backfill_policy=dg.BackfillPolicy.single_run(),
         metadata={"partitions": partitions.note},
         owners=config.dataset.owners,
@@ -41,7 +41,7 @@ def build_raw_data(config: NexusConfig) -> dg.AssetsDefinition:
             located = locator(config, part) if not read_error else None
             version = stored["version"] if stored else None
             inputs = Inputs(frame, columns, version, outside, read_error, sparse=partitions.sparse, locate=located)
-            checks = check_raw_data(inputs, config, "raw_data")
+            checks = check_raw_data(inputs, config, config.asset("raw_data"))
             failed = blocking_failures(checks)
             for check in failed:
                 context.log.error(f"{key or 'raw_data'}: check {check.check_name} failed: {check.description}")

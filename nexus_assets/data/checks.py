@@ -43,7 +43,7 @@ class Inputs:
     locate: Locate | None = None  # where rows come from in the source files, for the messages
 
 
-def raw_data_check_specs(asset_key: str, partitions: dg.PartitionsDefinition | None) -> list[dg.AssetCheckSpec]:
+def raw_data_check_specs(asset_key: list[str], partitions: dg.PartitionsDefinition | None) -> list[dg.AssetCheckSpec]:
     """The checks, partitioned like the asset: each partition has its own result in the UI."""
     return [
         dg.AssetCheckSpec(
@@ -53,7 +53,7 @@ def raw_data_check_specs(asset_key: str, partitions: dg.PartitionsDefinition | N
     ]
 
 
-def check_raw_data(inputs: Inputs, config: NexusConfig, asset_key: str) -> list[dg.AssetCheckResult]:
+def check_raw_data(inputs: Inputs, config: NexusConfig, asset_key: list[str]) -> list[dg.AssetCheckResult]:
     """Run every raw-data check on one partition."""
     frame = inputs.frame
     empty_ok = config.checks.allow_empty_partitions or inputs.sparse

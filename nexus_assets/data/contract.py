@@ -65,9 +65,9 @@ def _column(config: NexusConfig, name: str, values: pd.Series, declared: str | N
     elif declared in ("id", "target", "dropped"):
         role, why = declared, f"declared in dataset.{'columns.drop' if declared == 'dropped' else declared}"
     elif declared is None and config.dataset.columns.numeric is not None:
-        role, why = _role(name, values, "categorical")  # dataset.columns.numeric lists all the numbers
+        role, why = infer_role(name, values, "categorical")  # dataset.columns.numeric lists all the numbers
     else:
-        role, why = _role(name, values, declared)
+        role, why = infer_role(name, values, declared)
     entry = {"role": role, "type": _type(role, values, config), "why": why}
     if role == "timestamp":
         entry["timezone"] = config.dataset.timezone
@@ -83,7 +83,7 @@ def _column(config: NexusConfig, name: str, values: pd.Series, declared: str | N
     return entry
 
 
-def _role(name: str, values: pd.Series, declared: str | None) -> tuple[str, str]:
+def infer_role(name: str, values: pd.Series, declared: str | None) -> tuple[str, str]:
     """The role of a feature column and why: declared, or by what its values look like."""
     present = values.dropna()
     rows, distinct = len(present), present.nunique()

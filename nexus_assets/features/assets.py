@@ -8,6 +8,7 @@ import pandas as pd
 
 from nexus_assets.data import contract
 from nexus_assets.features.split import TrainingDataset, split_by_partition, split_by_row
+from nexus_assets.lib.keys import inputs
 from nexus_assets.lib.metadata import frame_metadata
 from nexus_assets.lib.ranges import by_partition, output
 from nexus_assets.partitions import partitions_def
@@ -22,6 +23,8 @@ def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
     keep = [c for c in (dataset.id_column, dataset.timestamp) if c]
 
     @dg.asset(
+        key=config.asset("features"),
+        ins=inputs(config, "raw_data"),
         group_name="data",
         kinds={"pandas", "scikit-learn", "parquet"},
         code_version="4",
@@ -54,7 +57,8 @@ def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         group_name="training",
         kinds={"pandas"},
         code_version="3",
-        ins={"features": dg.AssetIn(metadata={"allow_missing_partitions": True})},
+        key=config.asset("training_dataset"),
+        ins={"features": dg.AssetIn(key=config.asset("features"), metadata={"allow_missing_partitions": True})},
     )
     def training_dataset(
         context: dg.AssetExecutionContext, features: Any, app_db: AppDatabase

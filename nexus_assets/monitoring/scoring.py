@@ -10,8 +10,9 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from nexus_assets.lib.background import Background
+from nexus_assets.lib.keys import inputs
 from nexus_assets.lib.ranges import by_partition, output
-from nexus_core import registry, shadow
+from nexus_core import registry, shadow_predictions
 from nexus_core.config import NexusConfig
 from nexus_core.features import FeatureSpec, fitted_spec, model_inputs
 from nexus_core.inference import predict
@@ -23,6 +24,8 @@ def build_batch_predictions(config: NexusConfig, partitions: dg.PartitionsDefini
     name, id_column = config.model.registered_name, config.dataset.id_column or "row"
 
     @dg.asset(
+        key=config.asset("batch_predictions"),
+        ins=inputs(config, "features"),
         group_name="monitoring",
         kinds={"scikit-learn", "sql", "parquet"},
         code_version="3",
@@ -68,7 +71,7 @@ def build_batch_predictions(config: NexusConfig, partitions: dg.PartitionsDefini
             rows = (pd.concat(parts, ignore_index=True) if parts else empty).assign(model_version=version)
             if shadows:
                 theirs = pd.concat(shadows, ignore_index=True)
-                shadow.write(app_db.engine(), shadow_rows(name, rows, version, theirs, challenger))
+                shadow_predictions.write(app_db.engine(), shadow_rows(name, rows, version, theirs, challenger))
                 context.log.info(f"{key}: challenger v{challenger} scored the {len(theirs):,} rows in shadow")
             app_db.record_health(name, key, version, predictions=len(rows))
             return rows

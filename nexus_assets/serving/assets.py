@@ -22,16 +22,22 @@ class DeployConfig(dg.Config):
 
 
 def build_serving_assets(config: NexusConfig) -> list:
-    name = config.model.registered_name
+    name, dataset, config_prefix = config.model.registered_name, config.dataset.name, config.prefix
     registered_model = dg.AssetSpec(
-        "registered_model",
-        deps=["champion_model"],
+        config.asset("registered_model"),
+        deps=[config.asset("champion_model")],
         group_name="serving",
         kinds={"mlflow"},
         description=f"The MLflow registered model {name}; observed whenever one of its aliases moves.",
     )
 
-    @dg.asset(group_name="serving", kinds={"bentoml"}, code_version="1", deps=[registered_model, "champion_model"])
+    @dg.asset(
+        key=config.asset("serving_bento"),
+        group_name="serving",
+        kinds={"bentoml"},
+        code_version="1",
+        deps=[registered_model, config.asset("champion_model")],
+    )
     def serving_bento(
         context: dg.AssetExecutionContext, config: DeployConfig, mlflow: MlflowResource
     ) -> dg.MaterializeResult:
@@ -50,7 +56,7 @@ def build_serving_assets(config: NexusConfig) -> list:
             ) from exc
         model = _import_model(name, version)
         labels = {"registered_model": name, "model_version": version}
-        bento = build_bento(f"v{version}", labels, [str(model.tag)])
+        bento = build_bento("-".join([*config_prefix, f"v{version}"]).lower(), labels, [str(model.tag)])
         context.log.info(f"built {bento.tag} with {model.tag}")
         metadata = {
             "model_version": version,
@@ -60,7 +66,8 @@ def build_serving_assets(config: NexusConfig) -> list:
             "bento_path": dg.MetadataValue.path(bento.path),
             "model_info": key_values({k: v for k, v in served.info.items() if k != "loaded_at"}),
         }
-        if url := load_settings().serving_url:
+        # one service per model in a deployment of many: `{dataset}` in the URL names this dataset's
+        if url := (load_settings().serving_url or "").replace("{dataset}", dataset):
             metadata["service"] = dg.MetadataValue.url(url)
             metadata["swap_seconds"] = _wait_until_served(url, version, config.wait_seconds)
         return dg.MaterializeResult(metadata=metadata)

@@ -1,6 +1,8 @@
 """`candidate_models` and `challenger_model`: train each family, and register the best; `champion_model`, the gate,
 is in `promotion.py`."""
 
+from dataclasses import dataclass
+
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -9,6 +11,7 @@ from mlflow import sklearn as mlflow_sklearn
 from mlflow.models import infer_signature
 
 from nexus_assets.features.split import TrainingDataset
+from nexus_assets.lib.keys import inputs
 from nexus_assets.lib.reference import CALIBRATION_ARTIFACT, log_reference, reference_sample
 from nexus_assets.monitoring import drift
 from nexus_assets.training.candidates import (
@@ -30,10 +33,52 @@ from nexus_resources.mlflow import MlflowResource
 
 
 def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
-    task, name = config.dataset.task, config.model.registered_name
-    metric = metrics_for(task)[config.metric]
+    return [_candidate_models(config), _challenger_model(config), build_champion_model(config)]
 
-    @dg.asset(group_name="training", kinds={"scikit-learn", "mlflow"}, code_version="2")
+
+@dataclass
+class _Window:
+    """What every candidate is fitted, scored and calibrated against: the training window's splits, read once."""
+
+    X_val: pd.DataFrame
+    y_val: pd.Series
+    X_hold: pd.DataFrame
+    y_hold: pd.Series
+    example: pd.DataFrame  # the most complete validation rows: MLflow's input example and signature
+    lineage: dict[str, str]
+    reference: pd.DataFrame  # drift's reference sample
+    days: list[pd.DataFrame]  # the training partitions drift is calibrated on
+    usual_data: dict  # the data columns' calibration, the same for every candidate
+
+
+def _window(config: NexusConfig, data: TrainingDataset) -> _Window:
+    X_val = model_inputs(data.validation, data.spec)
+    learned_from = pd.concat([data.train, data.validation], ignore_index=True)
+    reference = reference_sample(model_inputs(learned_from, data.spec), config.model.seed)
+    parts = data.partitions(("train", "validation"), config.monitoring.min_drift_rows, drift.CALIBRATION_PARTITIONS)
+    days = [model_inputs(frame, data.spec) for frame in parts]
+    return _Window(
+        X_val=X_val,
+        y_val=target(config, data.validation),
+        X_hold=model_inputs(data.holdout, data.spec),
+        y_hold=target(config, data.holdout),
+        # the most complete rows: with a mostly-empty column, no row may be complete
+        example=X_val.loc[X_val.isna().sum(axis=1).sort_values(kind="stable").index[:5]],
+        lineage=_lineage_tags(data),
+        reference=reference,
+        days=days,
+        usual_data=drift.calibrate(reference, days, data.spec),
+    )
+
+
+def _candidate_models(config: NexusConfig) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=config.asset("candidate_models"),
+        ins=inputs(config, "training_dataset"),
+        group_name="training",
+        kinds={"scikit-learn", "mlflow"},
+        code_version="2",
+    )
     def candidate_models(
         context: dg.AssetExecutionContext, training_dataset: TrainingDataset, mlflow: MlflowResource
     ) -> dg.MaterializeResult[list[Candidate]]:
@@ -43,81 +88,95 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
             check_trainable(config, data)
         except ValueError as exc:
             raise dg.Failure(description=f"not training: {exc}") from exc
-        X_val, y_val = model_inputs(data.validation, data.spec), target(config, data.validation)
-        threshold_objective = _objective(config.model.threshold)
-        X_hold, y_hold = model_inputs(data.holdout, data.spec), target(config, data.holdout)
-        # the most complete rows: with a mostly-empty column, no row may be complete
-        example = X_val.loc[X_val.isna().sum(axis=1).sort_values(kind="stable").index[:5]]
-        lineage = _lineage_tags(data)
-        learned_from = pd.concat([data.train, data.validation], ignore_index=True)
-        reference = reference_sample(model_inputs(learned_from, data.spec), config.model.seed)
-        # the data columns' calibration is the same for every candidate; each adds its prediction score's
-        days = [
-            model_inputs(frame, data.spec)
-            for frame in data.partitions(
-                ("train", "validation"), config.monitoring.min_drift_rows, drift.CALIBRATION_PARTITIONS
-            )
-        ]
-        usual_data = drift.calibrate(reference, days, data.spec)
+        window, families = _window(config, data), config.model.candidates
         candidates = []
-        for number, family in enumerate(config.model.candidates, 1):
-            context.log.info(f"[{number}/{len(config.model.candidates)}] training {family}")
-            with mlflow.start_run(context, config.dataset.name, family, {**lineage, "nexus.family": family}) as run:
-                model = pipeline(config, data, estimator(family, task, config.model.seed))
-                threshold = choose_threshold(config.model.threshold, model, X_val, y_val)
-                if threshold is not None:  # travels inside the artifact: batch scoring and serving apply it too
-                    setattr(model, THRESHOLD, threshold)
-                    log_params({"decision_threshold": threshold, "threshold_objective": threshold_objective})
-                validation, holdout = evaluate(task, model, X_val, y_val), evaluate(task, model, X_hold, y_hold)
-                log_params({k: v for k, v in model.named_steps["model"].get_params().items() if _simple(v)})
-                log_metrics(
-                    {f"validation_{k}": v for k, v in validation.items() if not np.isnan(v)}
-                    | {f"holdout_{k}": v for k, v in holdout.items() if not np.isnan(v)}
-                )
-                info = mlflow_sklearn.log_model(
-                    model,
-                    name="model",
-                    serialization_format="skops",
-                    skops_trusted_types=registry.TRUSTED_TYPES[family],
-                    pip_requirements=PIP_REQUIREMENTS,
-                    signature=infer_signature(example, model.predict(example)),
-                    input_example=example,
-                    metadata={"decision_threshold": threshold, "threshold_objective": threshold_objective}
-                    if threshold is not None
-                    else None,
-                )
-                log_reference(reference)
-                usual = drift.calibrate_predictions(model, reference, days, data.spec)
-                log_dict(usual_data | usual, CALIBRATION_ARTIFACT)
-            tags = {**lineage, "nexus.family": family}
-            if threshold is not None:
-                tags["nexus.decision_threshold"] = f"{threshold:.6g} ({threshold_objective})"
-            candidates.append(Candidate(family, run.info.run_id, info.model_uri, validation, holdout, tags, threshold))
+        for number, family in enumerate(families, 1):
+            context.log.info(f"[{number}/{len(families)}] training {family}")
+            candidates.append(_train(config, context, mlflow, data, window, family))
         if all(np.isnan(c.validation[config.metric]) for c in candidates):
             raise dg.Failure(
-                description=f"cannot choose a challenger: {unscorable(config.metric, y_val, 'validation')}"
+                description=f"cannot choose a challenger: {unscorable(config.metric, window.y_val, 'validation')}"
             )
-        table = pd.DataFrame(
-            [
-                {
-                    "family": c.family,
-                    **({"threshold": c.threshold} if c.threshold is not None else {}),
-                    **{f"validation {k}": v for k, v in c.validation.items()},
-                    f"holdout {config.metric}": c.holdout.get(config.metric),
-                    "mlflow run": f"[{c.run_id[:8]}]({mlflow.run_url(c.run_id)})",
-                }
-                for c in candidates
-            ]
-        )
         return dg.MaterializeResult(
             value=candidates,
             metadata={
-                "comparison": dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".4f")),
+                "comparison": dg.MetadataValue.md(_comparison(config, mlflow, candidates)),
                 "selection_metric": config.metric,
             },
         )
 
-    @dg.asset(group_name="training", kinds={"mlflow"}, code_version="1")
+    return candidate_models
+
+
+def _train(
+    config: NexusConfig,
+    context: dg.AssetExecutionContext,
+    mlflow: MlflowResource,
+    data: TrainingDataset,
+    window: _Window,
+    family: str,
+) -> Candidate:
+    """One family fitted on the window, scored, logged with its reference and drift calibration in its own run."""
+    task, objective, w = config.dataset.task, _objective(config.model.threshold), window
+    with mlflow.start_run(context, config.dataset.name, family, {**w.lineage, "nexus.family": family}) as run:
+        model = pipeline(config, data, estimator(family, task, config.model.seed))
+        threshold = choose_threshold(config.model.threshold, model, w.X_val, w.y_val)
+        if threshold is not None:  # travels inside the artifact: batch scoring and serving apply it too
+            setattr(model, THRESHOLD, threshold)
+            log_params({"decision_threshold": threshold, "threshold_objective": objective})
+        validation, holdout = evaluate(task, model, w.X_val, w.y_val), evaluate(task, model, w.X_hold, w.y_hold)
+        log_params({k: v for k, v in model.named_steps["model"].get_params().items() if _simple(v)})
+        log_metrics(
+            {f"validation_{k}": v for k, v in validation.items() if not np.isnan(v)}
+            | {f"holdout_{k}": v for k, v in holdout.items() if not np.isnan(v)}
+        )
+        info = mlflow_sklearn.log_model(
+            model,
+            name="model",
+            serialization_format="skops",
+            skops_trusted_types=registry.TRUSTED_TYPES[family],
+            pip_requirements=PIP_REQUIREMENTS,
+            signature=infer_signature(w.example, model.predict(w.example)),
+            input_example=w.example,
+            metadata={"decision_threshold": threshold, "threshold_objective": objective}
+            if threshold is not None
+            else None,
+        )
+        log_reference(w.reference)
+        usual = drift.calibrate_predictions(model, w.reference, w.days, data.spec)
+        log_dict(w.usual_data | usual, CALIBRATION_ARTIFACT)
+    tags = {**w.lineage, "nexus.family": family}
+    if threshold is not None:
+        tags["nexus.decision_threshold"] = f"{threshold:.6g} ({objective})"
+    return Candidate(family, run.info.run_id, info.model_uri, validation, holdout, tags, threshold)
+
+
+def _comparison(config: NexusConfig, mlflow: MlflowResource, candidates: list[Candidate]) -> str:
+    table = pd.DataFrame(
+        [
+            {
+                "family": c.family,
+                **({"threshold": c.threshold} if c.threshold is not None else {}),
+                **{f"validation {k}": v for k, v in c.validation.items()},
+                f"holdout {config.metric}": c.holdout.get(config.metric),
+                "mlflow run": f"[{c.run_id[:8]}]({mlflow.run_url(c.run_id)})",
+            }
+            for c in candidates
+        ]
+    )
+    return table.to_markdown(index=False, floatfmt=".4f")
+
+
+def _challenger_model(config: NexusConfig) -> dg.AssetsDefinition:
+    name, metric = config.model.registered_name, metrics_for(config.dataset.task)[config.metric]
+
+    @dg.asset(
+        key=config.asset("challenger_model"),
+        ins=inputs(config, "candidate_models"),
+        group_name="training",
+        kinds={"mlflow"},
+        code_version="1",
+    )
     def challenger_model(candidate_models: list[Candidate], mlflow: MlflowResource) -> dg.MaterializeResult[dict]:
         """The best candidate by the selection metric, registered as a new version with the `challenger` alias."""
         scored = [c for c in candidate_models if not np.isnan(c.validation[config.metric])]
@@ -154,7 +213,7 @@ def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
             },
         )
 
-    return [candidate_models, challenger_model, build_champion_model(config)]
+    return challenger_model
 
 
 def _lineage_tags(data: TrainingDataset) -> dict[str, str]:

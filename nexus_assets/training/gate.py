@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -127,6 +129,128 @@ def instability(
     )
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """What the gate judges: both models' holdout scores, the gain's interval and what else was measured."""
+
+    metric: Metric
+    rule: Rule
+    challenger_score: float
+    reference_score: float
+    reference: str  # "champion v3" or "baseline"
+    slices: pd.DataFrame
+    interval: tuple[float, float]
+    validation_score: float = math.nan
+    guardrails: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=GUARDRAIL_COLUMNS))
+    backtest: Backtest | None = None
+    memory: tuple[float, float, int] | None = None
+    harder: float = 0.0
+
+    @property
+    def gain(self) -> float:
+        return self.metric.gain(self.challenger_score, self.reference_score)
+
+    @property
+    def margin(self) -> str:
+        return self.rule.describe_margin(self.reference_score)
+
+    @property
+    def spread(self) -> str:
+        return f"{self.rule.confidence:.0%} interval {self.interval[0]:+.4f} to {self.interval[1]:+.4f}"
+
+    @property
+    def scores(self) -> str:
+        return f"{self.metric.name} {self.challenger_score:.4f} vs {self.reference} {self.reference_score:.4f}"
+
+    @functools.cached_property
+    def warning(self) -> str | None:
+        return instability(self.metric, self.validation_score, self.challenger_score, self.rule, self.harder)
+
+    def warned(self, reason: str) -> str:
+        return reason + (f"; {self.warning}" if self.warning else "")
+
+
+def _computable(e: Evidence) -> str | None:
+    if math.isnan(e.challenger_score) or math.isnan(e.reference_score):
+        return (
+            f"holdout {e.metric.name} cannot be computed (challenger {e.challenger_score}, {e.reference} "
+            f"{e.reference_score}): the holdout lacks what the metric needs; choose another model.selection_metric"
+        )
+    return None
+
+
+def _backtest_clears(e: Evidence) -> str | None:
+    if e.backtest is None:
+        return None
+    refusal, _ = _backtest_verdict(e.metric, e.rule, e.backtest, _held(e))
+    return e.warned(refusal) if refusal else None
+
+
+def _held(e: Evidence) -> str:
+    scores = f"{e.metric.name} {e.challenger_score:.4f} vs {e.reference_score:.4f}"
+    return f"the holdout ({scores}, {e.spread}) is not conclusive"
+
+
+def _wins(e: Evidence) -> str | None:
+    if e.backtest is not None or e.metric.better(
+        e.challenger_score, e.reference_score, e.rule.required_gain(e.reference_score)
+    ):
+        return None
+    what = "a tie within" if abs(e.gain) < e.rule.required_gain(e.reference_score) else "worse than"
+    return e.warned(f"{e.scores}: gain {e.gain:+.4f} ({e.spread}) is {what} the margin {e.margin}")
+
+
+def _conclusive(e: Evidence) -> str | None:
+    if e.backtest is not None or e.rule.clears(e.interval, e.reference_score):
+        return None
+    why = "too small" if math.isnan(e.interval[0]) else "not conclusive"
+    return e.warned(
+        f"{e.scores}: gain {e.gain:+.4f}, but its {e.spread} does not clear the margin {e.margin}: the holdout "
+        f"({why}) cannot tell the models apart"
+    )
+
+
+def _stable(e: Evidence) -> str | None:
+    # measured on the holdout a backtest stood in for: the backtest decided where the holdout could not
+    if e.warning and e.backtest is None and e.rule.instability == "refuse":
+        return f"{e.warning}; refused (model.gate.instability: refuse)"
+    return None
+
+
+def _remembers(e: Evidence) -> str | None:
+    return _forgotten(e.metric, e.rule, e.memory, e.reference)
+
+
+def _slices_hold(e: Evidence) -> str | None:
+    slices = e.slices
+    if slices.empty or e.reference not in slices:
+        return None
+    gains = [e.metric.gain(c, r) for c, r in zip(slices["challenger"], slices[e.reference], strict=True)]
+    regressed = slices.assign(gain=gains).query("gain < @tolerance", local_dict={"tolerance": -e.rule.slice_tolerance})
+    if regressed.empty:
+        return None
+    listed = ", ".join(f"{r.slice} ({r.gain:+.4f})" for r in regressed.itertuples())
+    return f"{e.metric.name} gains {e.gain:+.4f} overall but regresses beyond {e.rule.slice_tolerance} on {listed}"
+
+
+def _guardrails_hold(e: Evidence) -> str | None:
+    broken = _broken(e.guardrails, e.reference)
+    return f"{e.metric.name} gains {e.gain:+.4f}, but {broken}" if broken else None
+
+
+# The gate's rules, read top to bottom: the first that refuses decides, and a challenger no rule refuses is promoted.
+RULES: tuple[tuple[str, Callable[[Evidence], str | None]], ...] = (
+    ("both holdout scores can be computed", _computable),
+    ("a first promotion's backtest clears the margin and loses no fold beyond doubt", _backtest_clears),
+    ("the gain clears the margin (a loss or a tie does not)", _wins),
+    ("the gain's interval clears the margin (the holdout is conclusive)", _conclusive),
+    ("the holdout score holds the validation score (model.gate.instability: refuse)", _stable),
+    ("older rows are not forgotten (model.gate.max_memory_loss)", _remembers),
+    ("no slice regresses beyond model.gate.slice_tolerance", _slices_hold),
+    ("every guardrail holds", _guardrails_hold),
+)
+
+
 def decide(
     metric: Metric,
     rule: Rule,
@@ -141,11 +265,23 @@ def decide(
     memory: tuple[float, float, int] | None = None,
     harder: float = 0.0,
 ) -> GateDecision:
-    """Promote only when the challenger's gain clears the margin with the rule's confidence (the lower end of the
-    gain's interval on the holdout, or, given a `backtest`, on every fold and over all of them), it loses no more
-    than the tolerance on any slice, holds every guardrail, and holds its validation score on the holdout (or is
-    only warned about it)."""
+    """The challenger against the reference by `RULES`; promoted with the evidence (and any instability warning)
+    when none refuses."""
     guardrails = pd.DataFrame(columns=GUARDRAIL_COLUMNS) if guardrails is None else guardrails
+    e = Evidence(
+        metric,
+        rule,
+        challenger_score,
+        reference_score,
+        reference,
+        slices,
+        interval,
+        validation_score,
+        guardrails,
+        backtest,
+        memory,
+        harder,
+    )
     verdict = dict(
         reference=reference,
         challenger_score=challenger_score,
@@ -156,68 +292,23 @@ def decide(
         backtest=backtest,
         memory=memory,
     )
-    if math.isnan(challenger_score) or math.isnan(reference_score):
-        return GateDecision(
-            False,
-            f"holdout {metric.name} cannot be computed (challenger {challenger_score}, {reference} "
-            f"{reference_score}): the holdout lacks what the metric needs; choose another model.selection_metric",
-            **verdict,
-        )
-    gain, required = metric.gain(challenger_score, reference_score), rule.required_gain(reference_score)
-    warning = instability(metric, validation_score, challenger_score, rule, harder)
-    spread = f"{rule.confidence:.0%} interval {interval[0]:+.4f} to {interval[1]:+.4f}"
-    evidence = (
-        f"{metric.name} {challenger_score:.4f} beats {reference} {reference_score:.4f} by {gain:+.4f} "
-        f"({spread}; margin {rule.describe_margin(reference_score)})"
-    )
-    if backtest is not None:
-        held = (
-            f"the holdout ({metric.name} {challenger_score:.4f} vs {reference_score:.4f}, {spread}) is not conclusive"
-        )
-        refusal, evidence = _backtest_verdict(metric, rule, backtest, held)
+    for _, refuses in RULES:
+        refusal = refuses(e)
         if refusal:
-            return GateDecision(False, refusal + (f"; {warning}" if warning else ""), **verdict)
-    elif not metric.better(challenger_score, reference_score, required):
-        what = "a tie within" if abs(gain) < required else "worse than"
-        return GateDecision(
-            False,
-            f"{metric.name} {challenger_score:.4f} vs {reference} {reference_score:.4f}: "
-            f"gain {gain:+.4f} ({spread}) is {what} the margin {rule.describe_margin(reference_score)}"
-            + (f"; {warning}" if warning else ""),
-            **verdict,
-        )
-    elif not rule.clears(interval, reference_score):
-        return GateDecision(
-            False,
-            f"{metric.name} {challenger_score:.4f} vs {reference} {reference_score:.4f}: gain {gain:+.4f}, but its "
-            f"{spread} does not clear the margin {rule.describe_margin(reference_score)}: the holdout "
-            f"({'too small' if math.isnan(interval[0]) else 'not conclusive'}) cannot tell the models apart"
-            + (f"; {warning}" if warning else ""),
-            **verdict,
-        )
-    if warning and backtest is not None:  # measured on the holdout the backtest stood in for
+            return GateDecision(False, refusal, **verdict)
+    return GateDecision(True, _promotion(e), **verdict)
+
+
+def _promotion(e: Evidence) -> str:
+    """Why the challenger is promoted: the holdout's evidence, or the backtest's, and any instability warning."""
+    if e.backtest is not None:
+        _, reason = _backtest_verdict(e.metric, e.rule, e.backtest, _held(e))
+    else:
+        reason = f"{e.scores.replace(' vs ', ' beats ')} by {e.gain:+.4f} ({e.spread}; margin {e.margin})"
+    warning = e.warning
+    if warning and e.backtest is not None:
         warning += " (not refused: the backtest decided where the holdout could not)"
-    elif warning and rule.instability == "refuse":
-        return GateDecision(False, f"{warning}; refused (model.gate.instability: refuse)", **verdict)
-    forgotten = _forgotten(metric, rule, memory, reference)
-    if forgotten:
-        return GateDecision(False, forgotten, **verdict)
-    if not slices.empty and reference in slices:
-        losses = slices.assign(
-            gain=[metric.gain(c, r) for c, r in zip(slices["challenger"], slices[reference], strict=True)]
-        )
-        regressed = losses[losses["gain"] < -rule.slice_tolerance]
-        if not regressed.empty:
-            listed = ", ".join(f"{r.slice} ({r.gain:+.4f})" for r in regressed.itertuples())
-            return GateDecision(
-                False,
-                f"{metric.name} gains {gain:+.4f} overall but regresses beyond {rule.slice_tolerance} on {listed}",
-                **verdict,
-            )
-    broken = _broken(guardrails, reference)
-    if broken:
-        return GateDecision(False, f"{metric.name} gains {gain:+.4f}, but {broken}", **verdict)
-    return GateDecision(True, evidence + (f"; WARNING {warning}" if warning else ""), **verdict)
+    return reason + (f"; WARNING {warning}" if warning else "")
 
 
 def _forgotten(metric: Metric, rule: Rule, memory: tuple[float, float, int] | None, reference: str) -> str | None:

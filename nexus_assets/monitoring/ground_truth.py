@@ -7,10 +7,11 @@ from typing import Any
 import dagster as dg
 
 from nexus_assets.data.sources import labels_known
+from nexus_assets.lib.keys import inputs
 from nexus_assets.lib.ranges import by_partition, output
 from nexus_assets.monitoring.scoring import ids
 from nexus_core.config import NexusConfig
-from nexus_sensors.labels import data_present
+from nexus_resources.instance import data_present
 
 
 class LabelsConfig(dg.Config):
@@ -20,8 +21,11 @@ class LabelsConfig(dg.Config):
 def build_ground_truth(config: NexusConfig, partitions: dg.PartitionsDefinition | None) -> dg.AssetsDefinition:
     read_labels = partial(labels_known, config)  # the asset's own run config is named `config`
     dataset, id_column = config.dataset, config.dataset.id_column or "row"
+    raw_data = config.asset("raw_data")
 
     @dg.asset(
+        key=config.asset("ground_truth"),
+        ins=inputs(config, "features"),
         group_name="monitoring",
         kinds={"pandas"},
         code_version="1",
@@ -30,7 +34,11 @@ def build_ground_truth(config: NexusConfig, partitions: dg.PartitionsDefinition 
     )
     def ground_truth(context: dg.AssetExecutionContext, config: LabelsConfig, features: Any) -> dg.Output:
         """The labels of a partition's rows that are known so far (they arrive after the predictions)."""
-        as_of = dt.date.fromisoformat(config.as_of) if config.as_of else data_present(context.instance, partitions)
+        as_of = (
+            dt.date.fromisoformat(config.as_of)
+            if config.as_of
+            else data_present(context.instance, partitions, raw_data)
+        )
         frames = by_partition(context, features)
         values, metadata = {}, {}
         for key, frame in frames.items():

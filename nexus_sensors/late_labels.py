@@ -7,7 +7,7 @@ import dagster as dg
 
 from nexus_core import names
 from nexus_core.config import NexusConfig, SyntheticSource
-from nexus_sensors.materializations import latest_metadata
+from nexus_resources.instance import data_present, latest_metadata
 
 
 def build_late_labels_sensor(
@@ -18,8 +18,8 @@ def build_late_labels_sensor(
     delay = dt.timedelta(days=source.label_delay_days if isinstance(source, SyntheticSource) else 0)
 
     @dg.sensor(
-        name=names.LATE_LABELS_SENSOR,
-        job_name=names.LABELS_JOB,
+        name=config.named(names.LATE_LABELS_SENSOR),
+        job_name=config.named(names.LABELS_JOB),
         minimum_interval_seconds=60 if interval is None else interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
@@ -28,18 +28,18 @@ def build_late_labels_sensor(
         ),
     )
     def late_labels_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        today = data_present(context.instance, partitions)
+        today = data_present(context.instance, partitions, config.asset("raw_data"))
         present = today.isoformat()
-        monitored = context.instance.get_materialized_partitions(dg.AssetKey("ground_truth"))
+        monitored = context.instance.get_materialized_partitions(dg.AssetKey(config.asset("ground_truth")))
         recent = [key for key in partitions.get_partition_keys() if key in monitored][-window:] if window else []
         requests = []
         for key in recent:
-            metadata = latest_metadata(context.instance, "ground_truth", key)
+            metadata = latest_metadata(context.instance, config.asset("ground_truth"), key)
             due = partitions.time_window_for_partition_key(key).start.date() + delay <= today
             if metadata.get("pending_labels", 0) and metadata.get("as_of", present) < present and due:
                 requests.append(
                     dg.RunRequest(
-                        run_key=f"labels:{key}:as-of:{present}",
+                        run_key=f"{config.dataset.name}:labels:{key}:as-of:{present}",
                         partition_key=key,
                         tags={names.TRIGGER: names.LATE_LABELS_SENSOR},
                     )
@@ -52,13 +52,3 @@ def build_late_labels_sensor(
         return dg.SensorResult(run_requests=requests)
 
     return late_labels_sensor
-
-
-def data_present(instance: dg.DagsterInstance, definition: dg.PartitionsDefinition | None) -> dt.date:
-    """Today as the data knows it: the end of the newest time partition ingested so far, so replayed history and
-    production judge late labels alike; the calendar date when partitions are not periods of time."""
-    if not isinstance(definition, dg.TimeWindowPartitionsDefinition):
-        return dt.date.today()
-    ingested = instance.get_materialized_partitions(dg.AssetKey("raw_data"))
-    newest = [key for key in definition.get_partition_keys() if key in ingested]
-    return definition.time_window_for_partition_key(newest[-1]).end.date() if newest else dt.date.today()

@@ -23,7 +23,7 @@ from typing import Any
 import bentoml
 import sqlalchemy as sa
 
-from nexus_core import shadow
+from nexus_core import shadow_predictions
 from serving.model import ServedModel
 
 log = logging.getLogger("nexus.serving")
@@ -76,7 +76,7 @@ class Shadow:
                 mine = [item for item in batch if item[0] is challenger]
                 try:
                     if not created:
-                        shadow.create_table(self._engine)
+                        shadow_predictions.create_table(self._engine)
                         created = True
                     self._score(challenger, mine)
                 except Exception as exc:  # the shadow never takes the service down
@@ -99,11 +99,11 @@ class Shadow:
                         "served_at": served_at,
                         "champion_version": champion.version,
                         "champion_prediction": str(answer["prediction"]),
-                        "champion_probability": shadow.probability(answer, champion.classes),
+                        "champion_probability": shadow_predictions.probability(answer, champion.classes),
                         "challenger_version": challenger.version,
                         "challenger_prediction": str(theirs["prediction"]),
-                        "challenger_probability": shadow.probability(theirs, challenger.classes),
+                        "challenger_probability": shadow_predictions.probability(theirs, challenger.classes),
                     }
                 )
-        shadow.write(self._engine, rows)
+        shadow_predictions.write(self._engine, rows)
         SHADOWED.labels(challenger_version=challenger.version, outcome="stored").inc(len(rows))

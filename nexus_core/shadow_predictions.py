@@ -10,24 +10,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-metadata = sa.MetaData()
-
-shadow_predictions = sa.Table(
-    "shadow_predictions",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("registered_model", sa.String(256), nullable=False),
-    sa.Column("record_id", sa.String(128)),  # the dataset's id column, when the request carried it
-    sa.Column("source", sa.String(16), nullable=False),  # live (the service) | batch (batch_predictions)
-    sa.Column("served_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("champion_version", sa.String(32), nullable=False),
-    sa.Column("champion_prediction", sa.String(128), nullable=False),
-    sa.Column("champion_probability", sa.Float),  # as batch scoring stores it: the positive class's, or the top one
-    sa.Column("challenger_version", sa.String(32), nullable=False),
-    sa.Column("challenger_prediction", sa.String(128), nullable=False),
-    sa.Column("challenger_probability", sa.Float),
-    sa.Index("shadow_predictions_record", "registered_model", "record_id"),
-)
+from nexus_core.schema import shadow_predictions
 
 
 def probability(answer: dict[str, Any], classes: list | None) -> float | None:
@@ -44,7 +27,7 @@ def probability(answer: dict[str, Any], classes: list | None) -> float | None:
 def create_table(engine: sa.Engine) -> None:
     """The table, if no other process (the app database, another worker) created it first."""
     try:
-        metadata.create_all(engine)
+        shadow_predictions.create(engine, checkfirst=True)
     except sa.exc.DatabaseError:  # created by another process between the check and the CREATE
         if not sa.inspect(engine).has_table(shadow_predictions.name):
             raise

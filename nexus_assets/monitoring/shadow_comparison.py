@@ -7,10 +7,11 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from nexus_assets.lib.keys import inputs
 from nexus_assets.lib.ranges import by_partition, output
 from nexus_assets.monitoring.performance import stored_score
 from nexus_assets.training.metrics import metrics_for
-from nexus_core import shadow
+from nexus_core import shadow_predictions
 from nexus_core.config import NexusConfig
 from nexus_resources.app_db import AppDatabase
 
@@ -22,6 +23,8 @@ def build_shadow_comparison(config: NexusConfig, partitions: dg.PartitionsDefini
     metric = metrics_for(config.dataset.task)[config.metric]
 
     @dg.asset(
+        key=config.asset("shadow_comparison"),
+        ins=inputs(config, "ground_truth"),
         group_name="monitoring",
         kinds={"pandas", "sql"},
         code_version="1",
@@ -33,7 +36,9 @@ def build_shadow_comparison(config: NexusConfig, partitions: dg.PartitionsDefini
         values, metadata = {}, {}
         for key, truth in by_partition(context, ground_truth).items():
             labels = truth.assign(record_id=truth[id_column].astype(str))[["record_id", "label"]]
-            rows = shadow.read(app_db.engine(), name, labels["record_id"].tolist()).merge(labels, on="record_id")
+            rows = shadow_predictions.read(app_db.engine(), name, labels["record_id"].tolist()).merge(
+                labels, on="record_id"
+            )
             values[key] = table = compare(config, metric, rows)
             app_db.replace_shadow_results(name, key, table)
             if table.empty:

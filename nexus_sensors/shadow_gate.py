@@ -15,8 +15,8 @@ def build_shadow_gate_sensor(config: NexusConfig, interval: int | None = None) -
     name, minimum = config.model.registered_name, config.model.gate.min_shadow_rows
 
     @dg.sensor(
-        name=names.SHADOW_GATE_SENSOR,
-        job_name=names.GATE_JOB,
+        name=config.named(names.SHADOW_GATE_SENSOR),
+        job_name=config.named(names.GATE_JOB),
         minimum_interval_seconds=60 if interval is None else interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Runs the gate again for a challenger of {name} that waited for {minimum} labelled shadow "
