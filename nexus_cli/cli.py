@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     what = trace.add_mutually_exclusive_group(required=True)
     what.add_argument("prediction_id", nargs="?", help="the id of a stored prediction (e.g. a customer_id)")
     what.add_argument("--version", help="a registered model version")
-    exporter = commands.add_parser("exporter", help="Prometheus metrics of drift, performance and predictions")
+    exporter = commands.add_parser(
+        "exporter", parents=[one], help="Prometheus metrics of drift, performance and predictions"
+    )
     exporter.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
     exporter.add_argument("--port", type=int, default=9108)
     serve = commands.add_parser(
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "new":
             return _new(args)
-        model = getattr(args, "model", None)
+        model = getattr(args, "model", None)  # `demo` and `stack` are about one dataset alone
         config = dataset_config(os.environ.get("NEXUS_DEFS", ""), model) if model else load_config()
         return handlers[args.command](config, args)
     except (ConfigError, ValueError) as exc:

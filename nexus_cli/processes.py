@@ -103,7 +103,7 @@ def served_bento(config: NexusConfig) -> str:
     if settings.mode == "embedded":
         os.environ["NEXUS_HOME"] = str(settings.home.resolve())
     settings.use_embedded_bentoml_store()
-    return str(bento.newest().tag)
+    return str(bento.newest(config.model.registered_name).tag)
 
 
 def venv_bin(program: str) -> str:

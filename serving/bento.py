@@ -33,9 +33,11 @@ def build(version: str = BASE, labels: dict[str, str] | None = None, models: lis
         )
 
 
-def newest() -> bentoml.Bento:
-    """The newest serving Bento in the store; `base` is built first when the store has none."""
-    try:
-        return bentoml.bentos.get(f"{options()['name']}:latest")
-    except bentoml.exceptions.NotFound:
-        return build()
+def newest(registered_model: str | None = None) -> bentoml.Bento:
+    """The newest serving Bento in the store (of `registered_model`'s champions, where it has one: in a deployment
+    of many each model's service runs its own); `base` is built first when the store has none."""
+    bentos = bentoml.bentos.list(options()["name"])
+    own = [b for b in bentos if registered_model and b.info.labels.get("registered_model") == registered_model]
+    if own or bentos:
+        return max(own or bentos, key=lambda b: b.info.creation_time)
+    return build()
