@@ -36,7 +36,10 @@ def build(version: str = BASE, labels: dict[str, str] | None = None, models: lis
 def newest(registered_model: str | None = None) -> bentoml.Bento:
     """The newest serving Bento in the store (of `registered_model`'s champions, where it has one: in a deployment
     of many each model's service runs its own); `base` is built first when the store has none."""
-    bentos = bentoml.bentos.list(options()["name"])
+    try:
+        bentos = bentoml.bentos.list(options()["name"])
+    except bentoml.exceptions.NotFound:  # an empty store
+        bentos = []
     own = [b for b in bentos if registered_model and b.info.labels.get("registered_model") == registered_model]
     if own or bentos:
         return max(own or bentos, key=lambda b: b.info.creation_time)
