@@ -52,10 +52,10 @@ def build_drift_report(config: NexusConfig, partitions: dg.PartitionsDefinition 
         name = config.model.registered_name
         trained = _trained_version(mlflow, name) if not all(map(_version, scored.values())) else None
         judge = _DriftJudge(config, partitions, mlflow, reports, app_db)
-        values, metadata, results = {}, {}, {}
+        values, metadata, results, newest = {}, {}, {}, list(frames)[-1]
         for key, frame in frames.items():
             values[key] = None
-            metadata[key], check = judge.partition(key, frame, scored[key], trained, newest=key == list(frames)[-1])
+            metadata[key], check = judge.partition(key, frame, scored[key], trained, newest=key == newest)
             results[key] = [check]
         judge.log_points()
         yield output(context, values, metadata)

@@ -304,7 +304,8 @@ def _promotion(e: Evidence) -> str:
     if e.backtest is not None:
         _, reason = _backtest_verdict(e.metric, e.rule, e.backtest, _held(e))
     else:
-        reason = f"{e.scores.replace(' vs ', ' beats ')} by {e.gain:+.4f} ({e.spread}; margin {e.margin})"
+        beats = f"{e.metric.name} {e.challenger_score:.4f} beats {e.reference} {e.reference_score:.4f}"
+        reason = f"{beats} by {e.gain:+.4f} ({e.spread}; margin {e.margin})"
     warning = e.warning
     if warning and e.backtest is not None:
         warning += " (not refused: the backtest decided where the holdout could not)"
