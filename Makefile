@@ -18,8 +18,9 @@ $(INSTALLED): pyproject.toml constraints.txt
 install: $(INSTALLED)
 
 # Debian packages the full-stack test drives: Prometheus (scrapes the stack, promtool tests the alert rules),
-# Alertmanager and the Blackbox exporter (alerting and probes), docker-compose (validates the file).
-DEBIAN_PACKAGES := prometheus prometheus-alertmanager prometheus-blackbox-exporter docker-compose
+# Alertmanager and the Blackbox exporter (alerting and probes), docker-compose (validates the file), Chromium (the
+# browser test of the Dagster UI).
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager prometheus-blackbox-exporter docker-compose chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 system:
@@ -36,10 +37,15 @@ demo: install  ## install, then run the platform end to end on the embedded defa
 test: install system  ## install, then run the test suite
 	$(BIN)/pytest
 
+# `make dev` starts in DAGSTER_HOME, beside the instance's own dagster.yaml (the template in the checkout would draw
+# Dagster's warning at every start), so the paths a user gives are made absolute first. `dg dev`, which Dagster's
+# notice proposes instead, starts from the project folder, where that template is.
 dev: install  ## the Dagster UI on http://127.0.0.1:3000 over the same embedded store as the demo
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/
-	NEXUS_HOME=$(NEXUS_HOME) DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev --host 127.0.0.1 --port 3000
+	cd $(DAGSTER_HOME) && NEXUS_HOME=$(abspath $(NEXUS_HOME)) DAGSTER_HOME=$(abspath $(DAGSTER_HOME)) \
+		NEXUS_CONFIG=$(if $(NEXUS_CONFIG),$(abspath $(NEXUS_CONFIG))) NEXUS_DEFS=$(if $(NEXUS_DEFS),$(abspath $(NEXUS_DEFS))) \
+		PYTHONWARNINGS='ignore:Function `dev_command` is superseded' exec $(CURDIR)/$(BIN)/dagster dev --host 127.0.0.1 --port 3000 -w $(CURDIR)/workspace.yaml
 
 mlflow: install  ## the MLflow UI on http://127.0.0.1:5000 over the embedded tracking store
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(NEXUS_HOME)/mlflow/mlflow.db

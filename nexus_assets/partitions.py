@@ -30,6 +30,7 @@ _FREQ = {"daily": "D", "weekly": "W", "monthly": "M", "quarterly": "Q", "yearly"
 # The longest median gap between distinct days that each cadence stands for.
 _GAP_DAYS = {"daily": 1.5, "weekly": 10, "monthly": 45, "quarterly": 135}
 _CRON = {"quarterly": "0 0 1 1,4,7,10 *", "yearly": "0 0 1 1 *"}
+_LONGEST_DAYS = {"daily": 1, "weekly": 7, "monthly": 31, "quarterly": 92, "yearly": 366}
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,14 @@ class Partitioning:
     def periods(self) -> bool:
         """Whether partitions are periods of time (so data arrives, and labels after it, as time passes)."""
         return self.cadence in _FREQ
+
+    def span(self, periods: int) -> dt.timedelta:
+        """At least `periods` periods of time (for time partitions)."""
+        return dt.timedelta(days=_LONGEST_DAYS[self.cadence] * periods)
+
+    def closes(self, key: str) -> dt.datetime:
+        """When the period of partition `key` ends (for time partitions)."""
+        return self.definition().time_window_for_partition_key(key).end
 
     def definition(self) -> dg.PartitionsDefinition | None:
         if not self.partitioned:

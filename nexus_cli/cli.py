@@ -24,9 +24,11 @@ from nexus_cli.runs import dagster_instance, ingest, run_job
 from nexus_core.config import REPO_ROOT, ConfigError, NexusConfig, config_path, load_config
 from nexus_core.features import model_inputs
 from nexus_core.names import (
+    CHAMPION_ALIAS_SENSOR,
     FILES_PARTITIONS,
     LATE_LABELS_SENSOR,
     MODEL_VERSION,
+    MONITORING_AUTOMATION,
     PARTITION,
     RETRAINING_SENSOR,
     TRAINING_CHAIN,
@@ -132,8 +134,9 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
     print(f"NexusML demo: dataset {config.dataset.name!r} from {config.path}, storage in {load_settings().home}")
     print(f"partitions: {partitions.note}; training on {len(trained_on)} of {len(keys)}")
     started = time.monotonic()
-    if partitions.cadence == "files":  # what source_files_sensor does under the daemon
-        instance.add_dynamic_partitions(config.named(FILES_PARTITIONS), new_files(config, instance))
+    if partitions.cadence == "files":  # the history's files; the later ones arrive through source_files_sensor
+        history = [key for key in new_files(config, instance) if key in trained_on]
+        instance.add_dynamic_partitions(config.named(FILES_PARTITIONS), history)
     # History as one run, as a backfill; a partition whose checks fail blocks itself alone, as under the daemon
     ingested = ingest(defs, instance, trained_on)
     span = f"{trained_on[0]} to {trained_on[-1]}" if len(trained_on) > 1 else trained_on[0] or "the table"
@@ -156,19 +159,22 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
         )
         if not partitions.partitioned:
             return 0
-    with Replay(defs, instance) as replay:
-        # the champion alias sensor sees the first champion and deploys it
-        if served and not _show(replay, replay.act()):
+    monitored = keys[len(trained_on) : len(trained_on) + args.monitor_days] if partitions.periods else []
+    _forget(config, instance, monitored)
+    with Replay(defs, instance, partitions, after=trained_on[-1] if partitions.periods else None) as replay:
+        # The champion alias sensor sees the first champion and deploys it; files that arrived after the history
+        # are ingested by source_files_sensor and followed by monitoring_automation.
+        if (served or partitions.cadence == "files") and not _show(replay, replay.act()):
             return 1
         if served:
             control.status(config, args)
         if not partitions.partitioned:
             print(f"\nNot monitoring: {partitions.note}.")
-        else:
-            monitored = _monitor(replay, keys[len(trained_on) : len(trained_on) + args.monitor_days], served)
-            if monitored is None:
+        elif partitions.periods:
+            left_out = _monitor(replay, monitored, served)
+            if left_out is None:
                 return 1
-            blocked += monitored
+            blocked += left_out
     if not served:
         return 0
     data = trained.output_for_node("training_dataset")
@@ -207,18 +213,49 @@ def _monitor(replay: Replay, keys: list[str], served: bool) -> list[str] | None:
         print("\nNothing left to monitor: every partition of the range was used for training.")
         return []
     against = "with the champion" if served else "against the training data (no champion to score with)"
-    print(f"\nMonitoring {len(keys)} more partitions {against}; the sensors act after each one:")
+    print(
+        f"\nMonitoring {len(keys)} more partitions {against}, on a replayed clock: at each one's close "
+        "ingest_schedule ingests it, monitoring_automation follows it, then the sensors act:"
+    )
     blocked = []
     for number, key in enumerate(keys, 1):
         outcome = replay.monitor(key)
-        if not _report(replay.instance, outcome.monitoring.run_id, f"[{number}/{len(keys)}] {key} monitored"):
+        if not _report_day(replay.instance, outcome, f"[{number}/{len(keys)}] {key}"):
             blocked.append(key)
             continue
-        for asset, check in (("drift_report", "drift_share"), ("model_performance", "no_degradation")):
-            _print_check(outcome.check(asset, check), asset)
+        _print_checks(outcome.checks)
         if not _show(replay, replay.act(outcome)):
             return None
     return blocked
+
+
+def _report_day(instance: dg.DagsterInstance, outcome: DayOutcome, what: str) -> bool:
+    """One line for the day's runs; a failed run's checks and reasons as `_report` shows them."""
+    caught_up = [run.tags[PARTITION] for run in outcome.ingest if run.tags.get(PARTITION) != outcome.day]
+    if caught_up:
+        print(f"{what}: ingest_schedule caught up on {', '.join(caught_up)} first")
+    if not outcome.ingest:
+        print(f"{what}: ingest_schedule requested nothing (see its ticks in the Dagster UI)", file=sys.stderr)
+        return False
+    failed = [run for run in outcome.ingest + outcome.monitoring if run.status != dg.DagsterRunStatus.SUCCESS]
+    if not failed and outcome.monitoring:
+        print(f"{what}: ingested by ingest_schedule, monitored by monitoring_automation: ok")
+        return True
+    for run in failed:
+        _report(instance, run.run_id, f"{what} {run.job_name} run")
+    if not failed:
+        print(f"{what}: ingested; monitoring_automation requested nothing (its blocking checks?)", file=sys.stderr)
+    return False
+
+
+def _forget(config: NexusConfig, instance: dg.DagsterInstance, keys: list[str]) -> None:
+    """A demo run again replays days the store already holds: their raw_data is wiped so the schedule ingests them
+    as new (the stored files stay until overwritten)."""
+    raw_data = dg.AssetKey(config.asset("raw_data"))
+    again = sorted(instance.get_materialized_partitions(raw_data) & set(keys))
+    if again:
+        print(f"replaying {len(again)} partition(s) the store already holds: {again[0]} to {again[-1]} start over")
+        instance.wipe_asset_partitions(raw_data, again)
 
 
 def _show(replay: Replay, outcome: DayOutcome) -> bool:
@@ -231,14 +268,25 @@ def _show(replay: Replay, outcome: DayOutcome) -> bool:
             [entry] = replay.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
             _print_check(entry.dagster_event.event_specific_data, f"model_performance of {run.tags[PARTITION]}")
             continue
-        if not _report(replay.instance, run.run_id, f"    run requested by {sensor}"):
+        partition = f" for {run.tags[PARTITION]}" if PARTITION in run.tags else ""
+        if not _report(replay.instance, run.run_id, f"    run requested by {sensor}{partition}"):
             return False
         if sensor == RETRAINING_SENSOR:
             gate = replay.gate()
             print(f"    gate: {'PROMOTED' if gate['promoted'] else 'kept the champion'}: {gate['reason']}")
-        else:
+        elif sensor == CHAMPION_ALIAS_SENSOR:
             print(f"    deployed version {run.tags[MODEL_VERSION]} (Bento built)")
+        elif sensor == MONITORING_AUTOMATION:
+            _print_checks(replay.checks([run]))
     return True
+
+
+def _print_checks(evaluations: list[dg.AssetCheckEvaluation]) -> None:
+    """The monitoring checks of a partition or more: drift, and performance once labels have arrived."""
+    for evaluation in evaluations:
+        asset = evaluation.asset_key.path[-1]
+        if (asset, evaluation.check_name) in (("drift_report", "drift_share"), ("model_performance", "no_degradation")):
+            _print_check(evaluation, f"{asset} of {evaluation.partition}")
 
 
 def _print_check(evaluation: dg.AssetCheckEvaluation, what: str) -> None:

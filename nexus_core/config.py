@@ -363,12 +363,24 @@ class MonitoringConfig(_Strict):
     retraining: RetrainingConfig = RetrainingConfig()
 
 
+class AutomationConfig(_Strict):
+    """What runs by itself under the Dagster daemon."""
+
+    catch_up_partitions: int = Field(
+        30,
+        ge=0,
+        description="Partitions before the newest that the ingest schedule fills when they are missing (after "
+        "downtime, or a daemon started later than the data), oldest first; 0 ingests the newest alone.",
+    )
+
+
 class NexusConfig(_Strict):
     dataset: DatasetConfig
     checks: ChecksConfig = ChecksConfig()
     training: TrainingConfig = TrainingConfig()
     model: ModelConfig
     monitoring: MonitoringConfig = MonitoringConfig()
+    automation: AutomationConfig = AutomationConfig()
     path: Path = Field(DEFAULT_CONFIG_PATH, exclude=True)
     # Set by the loader of a deployment of many datasets: this one's assets, jobs and sensors carry its name.
     scoped: bool = Field(False, exclude=True)

@@ -10,6 +10,7 @@ RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_p
 RETRAINING_SENSOR, CHAMPION_ALIAS_SENSOR = "retraining_sensor", "champion_alias_sensor"
 LATE_LABELS_SENSOR, OPENLINEAGE_SENSOR = "late_labels_sensor", "openlineage_sensor"
 SHADOW_GATE_SENSOR, TRAINING_FAILURE_SENSOR = "shadow_gate_sensor", "training_failure_sensor"
+INGEST_SCHEDULE, MONITORING_AUTOMATION = "ingest_schedule", "monitoring_automation"
 
 TRAINING_CHAIN = ["training_dataset", "candidate_models", "challenger_model", "champion_model"]
 DEPLOY = ["serving_bento"]

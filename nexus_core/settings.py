@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     code_version: str | None = None
     mlflow_tracking_uri: str | None = Field(None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI"))
     mlflow_ui_url: str | None = Field(None, description="The MLflow UI that links in Dagster's metadata point to.")
+    dagster_ui_path: str = Field(
+        "", description="The path the Dagster UI is served under (`dagster-webserver --path-prefix`), for its links."
+    )
     serving_model: str | None = Field(None, description="The registered model to serve; default the config's.")
     serving_token: str | None = None
     serving_max_records: int = Field(10_000, gt=0)

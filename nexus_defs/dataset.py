@@ -11,7 +11,13 @@ import warnings
 
 import dagster as dg
 
-from nexus_assets.automation import automate, build_automation_sensor, build_jobs, build_schedules
+from nexus_assets.automation import (
+    automate,
+    build_automation_sensor,
+    build_jobs,
+    build_schedules,
+    expect_freshness,
+)
 from nexus_assets.data.assets import build_raw_data
 from nexus_assets.features.assets import build_feature_assets
 from nexus_assets.monitoring.assets import build_monitoring_assets
@@ -48,14 +54,14 @@ def dataset_definitions(config: NexusConfig) -> dg.Definitions:
         *build_monitoring_assets(config),
     ]
     return dg.Definitions(
-        assets=_grouped(config, automate(assets)),
+        assets=_grouped(config, expect_freshness(config, automate(config, assets))),
         jobs=list(jobs.values()),
         schedules=build_schedules(config, jobs[INGEST_JOB]),
         sensors=[
-            build_automation_sensor(config),
+            build_automation_sensor(config, interval),
             build_champion_alias_sensor(config, interval),
             build_retraining_sensor(config, interval),
-            build_training_failure_sensor(config),
+            build_training_failure_sensor(config, interval),
             *([build_source_files_sensor(config, interval)] if partitions.cadence == "files" else []),
             *([build_late_labels_sensor(config, partitions.definition(), interval)] if partitions.periods else []),
             *([build_openlineage_sensor(config, interval)] if load_settings().lineage else []),

@@ -18,6 +18,7 @@ from nexus_defs.dataset import dataset_definitions
 from nexus_resources.modes import build_resources
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+COMPONENTS = PROJECT_ROOT / "nexus_defs" / "defs"
 
 
 def build_definitions(config: NexusConfig | None = None) -> dg.Definitions:
@@ -32,7 +33,10 @@ def build_deployment(folder: str | Path | None = None) -> dg.Definitions:
 
 
 def _components() -> dg.Definitions:
-    """The `NexusDataset` components under `nexus_defs/defs` (none in a fresh checkout)."""
+    """The `NexusDataset` components under `nexus_defs/defs`. A fresh checkout has none, and the folder is not
+    scanned then: Dagster's scan costs a second, paid by every run that loads the code location."""
+    if not any(path.name != "__init__.py" for path in COMPONENTS.rglob("*") if "__pycache__" not in path.parts):
+        return dg.Definitions()
     return dg.load_from_defs_folder(project_root=PROJECT_ROOT)
 
 

@@ -1,6 +1,9 @@
 """`retraining_sensor`: persistent drift or degradation of the champion requests one retrain through the gate;
 `training_failure_sensor` records a training or gate run that failed, beside those decisions, for the alerts."""
 
+import datetime as dt
+import time
+
 import dagster as dg
 
 from nexus_core import names, registry
@@ -83,31 +86,51 @@ def build_retraining_sensor(config: NexusConfig, interval: int | None = None) ->
     return retraining_sensor
 
 
-def build_training_failure_sensor(config: NexusConfig) -> dg.SensorDefinition:
+def build_training_failure_sensor(config: NexusConfig, interval: int | None = None) -> dg.SensorDefinition:
     name = config.model.registered_name
     judged = (config.named(names.TRAINING_JOB), config.named(names.GATE_JOB))
 
-    @dg.run_failure_sensor(
+    @dg.sensor(
         name=config.named(names.TRAINING_FAILURE_SENSOR),
+        minimum_interval_seconds=30 if interval is None else interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Records a failed training or gate run of {name} as a retraining decision `failed`, which the "
         "exporter counts and NexusRetrainingFailed alerts on.",
     )
-    def training_failure_sensor(context: dg.RunFailureSensorContext, app_db: AppDatabase) -> None:
-        run = context.dagster_run
-        if run.job_name not in judged or _will_retry(context.instance, run):
-            return
-        message = (context.failure_event.message or "").strip()
-        app_db.record_retraining(
-            registered_model=name,
-            decision=retraining.FAILED,
-            champion_version=run.tags.get(names.MODEL_VERSION),
-            partition=run.tags.get(names.REGIME_START) or run.tags.get(names.PARTITION),
-            reason=f"{run.job_name} run {run.run_id} failed: {message}"[:2000],
-            run_key=run.tags.get("dagster/run_key"),
+    def training_failure_sensor(context: dg.SensorEvaluationContext, app_db: AppDatabase) -> dg.SkipReason:
+        # The cursor is the update time of the last failure seen; the first tick watches from now on.
+        since = float(context.cursor) if context.cursor else time.time()
+        records = context.instance.get_run_records(
+            dg.RunsFilter(
+                statuses=[dg.DagsterRunStatus.FAILURE], updated_after=dt.datetime.fromtimestamp(since, dt.UTC)
+            ),
+            order_by="update_timestamp",
+            ascending=True,
         )
+        failed = [r for r in records if r.dagster_run.job_name in judged and r.update_timestamp.timestamp() > since]
+        final = [r.dagster_run for r in failed if not _will_retry(context.instance, r.dagster_run)]
+        for run in final:
+            _record_failure(context.instance, app_db, name, run)
+        context.update_cursor(str(max([since, *(r.update_timestamp.timestamp() for r in records)])))
+        if not failed:
+            return dg.SkipReason(f"no training or gate run of {name} failed since the last tick")
+        retried = f"; {len(failed) - len(final)} to be retried by the daemon" if len(failed) > len(final) else ""
+        return dg.SkipReason(f"recorded {len(final)} failed run(s) {' '.join(r.run_id for r in final)}{retried}")
 
     return training_failure_sensor
+
+
+def _record_failure(instance: dg.DagsterInstance, app_db: AppDatabase, name: str, run: dg.DagsterRun) -> None:
+    failures = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+    message = (failures[-1].event_log_entry.dagster_event.message or "").strip() if failures else ""
+    app_db.record_retraining(
+        registered_model=name,
+        decision=retraining.FAILED,
+        champion_version=run.tags.get(names.MODEL_VERSION),
+        partition=run.tags.get(names.REGIME_START) or run.tags.get(names.PARTITION),
+        reason=f"{run.job_name} run {run.run_id} failed: {message}"[:2000],
+        run_key=run.tags.get("dagster/run_key"),
+    )
 
 
 def _will_retry(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:

@@ -4,10 +4,14 @@ blocking checks pass, evaluated by Dagster's own automation engine over a real i
 import datetime as dt
 
 import dagster as dg
+from dagster import DagsterRunStatus
+from dagster._core.test_utils import create_run_for_test
 
-from nexus_assets.automation import FOLLOWERS
-from nexus_cli.runs import materialize
-from nexus_core.names import DEPLOY_JOB, INGEST, INGEST_JOB, TRAINING_CHAIN, TRAINING_JOB
+from nexus_assets.automation import FOLLOWERS, FRESH
+from nexus_assets.partitions import partitioning
+from nexus_cli.replay import Replay
+from nexus_cli.runs import materialize, range_tags
+from nexus_core.names import DEPLOY_JOB, INGEST, INGEST_JOB, PARTITION, REASON, TRAINING_CHAIN, TRAINING_JOB
 from nexus_defs.definitions import build_definitions
 
 LAST_DAY = "2026-01-31"  # the latest partition of SMALL_CONFIG's range: the one `eager()` follows
@@ -36,12 +40,35 @@ def test_the_code_location_has_named_jobs_a_schedule_and_sensors_that_use_them(w
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING and schedule.job_name == INGEST_JOB
 
 
-def test_the_schedule_ingests_the_day_that_just_closed(write_config, instance):
-    schedule = build_definitions(write_config()).get_repository_def().get_schedule_def("ingest_schedule")
+def test_the_schedule_ingests_the_closed_day_and_what_it_missed_oldest_first(write_config, instance):
+    """Missed days within `automation.catch_up_partitions` are requested in order; a day already ingested, or being
+    ingested by a run of one day or of a range, is not requested again."""
+    defs = build_definitions(write_config({"automation": {"catch_up_partitions": 4}}))
+    repository = defs.get_repository_def()
+    schedule = repository.get_schedule_def("ingest_schedule")
     assert schedule.cron_schedule == "0 0 * * *"
-    tick = dg.build_schedule_context(instance=instance, scheduled_execution_time=dt.datetime(2026, 1, 8, tzinfo=dt.UTC))
-    [run] = schedule.evaluate_tick(tick).run_requests
-    assert run.partition_key == "2026-01-07"
+
+    def due(day: int) -> list[str]:
+        at = dt.datetime(2026, 1, day, tzinfo=dt.UTC)
+        result = schedule.evaluate_tick(
+            dg.build_schedule_context(instance, scheduled_execution_time=at, repository_def=repository)
+        )
+        assert all(run.run_key == run.partition_key for run in result.run_requests)
+        return [run.partition_key.removeprefix("2026-01-") for run in result.run_requests]
+
+    assert due(2) == ["01"]
+    assert due(10) == ["05", "06", "07", "08", "09"]  # the closed day and the four before it
+    assert materialize(defs, instance, ["raw_data"], "2026-01-06").success
+    create_run_for_test(
+        instance, job_name=INGEST_JOB, status=DagsterRunStatus.NOT_STARTED, tags={PARTITION: "2026-01-08"}
+    )
+    assert due(10) == ["05", "07", "09"]
+    create_run_for_test(
+        instance, job_name=INGEST_JOB, status=DagsterRunStatus.STARTED, tags=range_tags(["2026-01-04", "2026-01-05"])
+    )
+    assert due(10) == ["07", "09"]
+    assert materialize(defs, instance, ["raw_data"], "2026-01-09").success
+    assert due(10) == ["07"]
 
 
 def test_monitoring_follows_a_new_partition_only_once_its_blocking_checks_pass(trained, write_config, instance):
@@ -73,3 +100,23 @@ def test_checks_have_a_result_per_partition(trained, instance):
         dg.AssetCheckKey(dg.AssetKey("raw_data"), "schema"), limit=50
     )
     assert {record.partition for record in history} == {f"2026-01-0{day}" for day in range(1, 7)}
+
+
+def test_a_daemon_back_after_ten_missed_days_ingests_them_oldest_first_and_monitors_each(trained, instance):
+    """Dagster's own scheduler, asset daemon and run queue (the replay's), last run at the close of day 6 and back
+    after day 16 closed: every missed day is ingested by the schedule in order, then followed by the automation."""
+    partitions = partitioning(trained.config)
+    with Replay(trained.defs, instance, partitions, after="2026-01-06") as replay:
+        outcome = replay.monitor("2026-01-16")
+    missed = [f"2026-01-{day:02d}" for day in range(7, 17)]
+    assert [run.tags[PARTITION] for run in outcome.ingest] == missed
+    assert all(run.tags["dagster/schedule_name"] == "ingest_schedule" for run in outcome.ingest)
+    assert {run.tags[REASON] for run in outcome.ingest[:-1]} == {"missed: catching up to 2026-01-16"}
+    assert outcome.success, [(run.job_name, run.status) for run in outcome.ingest + outcome.monitoring]
+    assert {e.partition for e in outcome.checks if e.check_name == "drift_share"} == set(missed)
+    assert all(run.tags["dagster/sensor_name"] == "monitoring_automation" for run in outcome.monitoring)
+    scheduled = instance.get_runs(dg.RunsFilter(tags={"dagster/schedule_name": "ingest_schedule"}))
+    assert len(scheduled) == len(missed), "each missed day once"
+    # Caught up, so fresh again: the freshness daemon judged the assets with a policy, on the wall clock.
+    fresh = instance.get_freshness_state_records([dg.AssetKey(name) for name in FRESH])
+    assert {key.path[-1]: record.freshness_state.value for key, record in fresh.items()} == dict.fromkeys(FRESH, "PASS")

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import subprocess
 import urllib.request
+from collections import Counter
+
+import dagster as dg
 
 from nexus_cli.cli import main as nexus
 from nexus_cli.processes import running, venv_bin
@@ -17,11 +23,12 @@ LOCATION = """
   ... on PythonError { message }
   ... on RepositoryLocation { repositories {
     jobs { name }
-    schedules { name scheduleState { status } }
+    schedules { name scheduleState { status ticks(limit: 100) { status runIds } } }
     sensors { name sensorState { ticks(limit: 100) { status skipReason runIds } } }
   } }
 } } } } }
 """
+ARTIFACTS = REPO_ROOT / "test-artifacts"  # screenshots of the pages the browser test opened
 CHECKS = """
 { assetCheckExecutions(assetKey: {path: ["drift_report"]}, checkName: "drift_share", limit: 50) {
   partition evaluation { success } } }
@@ -62,10 +69,12 @@ def test_after_the_demo_the_ui_shows_jobs_schedule_ticks_checks_per_partition_an
         [repository] = entry["locationOrLoadError"]["repositories"]
         checks = graphql(url, CHECKS)["assetCheckExecutions"]
         links = graphql(url, LINKS)["assetOrError"]["assetMaterializations"][0]["metadataEntries"]
+        follow_a_days_predictions_to_their_model_and_training_set(url)
 
     assert {"ingest", "training", "labels", "deploy"} <= {job["name"] for job in repository["jobs"]}
     [schedule] = repository["schedules"]
     assert schedule["name"] == "ingest_schedule" and schedule["scheduleState"]["status"] == "RUNNING"
+    assert sum(len(tick["runIds"]) for tick in schedule["scheduleState"]["ticks"]) == 3, "a tick per monitored day"
     ticks = {sensor["name"]: sensor["sensorState"]["ticks"] for sensor in repository["sensors"]}
     deploys = [tick for tick in ticks["champion_alias_sensor"] if tick["status"] == "SUCCESS"]
     assert len(deploys) == 1 and deploys[0]["runIds"], "the demo's deploy is a tick of the sensor, with its run"
@@ -76,3 +85,43 @@ def test_after_the_demo_the_ui_shows_jobs_schedule_ticks_checks_per_partition_an
     assert {check["partition"] for check in checks} == {"2026-01-07", "2026-01-08", "2026-01-09"}
     urls = {entry["label"]: entry.get("url") for entry in links}
     assert urls["champion_version"].startswith("http://mlflow.example:5000/#/models/nexus-churn-test/versions/")
+
+    # Past the history and the first training (the demo's own runs), every run was started by the platform: the
+    # schedule, the automation or a sensor, with the tick that started it.
+    with dg.DagsterInstance.get() as instance:
+        runs = list(reversed(instance.get_runs()))
+    assert [run.job_name for run in runs[:2]] == ["ingest", "training"]
+    started_by = Counter(
+        run.tags.get("dagster/schedule_name") or run.tags.get("dagster/sensor_name") for run in runs[2:]
+    )
+    assert started_by["ingest_schedule"] == 3 and started_by["monitoring_automation"] >= 3, started_by
+    assert started_by["champion_alias_sensor"] == 1 and None not in started_by, started_by
+
+
+def follow_a_days_predictions_to_their_model_and_training_set(url: str) -> None:
+    """In a real browser (headless Chromium): a day of batch_predictions links to the model version in MLflow,
+    the run that trained it, its training set and gate decision, and the features it read; the training set's page
+    opens from that link. Screenshots are kept in test-artifacts/."""
+    day = browse(url, "/assets/batch_predictions?view=partitions&partition=2026-01-09", "batch_predictions")
+    links = set(re.findall(r'href="([^"]+)"', day.replace("&amp;", "&")))
+    assert "http://mlflow.example:5000/#/models/nexus-churn-test/versions/1" in links
+    assert "/assets/features?view=partitions&partition=2026-01-09" in links
+    assert any(link.startswith("/runs/") and "?" not in link for link in links), "the run that trained it"
+    [training_set] = [link for link in links if link.startswith("/assets/training_dataset?view=events&asOf=")]
+    assert any(link.startswith("/assets/champion_model?view=events&asOf=") for link in links)
+    page = browse(url, training_set, "training_dataset")
+    assert "window_hash" in page and "holdout_hash" in page
+    browse(url, "/runs", "runs")
+    browse(url, "/assets?view=lineage", "lineage")
+    browse(url, "/assets/raw_data?view=overview", "raw_data_freshness")
+
+
+def browse(url: str, path: str, name: str) -> str:
+    """The page as headless Chromium renders it (the DOM once its scripts ran), and its screenshot."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    command = [shutil.which("chromium") or "chromium", "--headless", "--no-sandbox", "--disable-gpu"]
+    command += ["--virtual-time-budget=20000", "--window-size=1400,1400", f"{url}{path}"]
+    subprocess.run([*command[:-1], f"--screenshot={ARTIFACTS / name}.png", command[-1]], check=True, timeout=180)
+    return subprocess.run(
+        [*command[:-1], "--dump-dom", command[-1]], check=True, timeout=180, capture_output=True, text=True
+    ).stdout

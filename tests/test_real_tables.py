@@ -201,13 +201,14 @@ def test_years_of_daily_rows_get_monthly_partitions_a_time_split_monitoring_and_
     assert "America/Los_Angeles; training on 34 of 48" in out
     assert "gate: PROMOTED: rmse" in out and "% of the reference's score" in out  # a relative margin
     # the month with a word for a number is blocked, naming it; the months after it are monitored all the same
-    assert "[2/4] 2014-12-01 monitored: FAILED" in err and "calm" in err
+    assert "[2/4] 2014-12-01 ingest run: FAILED" in err and "calm" in err
     assert "check schema of 2014-12-01: column 'Wind (m/s)'" in err
-    assert out.count(" monitored: ok") == 3 and "[4/4] 2015-02-01 monitored: ok" in out
+    assert out.count("ingested by ingest_schedule, monitored by monitoring_automation: ok") == 3
+    assert "[4/4] 2015-02-01: ingested by ingest_schedule, monitored by monitoring_automation: ok" in out
     assert "1 partition(s) blocked by their checks, their rows kept: 2014-12-01" in out
     # February has 28 or 29 days: below the drift minimum, it says so instead of giving a verdict
-    assert "drift_report: not judged: 28 row(s) < monitoring.min_drift_rows=30" in out
-    assert "model_performance: every version within tolerance" in out  # a month of labels is enough to judge
+    assert "drift_report of 2015-02-01: not judged: 28 row(s) < monitoring.min_drift_rows=30" in out
+    assert "model_performance of 2014-11-01: every version within tolerance" in out  # a month of labels judges
     assert isinstance(_answer(out)["predictions"][0]["prediction"], float)
     # the days whose temperature is not known yet are scored and monitored, and wait for their label
     with dg.DagsterInstance.get() as instance:
@@ -267,7 +268,10 @@ def test_twenty_years_of_days_are_read_as_one_range_and_end_served_and_monitored
     assert "partitions: daily (dataset.partitions), 1969-01-01 to 1989-01-01" in out
     assert "training on 5114 of 7305" in out
     assert "1969-01-01 to 1983-01-01: raw_data, features: ok" in out  # fourteen years in one run
-    assert "gate: PROMOTED: rmse" in out and "[1/1] 1983-01-02 monitored: ok" in out
+    assert (
+        "gate: PROMOTED: rmse" in out
+        and "[1/1] 1983-01-02: ingested by ingest_schedule, monitored by monitoring_automation: ok" in out
+    )
     with dg.DagsterInstance.get() as instance:
         [history] = instance.get_runs(dg.RunsFilter(job_name=INGEST_JOB))[-1:]
         assert history.tags[RANGE_START] == "1969-01-01" and history.tags[RANGE_END] == "1983-01-01"
@@ -295,7 +299,9 @@ def test_batch_files_without_timestamp_are_a_partition_each_and_new_files_are_pi
     assert code == 0, err
     assert "partitions: files (inferred: the source is a glob of files): one partition per file, 6 now" in out
     assert "batch-01.csv to batch-04.csv: raw_data, features: ok" in out  # four files in one run
-    assert "[2/2] batch-06.csv monitored: ok" in out
+    # the files after the history arrive as the daemon would see them: ingested by the sensor, then followed
+    assert "run requested by source_files_sensor for batch-06.csv: ok" in out
+    assert "run requested by monitoring_automation: ok" in out and "drift_report of batch-06.csv" in out
     assert "gate: PROMOTED: roc_auc" in out and "95% interval" in out
     (prediction,) = _answer(out)["predictions"]
     assert prediction["prediction"] in (0, 1) and set(prediction["probabilities"]) == {"0", "1"}

@@ -9,12 +9,13 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from nexus_assets.partitions import partitioning
 from nexus_cli.cli import main as nexus
 from nexus_cli.exporter import MonitoringCollector
 from nexus_cli.replay import Replay
 from nexus_cli.runs import materialize
 from nexus_core import names, registry
-from nexus_core.config import RetrainingConfig
+from nexus_core.config import RetrainingConfig, load_config
 from nexus_defs.definitions import build_definitions
 from nexus_resources.app_db import AppDatabase
 from nexus_resources.modes import build_resources
@@ -130,11 +131,13 @@ def test_five_weeks_of_drift_retrain_converge_and_serve_what_the_gate_promotes(d
     """The loop over 35 days with a lasting change at DRIFT_DAY: flagged within two days and not before, at most two
     retrains, the alarms clear within 10 days of the promoted retrain, every decision with its reason."""
     days = [(dt.date(2026, 1, 7) + dt.timedelta(days=i)) for i in range(SCENARIO_DAYS)]
-    with Replay(drifting, instance) as replay:
+    partitions = partitioning(load_config())
+    with Replay(drifting, instance, partitions, after="2026-01-06") as replay:
         outcomes = {day: replay.day(day.isoformat()) for day in days}
     for day, outcome in outcomes.items():  # shown when the test fails
         print(day, "FLAGGED" if outcome.flagged else "ok", *outcome.decisions, sep="\n  ")
-    assert all(o.monitoring.success for o in outcomes.values())
+    assert all(o.success for o in outcomes.values())
+    assert all(run.tags["dagster/schedule_name"] == "ingest_schedule" for o in outcomes.values() for run in o.ingest)
 
     assert all(run.status == dg.DagsterRunStatus.SUCCESS for o in outcomes.values() for _, run in o.runs)
 
@@ -161,8 +164,7 @@ def test_five_weeks_of_drift_retrain_converge_and_serve_what_the_gate_promotes(d
     assert deploy.tags["nexus/model_version"] == promoted["challenger_version"] and deploy.job_name == names.DEPLOY_JOB
     later = [d for d in days if d > promoted_day]
     assert all(
-        outcomes[d]
-        .monitoring.output_for_node("batch_predictions")["model_version"]
+        drifting.load_asset_value("batch_predictions", partition_key=d.isoformat(), instance=instance)["model_version"]
         .eq(deploy.tags["nexus/model_version"])
         .all()
         for d in later
@@ -226,22 +228,22 @@ def test_a_training_runs_last_failed_attempt_is_recorded_and_exported_for_the_al
     defs = build_definitions(config)
     app_db = build_resources()["app_db"]
     tags = {names.TRIGGER: names.RETRAINING_SENSOR, names.MODEL_VERSION: "3", names.REGIME_START: "2026-01-09"}
+    sensor = defs.resolve_sensor_def(names.TRAINING_FAILURE_SENSOR)
+    tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, resources={"app_db": app_db}))
+    cursor = tick.cursor  # the first tick watches from now on
     for attempt in (0, 1):
         result = defs.resolve_job_def(names.TRAINING_JOB).execute_in_process(
             instance=instance, tags={**tags, "dagster/retry_number": str(attempt)}, raise_on_error=False
         )
         assert not result.success, "no data was ingested, so training_dataset fails"
-        [failure] = instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
-        context = dg.build_run_status_sensor_context(
-            sensor_name=names.TRAINING_FAILURE_SENSOR,
-            dagster_event=failure.event_log_entry.dagster_event,
-            dagster_instance=instance,
-            dagster_run=result.dagster_run,
-            resources={"app_db": app_db},
-        ).for_run_failure()
-        defs.resolve_sensor_def(names.TRAINING_FAILURE_SENSOR)(context)
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"app_db": app_db})
+        tick = sensor.evaluate_tick(context)
+        assert tick.skip_message.startswith(f"recorded {attempt} failed run(s)") and tick.cursor > cursor
+        cursor = tick.cursor
         if attempt == 0:
             assert app_db.retraining_history(NAME) == [], "a failure the daemon retries is not recorded"
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"app_db": app_db})
+    assert sensor.evaluate_tick(context).skip_message.startswith("no training or gate run"), "each failure once"
 
     [recorded] = app_db.retraining_history(NAME, limit=1)
     assert (recorded["decision"], recorded["champion_version"], recorded["partition"]) == ("failed", "3", "2026-01-09")

@@ -9,7 +9,7 @@ import pandas as pd
 from nexus_assets.data import contract
 from nexus_assets.features.split import TrainingDataset, split_by_partition, split_by_row
 from nexus_assets.lib.keys import inputs
-from nexus_assets.lib.metadata import frame_metadata
+from nexus_assets.lib.metadata import frame_metadata, table
 from nexus_assets.lib.ranges import by_partition, output
 from nexus_assets.partitions import partitions_def
 from nexus_core import names
@@ -153,7 +153,7 @@ def _split_metadata(data: TrainingDataset) -> dict[str, dg.MetadataValue]:
     window = {"window": dg.MetadataValue.text(data.manifest["window"])} if "window" in data.manifest else {}
     return window | {
         "dagster/row_count": dg.MetadataValue.int(sum(len(data.part(p)) for p in ("train", "validation", "holdout"))),
-        "split": dg.MetadataValue.md(rows.to_markdown()),
+        "split": table(rows.rename_axis("part").reset_index().convert_dtypes()),
         "window_hash": dg.MetadataValue.text(data.manifest["window_hash"]),
         "holdout_hash": dg.MetadataValue.text(data.manifest["holdout"]["content_hash"]),
     }

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 
@@ -48,3 +51,38 @@ def key_values(mapping: dict) -> dg.MetadataValue:
     """A flat mapping as a two-column table, easier to read in the UI than a JSON blob."""
     rows = "\n".join(f"| {key} | {value} |" for key, value in mapping.items())
     return dg.MetadataValue.md(f"| | |\n|---|---|\n{rows}")
+
+
+def table(
+    frame: pd.DataFrame, missing: str = "—", descriptions: dict[str, str] | None = None, digits: int = 4
+) -> dg.TableMetadataValue:
+    """A frame as a table the Dagster UI sorts and types by its schema; a value that is not known shows as `missing`
+    (for a judgement: "not judged"), never as nan."""
+    descriptions = descriptions or {}
+    schema = dg.TableSchema(
+        [dg.TableColumn(str(c), _column_type(t), description=descriptions.get(str(c))) for c, t in frame.dtypes.items()]
+    )
+    records = [
+        dg.TableRecord({str(c): _cell(v, missing, digits) for c, v in row.items()}) for row in frame.to_dict("records")
+    ]
+    return dg.MetadataValue.table(records, schema=schema)
+
+
+def _column_type(dtype: object) -> str:
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "int"
+    return "float" if pd.api.types.is_float_dtype(dtype) else "string"
+
+
+def _cell(value: object, missing: str, digits: int) -> str | int | float | bool:
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return missing
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return round(float(value), digits)
+    return str(value)

@@ -10,6 +10,7 @@ from mlflow.entities import Metric
 
 from nexus_assets.lib import reference as reference_sample
 from nexus_assets.lib.keys import inputs
+from nexus_assets.lib.metadata import table
 from nexus_assets.lib.ranges import by_partition, checked, output
 from nexus_assets.monitoring import drift
 from nexus_assets.monitoring.scoring import model_spec
@@ -121,7 +122,7 @@ class _DriftJudge:
             # A percentage people read at a glance, and still a number Dagster plots over materializations.
             "drifted_percent": dg.MetadataValue.float(round(100 * result.share, 1)),
             "drifted_columns": dg.MetadataValue.text(", ".join(result.drifted) or "none"),
-            "columns": dg.MetadataValue.md(result.columns.to_markdown(index=False, floatfmt=".4f")),
+            "columns": table(result.columns),
             "mlflow_monitoring_run": dg.MetadataValue.url(run_url),
             "model_version": version,
             "rows_compared": dg.MetadataValue.int(min(len(current), drift.CURRENT_ROWS)),
@@ -197,7 +198,7 @@ def _recent(health: pd.DataFrame, count: int = 14) -> dg.MetadataValue:
     """The last partitions' monitoring at a glance: drift, and performance once their labels arrived."""
     columns = ["partition", "model_version", "drift_share", "metric", "metric_value", "labelled_rows", "degraded"]
     recent = health[columns].tail(count).assign(drift_share=lambda f: (100 * f["drift_share"]).round(1))
-    return dg.MetadataValue.md(recent.rename(columns={"drift_share": "drifted %"}).to_markdown(index=False))
+    return table(recent.rename(columns={"drift_share": "drifted %"}), missing="not judged")
 
 
 def _trained_version(mlflow: MlflowResource, name: str) -> str | None:

@@ -9,6 +9,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from nexus_assets.lib.keys import inputs
+from nexus_assets.lib.metadata import table as metadata_table
 from nexus_assets.lib.ranges import by_partition, checked, output
 from nexus_assets.monitoring import performance
 from nexus_assets.training.metrics import metrics_for
@@ -77,12 +78,10 @@ def build_model_performance(config: NexusConfig, partitions: dg.PartitionsDefini
 def _metadata(config: NexusConfig, table: pd.DataFrame, labelled: int, unknown: int) -> dict:
     metadata = {
         "dagster/row_count": dg.MetadataValue.int(labelled),
-        "performance": dg.MetadataValue.md(
-            # "—" where a value is not known (the interval of a day that did not fall, an unjudged day)
-            table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=".4f", missingval="—")
-            if len(table)
-            else "no labelled predictions yet"
-        ),
+        # "not judged" where a value is not known (the interval of a day too small to judge)
+        "performance": metadata_table(table, missing="not judged")
+        if len(table)
+        else dg.MetadataValue.text("no labelled predictions yet"),
         "labels_without_prediction": dg.MetadataValue.int(unknown),
     }
     judged = table[table["degraded"].notna()]

@@ -11,6 +11,8 @@ from sklearn.pipeline import Pipeline
 
 from nexus_assets.lib.background import Background
 from nexus_assets.lib.keys import inputs
+from nexus_assets.lib.links import asset_link, version_links
+from nexus_assets.lib.metadata import table
 from nexus_assets.lib.ranges import by_partition, output
 from nexus_core import registry, shadow_predictions
 from nexus_core.config import NexusConfig
@@ -77,14 +79,18 @@ def build_batch_predictions(config: NexusConfig, partitions: dg.PartitionsDefini
             return rows
 
         frames = by_partition(context, features)
+        with mlflow.reporting_failures(f"find where {name} v{version} came from"):
+            lineage = version_links(config, context.instance, mlflow, version)
         values, metadata = {}, {}
         for key, frame in frames.items():
             values[key] = rows = predictions(key, frame)
-            counts = rows["prediction"].value_counts().rename_axis("prediction").rename("rows").to_frame()
+            counts = rows["prediction"].value_counts().rename_axis("prediction").rename("rows").reset_index()
             metadata[key] = {
                 "dagster/row_count": dg.MetadataValue.int(len(rows)),
                 "model_version": version,
-                "predictions": dg.MetadataValue.md(counts.to_markdown()),
+                **lineage,
+                **({"features_read": asset_link(config, "features", partition=key)} if key else {}),
+                "predictions": table(counts.astype({"prediction": str})),
             }
         return output(context, values, metadata)
 
