@@ -159,9 +159,11 @@ def _demo(config: NexusConfig, args: argparse.Namespace) -> int:
         )
         if not partitions.partitioned:
             return 0
-    monitored = keys[len(trained_on) : len(trained_on) + args.monitor_days] if partitions.periods else []
-    _forget(config, instance, monitored)
-    with Replay(defs, instance, partitions, after=trained_on[-1] if partitions.periods else None) as replay:
+    monitored = (
+        _unmonitored(config, instance, keys[len(trained_on) :])[: args.monitor_days] if partitions.periods else []
+    )
+    after = keys[keys.index(monitored[0]) - 1] if monitored else trained_on[-1]
+    with Replay(defs, instance, partitions, after=after if partitions.periods else None) as replay:
         # The champion alias sensor sees the first champion and deploys it; files that arrived after the history
         # are ingested by source_files_sensor and followed by monitoring_automation.
         if (served or partitions.cadence == "files") and not _show(replay, replay.act()):
@@ -248,14 +250,14 @@ def _report_day(instance: dg.DagsterInstance, outcome: DayOutcome, what: str) ->
     return False
 
 
-def _forget(config: NexusConfig, instance: dg.DagsterInstance, keys: list[str]) -> None:
-    """A demo run again replays days the store already holds: their raw_data is wiped so the schedule ingests them
-    as new (the stored files stay until overwritten)."""
-    raw_data = dg.AssetKey(config.asset("raw_data"))
-    again = sorted(instance.get_materialized_partitions(raw_data) & set(keys))
-    if again:
-        print(f"replaying {len(again)} partition(s) the store already holds: {again[0]} to {again[-1]} start over")
-        instance.wipe_asset_partitions(raw_data, again)
+def _unmonitored(config: NexusConfig, instance: dg.DagsterInstance, keys: list[str]) -> list[str]:
+    """The partitions of `keys` the store has not ingested: a demo run again on the same store carries on after the
+    days an earlier one played (a replayed clock cannot go back over them)."""
+    held = instance.get_materialized_partitions(dg.AssetKey(config.asset("raw_data")))
+    left = [key for key in keys if key not in held]
+    if len(left) < len(keys):
+        print(f"the store already holds {len(keys) - len(left)} partition(s) after the training window: carrying on")
+    return left
 
 
 def _show(replay: Replay, outcome: DayOutcome) -> bool:
@@ -265,8 +267,8 @@ def _show(replay: Replay, outcome: DayOutcome) -> bool:
             print(f"    {decision}")
     for sensor, run in outcome.runs:
         if sensor == LATE_LABELS_SENSOR and run.status == dg.DagsterRunStatus.SUCCESS:  # one line: the judgement
-            [entry] = replay.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
-            _print_check(entry.dagster_event.event_specific_data, f"model_performance of {run.tags[PARTITION]}")
+            [evaluation] = replay.checks([run])
+            _print_check(evaluation, f"model_performance of {run.tags[PARTITION]}")
             continue
         partition = f" for {run.tags[PARTITION]}" if PARTITION in run.tags else ""
         if not _report(replay.instance, run.run_id, f"    run requested by {sensor}{partition}"):
