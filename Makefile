@@ -34,8 +34,12 @@ system:
 demo: install  ## install, then run the platform end to end on the embedded default: train, gate, serve, monitor, retrain
 	$(BIN)/nexus demo
 
+# Two workers (pytest-xdist): most tests wait on Dagster's event log, servers and subprocesses as much as they
+# compute. Tests that share a module's servers stay on one worker (`xdist_group`).
+TEST_WORKERS ?= 2
+
 test: install system  ## install, then run the test suite
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # `make dev` starts in DAGSTER_HOME, beside the instance's own dagster.yaml (the template in the checkout would draw
 # Dagster's warning at every start), so the paths a user gives are made absolute first. `dg dev`, which Dagster's
