@@ -35,21 +35,15 @@ demo: install  ## install, then run the platform end to end on the embedded defa
 	$(BIN)/nexus demo
 
 # Two workers (pytest-xdist): most tests wait on Dagster's event log, servers and subprocesses as much as they
-# compute. Tests that share a module's servers stay on one worker (`xdist_group`).
+# compute. A file's tests stay on one worker, so a module's servers start once (`--dist loadgroup` does not group
+# under pytest 9.2: xdist 3.8 renames node ids the way pytest no longer reads).
 TEST_WORKERS ?= 2
 
 test: install system  ## install, then run the test suite
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
-# `make dev` starts in DAGSTER_HOME, beside the instance's own dagster.yaml (the template in the checkout would draw
-# Dagster's warning at every start), so the paths a user gives are made absolute first. `dg dev`, which Dagster's
-# notice proposes instead, starts from the project folder, where that template is.
 dev: install  ## the Dagster UI on http://127.0.0.1:3000 over the same embedded store as the demo
-	mkdir -p $(DAGSTER_HOME)
-	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/
-	cd $(DAGSTER_HOME) && NEXUS_HOME=$(abspath $(NEXUS_HOME)) DAGSTER_HOME=$(abspath $(DAGSTER_HOME)) \
-		NEXUS_CONFIG=$(if $(NEXUS_CONFIG),$(abspath $(NEXUS_CONFIG))) NEXUS_DEFS=$(if $(NEXUS_DEFS),$(abspath $(NEXUS_DEFS))) \
-		PYTHONWARNINGS='ignore:Function `dev_command` is superseded' exec $(CURDIR)/$(BIN)/dagster dev --host 127.0.0.1 --port 3000 -w $(CURDIR)/workspace.yaml
+	NEXUS_HOME=$(NEXUS_HOME) DAGSTER_HOME=$(DAGSTER_HOME) exec $(BIN)/nexus dev --host 127.0.0.1 --port 3000
 
 mlflow: install  ## the MLflow UI on http://127.0.0.1:5000 over the embedded tracking store
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(NEXUS_HOME)/mlflow/mlflow.db

@@ -18,6 +18,7 @@ import pandas as pd
 from nexus_assets.partitions import partitioning
 from nexus_cli import control
 from nexus_cli import stack as lib_stack
+from nexus_cli.dev import dev as dev_server
 from nexus_cli.processes import log_path, running, serve_command, served_bento, venv_bin
 from nexus_cli.replay import DayOutcome, Replay
 from nexus_cli.runs import dagster_instance, ingest, run_job
@@ -42,7 +43,7 @@ from nexus_sensors.source_files import new_files
 from serving import SERVICE
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nexus", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     # In a deployment of many datasets (NEXUS_DEFS), the commands about one model name it.
@@ -93,12 +94,21 @@ def main(argv: list[str] | None = None) -> int:
         default="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres",
         help="an admin URL of the PostgreSQL server to create the stack's databases on",
     )
+    link = commands.add_parser("open", help="an MLflow link from Dagster's metadata on the MLflow UI as it is now")
+    link.add_argument("link", help="the link (its address may be an old one), models:/NAME/VERSION or runs:/RUN_ID")
+    dev = commands.add_parser("dev", help="the Dagster UI and daemon over the store the demo uses, until stopped")
+    dev.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
+    dev.add_argument("--port", type=int, default=3000)
     new = commands.add_parser("new", help="write a new dataset's config, its roles inferred from its data")
     new.add_argument("name", help="the dataset's name (also its asset key prefix and group)")
     new.add_argument("--data", required=True, help="its CSV or Parquet file")
     new.add_argument("--target", required=True, help="the column to predict")
     new.add_argument("--folder", help="where the config goes (default: NEXUS_DEFS, else datasets/)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     handlers = {
         "demo": _demo,
         "status": control.status,
@@ -112,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "new":
             return _new(args)
+        if args.command == "dev":
+            dev_server(args)
+        if args.command == "open":
+            return control.open_link(args)
         model = getattr(args, "model", None)  # `demo` and `stack` are about one dataset alone
         config = dataset_config(os.environ.get("NEXUS_DEFS", ""), model) if model else load_config()
         return handlers[args.command](config, args)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import sys
 import threading
+import webbrowser
 
 import dagster as dg
 import pandas as pd
@@ -13,7 +15,7 @@ import pandas as pd
 from nexus_cli.exporter import serve_metrics
 from nexus_core import logs, registry
 from nexus_core.config import NexusConfig
-from nexus_core.settings import RegistryMissing, reader_uri
+from nexus_core.settings import RegistryMissing, load_settings, reader_uri
 from nexus_resources.app_db import AppDatabase
 from nexus_resources.mlflow import MlflowResource
 from nexus_resources.modes import build_resources
@@ -100,6 +102,27 @@ def rollback(config: NexusConfig, args: argparse.Namespace) -> int:
         reason=args.reason,
     )
     print(f"{name}: champion rolled back from version {old} to {restored}")
+    return 0
+
+
+def open_link(args: argparse.Namespace) -> int:
+    """An MLflow link kept in Dagster's metadata, on the MLflow UI as configured now (`NEXUS_MLFLOW_UI_URL`): the
+    page after `#/` is kept and the address before it replaced, so links stay good after MLflow moves;
+    `models:/NAME/VERSION` and `runs:/RUN_ID` open those pages."""
+    link = args.link
+    if link.startswith("models:/") and len(parts := link.removeprefix("models:/").split("/")) == 2:
+        url = build_resources()["mlflow"].version_url(*parts)
+    elif link.startswith("runs:/"):
+        url = build_resources()["mlflow"].run_url(link.removeprefix("runs:/").split("/")[0])
+    elif "/#/" in link:
+        url = f"{load_settings().mlflow_ui}/#/{link.split('/#/', 1)[1]}"
+    else:
+        raise ValueError(
+            f"{link!r} is not an MLflow link: give one from Dagster's metadata, models:/NAME/VERSION or runs:/RUN_ID"
+        )
+    print(url)
+    if sys.stdout.isatty():
+        webbrowser.open(url)
     return 0
 
 

@@ -18,12 +18,20 @@ from nexus_core.settings import load_settings
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
-def dagster_instance() -> dg.DagsterInstance:
-    """The persistent instance: `$DAGSTER_HOME`, or `dagster/` in the embedded folder."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(load_settings().home.resolve() / "dagster")))
+def dagster_home() -> Path:
+    """`$DAGSTER_HOME` (made absolute), or `dagster/` in the embedded folder, with the checkout's dagster.yaml
+    unless it has one."""
+    home = Path(os.environ.get("DAGSTER_HOME") or load_settings().home / "dagster").resolve()
+    os.environ["DAGSTER_HOME"] = str(home)
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+def dagster_instance() -> dg.DagsterInstance:
+    """The persistent instance of `dagster_home()`."""
+    dagster_home()
     return dg.DagsterInstance.get()
 
 

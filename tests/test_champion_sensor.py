@@ -1,11 +1,15 @@
 """champion_alias_sensor asks for one deploy per move of `champion`; serving_bento checks, imports and builds."""
 
+import json
 from pathlib import Path
 
 import bentoml
 import dagster as dg
+import pytest
 
 from nexus_core import registry
+from nexus_defs.definitions import build_definitions
+from nexus_resources.modes import build_resources
 from tests.conftest import register_version
 
 NAME = "nexus-churn-test"
@@ -75,3 +79,15 @@ def test_serving_bento_refuses_a_version_that_cannot_load(trained, instance):
     [failure] = result.get_step_failure_events()
     message = failure.step_failure_data.user_failure_data.description
     assert f"version {broken} of {NAME} cannot serve" in message and "builtins.eval" in message
+
+
+def test_before_any_training_the_sensor_skips_saying_so_and_a_lost_store_is_an_error(write_config, instance):
+    config = write_config()
+    defs, mlflow = build_definitions(config), build_resources()["mlflow"]
+    fresh = _tick(defs, instance, mlflow)  # `make dev` on a new home: no tracking store yet
+    assert not fresh.run_requests and fresh.skip_reason.skip_message.startswith(
+        "nothing trained yet (the tracking store "
+    )
+    deployed = json.dumps({"aliases": {registry.CHAMPION: "1"}, "deploys": 1})
+    with pytest.raises(dg.Failure, match="cannot read the aliases of nexus-churn-test: the tracking store"):
+        _tick(defs, instance, mlflow, cursor=deployed)

@@ -112,7 +112,7 @@ def follow_a_days_predictions_to_their_model_and_training_set(url: str) -> None:
     page = browse(url, training_set, "training_dataset")
     assert "window_hash" in page and "holdout_hash" in page
     browse(url, "/runs", "runs")
-    browse(url, "/assets?view=lineage", "lineage")
+    browse(url, "/assets/batch_predictions?view=lineage", "lineage")  # the graph around a day's predictions
     browse(url, "/assets/raw_data?view=overview", "raw_data_freshness")
 
 
@@ -125,3 +125,19 @@ def browse(url: str, path: str, name: str) -> str:
     return subprocess.run(
         [*command[:-1], "--dump-dom", command[-1]], check=True, timeout=180, capture_output=True, text=True
     ).stdout
+
+
+def test_a_kept_mlflow_link_opens_on_the_mlflow_ui_as_configured_now(monkeypatch, capsys):
+    """Links in past materializations name the MLflow UI of their day; `nexus open` moves them to today's, which can
+    be a path behind the same proxy as the Dagster UI so that links never name a host."""
+    old = "http://127.0.0.1:5000/#/models/nexus-churn/versions/3"
+    for base, expected in [
+        ("https://mlflow.internal/", "https://mlflow.internal/#/models/nexus-churn/versions/3"),
+        ("/mlflow", "/mlflow/#/models/nexus-churn/versions/3"),
+    ]:
+        monkeypatch.setenv("NEXUS_MLFLOW_UI_URL", base)
+        assert nexus(["open", old]) == 0 and capsys.readouterr().out.strip() == expected
+    assert nexus(["open", "models:/nexus churn/4"]) == 0
+    assert capsys.readouterr().out.strip() == "/mlflow/#/models/nexus%20churn/versions/4"
+    assert nexus(["open", "http://127.0.0.1:3000/runs/abc"]) == 2
+    assert "is not an MLflow link: give one from Dagster's metadata" in capsys.readouterr().err

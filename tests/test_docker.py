@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytestmark = pytest.mark.xdist_group("test_docker")  # one worker renders the compose file for every test here
-
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"
 

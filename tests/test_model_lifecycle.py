@@ -60,11 +60,14 @@ def test_first_model_must_beat_the_baseline_and_is_promoted(trained, instance):
     assert decision["decision"] == "promoted" and decision["actor"] == "gate"
     assert decision["details"]["reference"] == "baseline" and decision["champion_score"] == 0.5
     metadata = instance.get_latest_materialization_event(dg.AssetKey("champion_model")).asset_materialization.metadata
-    assert "| roc_auc" in metadata["comparison"].value and "data:image/png;base64," in metadata["plot"].value
+    assert "| roc_auc" in metadata["comparison"].value
+    run = _client(trained).get_run(challenger["run_id"])
+    plot_page = f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}/artifactPath/"
+    assert metadata["plot"].value == plot_page + "gate/confusion_matrices.png"  # the PNG beside the challenger's run
+    assert "gate/confusion_matrices.png" in [a.path for a in _client(trained).list_artifacts(run.info.run_id, "gate")]
     version_page = f"http://127.0.0.1:5000/#/models/{NAME}/versions/{challenger['version']}"
     assert metadata["champion_version"].value == version_page  # a link to the MLflow UI of `make mlflow`
     challenger_links = instance.get_latest_materialization_event(dg.AssetKey("challenger_model"))
-    run = _client(trained).get_run(challenger["run_id"])
     run_page = f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
     assert challenger_links.asset_materialization.metadata["mlflow_run"].value == run_page
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
+import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from nexus_cli.processes import PortTaken, Server, http_ok, running
+from nexus_cli.processes import PortTaken, Server, http_ok, running, venv_bin
 
 
 def _http_server(port: int) -> list[str]:
@@ -58,3 +63,31 @@ def test_a_server_failing_for_another_reason_is_not_retried(tmp_path: Path):
     with pytest.raises(RuntimeError, match="exited with 1 before it was ready"), running(command, "/"):
         pass
     assert len(calls) == 1
+
+
+def test_nexus_dev_stops_on_sigterm_even_started_where_sigint_is_ignored(tmp_path: Path):
+    """A background job of a script (or nohup) ignores SIGINT; Dagster gives SIGTERM SIGINT's handler, so without
+    `nexus dev` restoring it, `dagster dev` there ignored SIGTERM for good."""
+    log = tmp_path / "dev.log"
+    env = {**os.environ, "NEXUS_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path / "home" / "dagster")}
+    with log.open("w") as out:
+        dev = subprocess.Popen(
+            [venv_bin("nexus"), "dev", "--port", "0"],  # 0: Dagster's webserver takes a free port
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while "Serving dagster-webserver on" not in log.read_text() and dev.poll() is None:
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        assert dev.poll() is None, log.read_text()[-3000:]
+        dev.send_signal(signal.SIGTERM)
+        assert dev.wait(timeout=90) == 0, log.read_text()[-3000:]  # Dagster's own grace is 60 s a service
+        assert "Dagster services shut down." in log.read_text()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(dev.pid, signal.SIGKILL)

@@ -36,8 +36,6 @@ from serving.batcher import MicroBatcher, UnscorableRecord
 from serving.model import load_version
 from tests.conftest import SMALL_CONFIG, TRAINING_CHAIN, materialize_window, register_version
 
-pytestmark = pytest.mark.xdist_group("test_serving")  # one worker starts its service for every test here
-
 TOKEN = "test-token"
 REPO = Path(__file__).resolve().parent.parent
 MAX_BODY_BYTES = 100_000

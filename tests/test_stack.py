@@ -26,8 +26,6 @@ from nexus_resources.modes import build_resources
 from tests.conftest import PG_ADMIN_URL, SMALL_CONFIG, TRAINING_CHAIN, _require_postgres
 from tests.test_serving import ROW
 
-pytestmark = pytest.mark.xdist_group("test_stack")  # one worker starts its stack for every test here
-
 NAME = SMALL_CONFIG["model"]["registered_name"]
 DAYS = ("2026-01-01", "2026-01-02", "2026-01-03")
 TOKEN = "stack-test-token"

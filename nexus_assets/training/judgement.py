@@ -7,11 +7,12 @@ import statistics
 import time
 
 import dagster as dg
+import matplotlib.pyplot as plt
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from nexus_assets.features.split import TrainingDataset
-from nexus_assets.lib import plots
+from nexus_assets.lib import plots  # before pyplot is used: it chooses the Agg backend
 from nexus_assets.training.backtest import backtest
 from nexus_assets.training.candidates import baseline
 from nexus_assets.training.gate import GateDecision, Rule, decide, guardrail_table, slice_scores
@@ -117,6 +118,17 @@ def tag_decision(client: MlflowClient, name: str, version: str, verdict: GateDec
         client.set_model_version_tag(name, version, key, value)
 
 
+def keep_plot(config: NexusConfig, client: MlflowClient, run_id: str, y, predictions: dict[str, object]) -> str:
+    """The comparison's plot (confusion matrices, or residuals for a regression) as a PNG in the challenger's MLflow
+    run; its artifact path."""
+    regression = config.dataset.task == "regression"
+    figure = (plots.residuals if regression else plots.confusion_matrices)(y, predictions)
+    path = f"gate/{'residuals' if regression else 'confusion_matrices'}.png"
+    client.log_figure(run_id, figure, path)
+    plt.close(figure)
+    return path
+
+
 def decision_metadata(
     config: NexusConfig,
     verdict: GateDecision,
@@ -129,7 +141,6 @@ def decision_metadata(
     """The comparison table, confusion matrices (or residuals) and the reason, for the Dagster UI."""
     y = data.holdout[config.dataset.target]
     table = pd.DataFrame(scores).rename_axis("metric")
-    plot = (plots.residuals if config.dataset.task == "regression" else plots.confusion_matrices)(y, predictions)
     low, high = verdict.interval
     text = [
         f"**{verdict.label.replace('_', ' ').capitalize()}**: {verdict.reason}",
@@ -159,7 +170,6 @@ def decision_metadata(
         "decision": verdict.label,
         "champion_version": str(champion["version"]),
         "comparison": dg.MetadataValue.md("\n".join(text)),
-        "plot": dg.MetadataValue.md(plot),
         f"challenger_{config.metric}": verdict.challenger_score,
         f"reference_{config.metric}": verdict.reference_score,
     }

@@ -81,6 +81,10 @@ def build_champion_model(config: NexusConfig) -> dg.AssetsDefinition:
         metadata = judgement.decision_metadata(config, verdict, scores, predictions, data, champion, validation_score)
         if champion["version"] is not None:
             metadata["champion_version"] = dg.MetadataValue.url(mlflow.version_url(name, champion["version"]))
+        with mlflow.reporting_failures("keep the comparison's plot"):
+            run_id = client.get_model_version(name, version).run_id
+            plot = judgement.keep_plot(config, client, run_id, data.holdout[config.dataset.target], predictions)
+        metadata["plot"] = dg.MetadataValue.url(mlflow.artifact_url(run_id, plot))
         return dg.MaterializeResult(value=champion, metadata=metadata)
 
     return champion_model
