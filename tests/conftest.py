@@ -63,9 +63,9 @@ def merge(base: dict, changes: dict) -> dict:
 @pytest.fixture(autouse=True)
 def embedded_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Path:
     """Every test gets its own embedded folder, so nothing leaks between tests or into the repo; a test that uses
-    `trained` gets its own copy of the trained state."""
-    if "trained" in request.fixturenames:
-        home = request.getfixturevalue("_trained_snapshot").copy_to(tmp_path / "trained") / "nexus-home"
+    `trained` (or test_monitoring's `drifting`) gets its own copy of that state."""
+    if snapshot := _snapshot_of(request):
+        home = request.getfixturevalue(snapshot).copy_to(tmp_path / "trained") / "nexus-home"
     else:
         home = tmp_path / "nexus-home"
     monkeypatch.setenv("NEXUS_HOME", str(home))
@@ -91,7 +91,7 @@ def write_config(tmp_path: Path) -> Callable[..., NexusConfig]:
 
 @pytest.fixture
 def instance(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dg.DagsterInstance]:
-    trained = tmp_path / "trained" / "dagster" if "trained" in request.fixturenames else None
+    trained = tmp_path / "trained" / "dagster" if _snapshot_of(request) else None
     with dg.instance_for_test(temp_dir=str(trained) if trained else None) as test_instance:
         yield test_instance
 
@@ -124,14 +124,22 @@ def _relocate(root: Path, old: str, new: str) -> None:
                     )
 
 
-@pytest.fixture(scope="session")
-def _trained_snapshot(tmp_path_factory: pytest.TempPathFactory) -> TrainedSnapshot:
+# A fixture's name, and the fixture of the state it copies (`_drifting_snapshot` is test_monitoring's).
+SNAPSHOTS = {"trained": "_trained_snapshot", "drifting": "_drifting_snapshot"}
+
+
+def _snapshot_of(request: pytest.FixtureRequest) -> str | None:
+    return next((SNAPSHOTS[name] for name in SNAPSHOTS if name in request.fixturenames), None)
+
+
+def trained_snapshot(root: Path, changes: dict, days: tuple[str, ...] = ()) -> TrainedSnapshot:
+    """SMALL_CONFIG with `changes`: its window materialized, the training chain run, then raw_data and features of
+    `days`."""
     from nexus_cli.runs import materialize
     from nexus_defs.definitions import build_definitions
 
-    root = tmp_path_factory.mktemp("trained-snapshot")
     live, config_path = root / "live", root / "nexus.yaml"
-    config_path.write_text(yaml.safe_dump(SMALL_CONFIG, sort_keys=False))
+    config_path.write_text(yaml.safe_dump(merge(copy.deepcopy(SMALL_CONFIG), changes), sort_keys=False))
     (live / "dagster").mkdir(parents=True)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("NEXUS_HOME", str(live / "nexus-home"))
@@ -141,8 +149,15 @@ def _trained_snapshot(tmp_path_factory: pytest.TempPathFactory) -> TrainedSnapsh
         with dg.instance_for_test(temp_dir=str(live / "dagster")) as instance:
             materialize_window(defs, instance)
             assert materialize(defs, instance, TRAINING_CHAIN).success
+            for day in days:
+                assert materialize(defs, instance, ["raw_data", "features"], day).success
     shutil.copytree(live, root / "saved")
     return TrainedSnapshot(root / "saved", live)
+
+
+@pytest.fixture(scope="session")
+def _trained_snapshot(tmp_path_factory: pytest.TempPathFactory) -> TrainedSnapshot:
+    return trained_snapshot(tmp_path_factory.mktemp("trained-snapshot"), {})
 
 
 def _require_postgres() -> None:

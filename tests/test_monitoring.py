@@ -24,7 +24,7 @@ from nexus_core.config import load_config
 from nexus_core.features import FeatureSpec
 from nexus_defs.definitions import build_definitions
 from nexus_resources.modes import build_resources
-from tests.conftest import TRAINING_CHAIN, materialize_window, register_version
+from tests.conftest import TrainedSnapshot, register_version, trained_snapshot
 
 NAME = "nexus-churn-test"
 REPO = Path(__file__).resolve().parent.parent
@@ -187,20 +187,22 @@ def test_without_a_champion_new_partitions_are_compared_with_the_training_data(t
 
 
 DRIFT_DAY = "2026-01-08"
+SHIFT = {"start_date": DRIFT_DAY, "features": ["monthly_charges", "support_calls"], "strength": 3.0}
+DRIFTING = {"dataset": {"source": {"drift": SHIFT}}}
+
+
+@pytest.fixture(scope="module")
+def _drifting_snapshot(tmp_path_factory) -> TrainedSnapshot:
+    return trained_snapshot(tmp_path_factory.mktemp("drifting-snapshot"), DRIFTING, (DAY, DRIFT_DAY))
 
 
 @pytest.fixture
 def drifting(write_config, instance, monkeypatch):
-    """Champion trained on days 1-6; day 7 is normal; from day 8 on two features and the labels shift hard."""
-    drift = {"start_date": DRIFT_DAY, "features": ["monthly_charges", "support_calls"], "strength": 3.0}
-    config = write_config({"dataset": {"source": {"drift": drift}}})
+    """Champion trained on days 1-6; day 7 is normal; from day 8 on two features and the labels shift hard (a copy
+    of the module's snapshot, put in place by `embedded_home` and `instance`)."""
+    config = write_config(DRIFTING)
     monkeypatch.setenv("NEXUS_CONFIG", str(config.path))
-    defs = build_definitions(config)
-    materialize_window(defs, instance)
-    assert materialize(defs, instance, TRAINING_CHAIN).success
-    for day in (DAY, DRIFT_DAY):
-        assert materialize(defs, instance, ["raw_data", "features"], day).success
-    return defs
+    return build_definitions(config)
 
 
 def test_degradation_after_drift_is_flagged(drifting, instance):
