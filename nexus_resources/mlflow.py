@@ -16,6 +16,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from requests.exceptions import RequestException
 
+from nexus_core import registry
 from nexus_core.config import REPO_ROOT
 from nexus_core.settings import RegistryMissing, load_settings, reader_uri
 
@@ -127,6 +128,17 @@ class MlflowResource(dg.ConfigurableResource):
             mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=lineage) as run,
         ):
             yield run
+
+    def aliases(self, name: str, missing_ok: bool = True) -> dict[str, str] | None:
+        """The registered model's aliases, read-only; None while the tracking store does not exist (nothing trained
+        yet) if `missing_ok`."""
+        with self.reporting_failures(f"read the aliases of {name}"):
+            try:
+                return registry.aliases(self.reader(), name)
+            except RegistryMissing:
+                if missing_ok:
+                    return None
+                raise
 
     @contextmanager
     def reporting_failures(self, action: str) -> Iterator[None]:

@@ -6,9 +6,10 @@ import dagster as dg
 
 from nexus_core import names, registry
 from nexus_core.config import NexusConfig
-from nexus_core.settings import RegistryMissing
 from nexus_resources.instance import latest_metadata
 from nexus_resources.mlflow import MlflowResource
+
+NOTHING_TRAINED = "nothing trained yet: no MLflow tracking store; the first training run creates it"
 
 
 def build_champion_alias_sensor(config: NexusConfig, interval: int | None = None) -> dg.SensorDefinition:
@@ -25,13 +26,10 @@ def build_champion_alias_sensor(config: NexusConfig, interval: int | None = None
         # The cursor holds the last aliases seen, so a restarted daemon never deploys the same move twice; without
         # one (a new daemon over the demo's instance), the version already deployed is not deployed again.
         seen = json.loads(context.cursor) if context.cursor else {"aliases": _deployed(context.instance, config)}
-        with mlflow.reporting_failures(f"read the aliases of {name}"):
-            try:
-                current = registry.aliases(mlflow.reader(), name)
-            except RegistryMissing as exc:
-                if seen.get("aliases"):
-                    raise  # the store of a champion it deployed is gone: an error to act on
-                return dg.SensorResult(skip_reason=f"nothing trained yet ({exc}); the first training run creates it")
+        # Without a tracking store nothing was trained yet, unless it deployed a champion: then the store is gone.
+        current = mlflow.aliases(name, missing_ok=not seen.get("aliases"))
+        if current is None:
+            return dg.SensorResult(skip_reason=NOTHING_TRAINED)
         if current == seen.get("aliases"):
             return dg.SensorResult(skip_reason=f"aliases of {name} unchanged: {current or 'none yet'}")
         events = [

@@ -37,8 +37,7 @@ def build_retraining_sensor(config: NexusConfig, interval: int | None = None) ->
     def retraining_sensor(
         context: dg.SensorEvaluationContext, mlflow: MlflowResource, app_db: AppDatabase
     ) -> dg.SensorResult:
-        with mlflow.reporting_failures(f"read the aliases of {name}"):
-            champion = registry.aliases(mlflow.reader(), name).get(registry.CHAMPION)
+        champion = (mlflow.aliases(name) or {}).get(registry.CHAMPION)
         if champion is None:
             return dg.SensorResult(skip_reason=f"{name} has no champion yet")
         history, last_request = app_db.retraining_history(name, limit=1), app_db.last_retrain_request(name)

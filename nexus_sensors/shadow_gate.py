@@ -23,8 +23,7 @@ def build_shadow_gate_sensor(config: NexusConfig, interval: int | None = None) -
         "predictions, once it has them.",
     )
     def shadow_gate_sensor(mlflow: MlflowResource, app_db: AppDatabase) -> dg.SensorResult:
-        with mlflow.reporting_failures(f"read the aliases of {name}"):
-            challenger = registry.aliases(mlflow.reader(), name).get(registry.CHALLENGER)
+        challenger = (mlflow.aliases(name) or {}).get(registry.CHALLENGER)
         waiting = [d for d in app_db.decisions(name, limit=5) if d["challenger_version"] == challenger]
         if challenger is None or not waiting or waiting[0]["decision"] != AWAITING:
             return dg.SensorResult(skip_reason=f"no challenger of {name} waits for its shadow record")

@@ -10,6 +10,7 @@ import pytest
 from nexus_core import registry
 from nexus_defs.definitions import build_definitions
 from nexus_resources.modes import build_resources
+from nexus_sensors.champion import NOTHING_TRAINED
 from tests.conftest import register_version
 
 NAME = "nexus-churn-test"
@@ -81,13 +82,18 @@ def test_serving_bento_refuses_a_version_that_cannot_load(trained, instance):
     assert f"version {broken} of {NAME} cannot serve" in message and "builtins.eval" in message
 
 
-def test_before_any_training_the_sensor_skips_saying_so_and_a_lost_store_is_an_error(write_config, instance):
-    config = write_config()
+def test_before_any_training_the_sensors_skip_saying_so_and_a_lost_store_is_an_error(write_config, instance):
+    config = write_config({"model": {"gate": {"min_shadow_rows": 50}}})  # with the shadow gate's sensor
     defs, mlflow = build_definitions(config), build_resources()["mlflow"]
-    fresh = _tick(defs, instance, mlflow)  # `make dev` on a new home: no tracking store yet
-    assert not fresh.run_requests and fresh.skip_reason.skip_message.startswith(
-        "nothing trained yet (the tracking store "
-    )
+    skips = {  # `make dev` on a new home: no tracking store yet
+        "retraining_sensor": "nexus-churn-test has no champion yet",
+        "shadow_gate_sensor": "no challenger of nexus-churn-test waits for its shadow record",
+    }
+    for sensor, reason in skips.items():
+        context = dg.build_sensor_context(instance=instance, resources=build_resources())
+        assert defs.resolve_sensor_def(sensor)(context).skip_reason.skip_message == reason
+    fresh = _tick(defs, instance, mlflow)
+    assert not fresh.run_requests and fresh.skip_reason.skip_message == NOTHING_TRAINED
     deployed = json.dumps({"aliases": {registry.CHAMPION: "1"}, "deploys": 1})
     with pytest.raises(dg.Failure, match="cannot read the aliases of nexus-churn-test: the tracking store"):
         _tick(defs, instance, mlflow, cursor=deployed)
