@@ -63,7 +63,7 @@ def merge(base: dict, changes: dict) -> dict:
 @pytest.fixture(autouse=True)
 def embedded_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Path:
     """Every test gets its own embedded folder, so nothing leaks between tests or into the repo; a test that uses
-    `trained` (or test_monitoring's `drifting`) gets its own copy of that state."""
+    `trained` (or test_monitoring's `drifted`) gets its own copy of that state."""
     if snapshot := _snapshot_of(request):
         home = request.getfixturevalue(snapshot).copy_to(tmp_path / "trained") / "nexus-home"
     else:
@@ -124,8 +124,8 @@ def _relocate(root: Path, old: str, new: str) -> None:
                     )
 
 
-# A fixture's name, and the fixture of the state it copies (`_drifting_snapshot` is test_monitoring's).
-SNAPSHOTS = {"trained": "_trained_snapshot", "drifting": "_drifting_snapshot"}
+# A fixture's name, and the fixture of the state it copies (`_drifted_snapshot` is test_monitoring's).
+SNAPSHOTS = {"trained": "_trained_snapshot", "drifted": "_drifted_snapshot"}
 
 
 def _snapshot_of(request: pytest.FixtureRequest) -> str | None:

@@ -192,12 +192,12 @@ DRIFTING = {"dataset": {"source": {"drift": SHIFT}}}
 
 
 @pytest.fixture(scope="module")
-def _drifting_snapshot(tmp_path_factory) -> TrainedSnapshot:
-    return trained_snapshot(tmp_path_factory.mktemp("drifting-snapshot"), DRIFTING, (DAY, DRIFT_DAY))
+def _drifted_snapshot(tmp_path_factory) -> TrainedSnapshot:
+    return trained_snapshot(tmp_path_factory.mktemp("drifted-snapshot"), DRIFTING, (DAY, DRIFT_DAY))
 
 
 @pytest.fixture
-def drifting(write_config, instance, monkeypatch):
+def drifted(write_config, instance, monkeypatch):
     """Champion trained on days 1-6; day 7 is normal; from day 8 on two features and the labels shift hard (a copy
     of the module's snapshot, put in place by `embedded_home` and `instance`)."""
     config = write_config(DRIFTING)
@@ -205,25 +205,25 @@ def drifting(write_config, instance, monkeypatch):
     return build_definitions(config)
 
 
-def test_degradation_after_drift_is_flagged(drifting, instance):
-    result = _run(drifting, instance, ["batch_predictions", "ground_truth", "model_performance"], DRIFT_DAY)
+def test_degradation_after_drift_is_flagged(drifted, instance):
+    result = _run(drifted, instance, ["batch_predictions", "ground_truth", "model_performance"], DRIFT_DAY)
     assert result.success, "a warning check must not fail the run"
     [check] = result.get_asset_check_evaluations()
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert "version 1: roc_auc" in check.description
 
 
-def test_drift_report_flags_the_drifted_day_only(drifting, instance):
+def test_drift_report_flags_the_drifted_day_only(drifted, instance):
     checks = {}
     for day in (DAY, DRIFT_DAY):
-        result = _run(drifting, instance, ["batch_predictions", "drift_report"], day)
+        result = _run(drifted, instance, ["batch_predictions", "drift_report"], day)
         assert result.success
         [checks[day]] = result.get_asset_check_evaluations()
     assert checks[DAY].passed, checks[DAY].description
     assert not checks[DRIFT_DAY].passed and checks[DRIFT_DAY].severity == dg.AssetCheckSeverity.WARN
     metadata = instance.get_latest_materialization_event(dg.AssetKey("drift_report")).asset_materialization.metadata
-    drifted = set(metadata["drifted_columns"].value.split(", "))
-    assert {"monthly_charges", "support_calls", "prediction_score"} <= drifted
+    columns = set(metadata["drifted_columns"].value.split(", "))
+    assert {"monthly_charges", "support_calls", "prediction_score"} <= columns
     assert 0 < metadata["drifted_percent"].value <= 100
     report = Path(metadata["report_file"].value)
     assert report.name == f"{DRIFT_DAY}.html" and "monthly_charges" in report.read_text()
@@ -304,10 +304,10 @@ def test_a_stable_process_raises_no_drift_alarm_on_its_daily_variety_and_a_real_
     assert row["drifted"] and row["score"] > row["usual"] and "usual" in verdict.columns
 
 
-def test_prometheus_metrics_show_the_newest_drift_performance_and_counts(drifting, instance):
+def test_prometheus_metrics_show_the_newest_drift_performance_and_counts(drifted, instance):
     for day in (DAY, DRIFT_DAY):
         chain = ["batch_predictions", "ground_truth", "model_performance", "drift_report"]
-        assert _run(drifting, instance, chain, day).success
+        assert _run(drifted, instance, chain, day).success
     app_db = build_resources()["app_db"]
     server, _ = serve_metrics(app_db, load_config(), "127.0.0.1", 0)
     port = server.server_address[1]
