@@ -1,7 +1,7 @@
 """NexusML's training path against FLAML on real public tables that ship inside packages: the same 80/20 split (by
 time where the table has time), the selection metric on the 20%, the fit time, and the gap per table.
 
-    .venv/bin/pip install flaml            # the reference; not a dependency of NexusML
+    .venv/bin/pip install 'flaml[automl]'  # the reference; not a dependency of NexusML
     .venv/bin/python benchmarks/quality_bench.py [--budget 60] [--tables penguins cancer ...]
 
 NexusML's path is the one `candidate_models` and `challenger_model` take: the data contract proposes the columns'
