@@ -110,10 +110,9 @@ def _split(frame: pd.DataFrame, table: Table, share: float, seed: int = 0) -> tu
     return frame.iloc[np.sort(order[:cut])], frame.iloc[np.sort(order[cut:])]
 
 
-def nexusml(config: NexusConfig, learn: pd.DataFrame, test: pd.DataFrame) -> tuple[dict, float, str]:
+def nexusml(config: NexusConfig, table: Table, learn: pd.DataFrame, test: pd.DataFrame) -> tuple[dict, float, str]:
     """The chosen candidate's metrics on `test`, the fit time of every candidate, and the chosen family."""
     spec = contract.feature_spec_of(contract.propose(config, learn, None))
-    table = TABLES[config.dataset.name]
     train, validation = _split(learn, table, 0.85)
     data = TrainingDataset(train=train, validation=validation, holdout=test, spec=spec)
     higher = metrics_for(config.dataset.task)[config.metric].higher_is_better
@@ -168,7 +167,7 @@ def main() -> None:
         frame = table.load().reset_index(drop=True)
         config = _config(name, table)
         learn, test = _split(frame, table, 0.8)
-        ours, our_seconds, family = nexusml(config, learn, test)
+        ours, our_seconds, family = nexusml(config, table, learn, test)
         theirs, their_seconds = flaml(config, learn, test, args.budget)
         metric = config.metric
         higher = metrics_for(config.dataset.task)[metric].higher_is_better
