@@ -2,8 +2,9 @@
 
 PostgreSQL is the machine's own (one fresh database per purpose); an S3 endpoint (moto's server standing in for
 MinIO), `mlflow server` with basic auth, the user-code gRPC server, dagster-webserver, dagster-daemon, the
-BentoML service, the metrics exporter, Prometheus with the alert rules, Alertmanager and the Blackbox exporter run
-as child processes, each in its own process group.
+BentoML service, the metrics exporter, Prometheus with the alert rules, Alertmanager, the Blackbox exporter and a
+Dask scheduler with two workers (for datasets with `compute.scheduler: ${NEXUS_DASK_SCHEDULER}`) run as child
+processes, each in its own process group.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -20,12 +22,14 @@ from pathlib import Path
 import boto3
 import sqlalchemy as sa
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from nexus_cli.processes import PORT_ATTEMPTS, PortTaken, Relay, Server, http_ok, reserved_port, venv_bin
 from nexus_core.config import REPO_ROOT, NexusConfig
 from nexus_core.settings import load_settings
 
 BUCKETS = ("nexus", "mlflow")
+DASK_WORKERS = 2
 DATABASES = ("dagster", "mlflow", "app")
 LOCATION = "nexusml"
 DOCKER = REPO_ROOT / "docker"
@@ -85,6 +89,7 @@ class LocalStack:
             "BENTOML_HOME": str(self.folder / "bentoml"),
             "DO_NOT_TRACK": "1",
             "NEXUS_LOG_FORMAT": "json",
+            "NEXUS_DASK_SCHEDULER": f"tcp://{self._address('dask')}",
         }
 
     def __enter__(self) -> LocalStack:
@@ -114,7 +119,7 @@ class LocalStack:
 
     def _choose_ports(self) -> None:
         services = ("moto", "mlflow", "user-code", "webserver", "serving", "exporter", "prometheus")
-        services += ("alertmanager", "alertmanager-cluster", "blackbox")
+        services += ("alertmanager", "alertmanager-cluster", "blackbox", "dask", "dask-dashboard")
         self.ports = {name: reserved_port() for name in services}
         # Clients reach S3 through a relay, so a test can take the endpoint away and bring it back with its data.
         self.s3 = Relay(self.ports["moto"])
@@ -125,12 +130,12 @@ class LocalStack:
         self.s3.open()
         self._wave(
             self._moto(), self._mlflow(), self._user_code(), self._exporter(),
-            self._alertmanager(), self._blackbox(), self._prometheus(),
+            self._alertmanager(), self._blackbox(), self._prometheus(), self._dask_scheduler(),
         )  # fmt: skip
         s3 = boto3.client("s3", endpoint_url=self.url("s3"), region_name="us-east-1", **self._s3_keys())
         for bucket in BUCKETS:
             s3.create_bucket(Bucket=bucket)
-        self._wave(self._webserver(), self._daemon(), self._serving())
+        self._wave(self._webserver(), self._daemon(), self._serving(), self._dask_workers())
 
     def stop(self) -> None:
         self._stop_services()
@@ -213,6 +218,31 @@ class LocalStack:
         """The newest Bento of the stack's store (`base` until serving_bento builds a champion's), as in compose."""
         command = [venv_bin("nexus"), "serve", "--host", "127.0.0.1", "--port", str(self.ports["serving"])]
         return self._server("serving", command, "/livez")
+
+    def _dask_scheduler(self) -> Server:
+        command = [venv_bin("dask"), "scheduler", "--host", "127.0.0.1", "--port", str(self.ports["dask"])]
+        command += ["--dashboard-address", self._address("dask-dashboard")]
+        return self._server("dask", command, lambda: http_ok(self.url("dask-dashboard") + "/health"))
+
+    def _dask_workers(self) -> Server:
+        """Two worker processes of one thread each under one nanny process, as the compose file's `dask-worker`."""
+        command = [venv_bin("dask"), "worker", self.env["NEXUS_DASK_SCHEDULER"], "--nworkers", str(DASK_WORKERS)]
+        command += ["--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"]
+        command += ["--local-directory", str(self.folder / "dask-worker")]
+        return self._server("dask-workers", command, lambda: self.dask_workers() == DASK_WORKERS)
+
+    def dask_workers(self) -> int:
+        """The workers the scheduler has, from its Prometheus metrics."""
+        workers = [family for family in self.dask_metrics() if family.name == "dask_scheduler_workers"]
+        return int(sum(sample.value for family in workers for sample in family.samples))
+
+    def dask_metrics(self) -> list:
+        """The Dask scheduler's Prometheus metrics (workers, tasks run by prefix), or none while it is down."""
+        try:
+            with urllib.request.urlopen(self.url("dask-dashboard") + "/metrics", timeout=2) as response:
+                return list(text_string_to_metric_families(response.read().decode()))
+        except OSError:
+            return []
 
     def _exporter(self) -> Server:
         command = [venv_bin("nexus"), "exporter", "--host", "127.0.0.1", "--port", str(self.ports["exporter"])]
@@ -303,6 +333,8 @@ def run(config: NexusConfig, args: argparse.Namespace) -> int:
     with LocalStack(folder, args.postgres, config.path) as stack:
         for name in ("webserver", "mlflow", "serving", "prometheus", "alertmanager", "s3"):
             print(f"{name:10} {stack.url(name)}")
+        dask = stack.env["NEXUS_DASK_SCHEDULER"]
+        print(f"{'dask':10} {dask} (a dataset's compute.scheduler: ${{NEXUS_DASK_SCHEDULER}})")
         print(f"MLflow sign-in: {stack.env['MLFLOW_TRACKING_USERNAME']} / {stack.mlflow_password}")
         print(f"logs in {folder}; Ctrl-C stops everything and drops the stack's databases")
         try:

@@ -374,6 +374,29 @@ class AutomationConfig(_Strict):
     )
 
 
+class ComputeConfig(_Strict):
+    """Where the per-partition data work of features, batch_predictions and drift_report runs."""
+
+    engine: Literal["local", "dask"] = Field(
+        "local", description="local: in the run's process; dask: as tasks on the Dask cluster at `scheduler`."
+    )
+    scheduler: str | None = Field(
+        None, description="The Dask scheduler's address, e.g. tcp://dask-scheduler:8786; `${VAR}` from the environment."
+    )
+    connect_timeout_seconds: float = Field(30, gt=0, description="How long to wait for the scheduler to answer.")
+
+    @model_validator(mode="after")
+    def _scheduler_for_dask(self) -> ComputeConfig:
+        if self.engine == "dask" and not self.scheduler:
+            raise ValueError("engine dask needs compute.scheduler, the Dask scheduler's address (tcp://host:8786)")
+        return self
+
+    @property
+    def address(self) -> str | None:
+        """The scheduler's address with `${VAR}`s filled in from the environment."""
+        return os.path.expandvars(self.scheduler) if self.scheduler else None
+
+
 class NexusConfig(_Strict):
     dataset: DatasetConfig
     checks: ChecksConfig = ChecksConfig()
@@ -381,6 +404,7 @@ class NexusConfig(_Strict):
     model: ModelConfig
     monitoring: MonitoringConfig = MonitoringConfig()
     automation: AutomationConfig = AutomationConfig()
+    compute: ComputeConfig = ComputeConfig()
     path: Path = Field(DEFAULT_CONFIG_PATH, exclude=True)
     # Set by the loader of a deployment of many datasets: this one's assets, jobs and sensors carry its name.
     scoped: bool = Field(False, exclude=True)

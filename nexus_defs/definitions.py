@@ -41,11 +41,20 @@ def _components() -> dg.Definitions:
 
 
 def _deployment(parts: list[dg.Definitions]) -> dg.Definitions:
-    return dg.Definitions.merge(
-        *parts,
-        # Each job is a short chain of steps: one process per run, not one per step.
-        dg.Definitions(resources=build_resources(), executor=dg.in_process_executor),
-    )
+    return dg.Definitions.merge(*parts, dg.Definitions(resources=build_resources(), executor=_executor()))
+
+
+def _executor() -> dg.ExecutorDefinition:
+    """Each job is a short chain of steps: one process per run, not one per step. On Kubernetes,
+    `NEXUS_STEP_EXECUTOR=k8s` runs each step in a pod of its own (deploy/kubernetes/dagster.yaml)."""
+    chosen = os.environ.get("NEXUS_STEP_EXECUTOR", "in_process")
+    if chosen == "in_process":
+        return dg.in_process_executor
+    if chosen == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    raise ValueError(f"NEXUS_STEP_EXECUTOR={chosen!r}: use in_process or k8s")
 
 
 @dg.definitions

@@ -251,6 +251,9 @@ def _sqlite_wal(dbapi_connection, _record) -> None:
     dbapi_connection.execute("PRAGMA journal_mode=WAL")
     dbapi_connection.execute("PRAGMA synchronous=NORMAL")
     dbapi_connection.execute("PRAGMA cache_size=-131072")  # 128 MiB: bulk inserts into the id index stay in memory
+    # One writer at a time: another process's write (a partition's predictions, on a parallel run or Dask worker)
+    # is waited for, up to a minute, instead of failing after SQLite's default 5 s.
+    dbapi_connection.execute("PRAGMA busy_timeout=60000")
 
 
 def _bulk_insert(

@@ -7,6 +7,7 @@ import dagster as dg
 from nexus_core.config import ConfigError
 from nexus_core.settings import Settings, load_settings
 from nexus_resources.app_db import AppDatabase
+from nexus_resources.compute import Compute
 from nexus_resources.frame_io import ParquetIOManager, PickleIOManager
 from nexus_resources.mlflow import MlflowResource
 from nexus_resources.reports import ReportStore
@@ -35,6 +36,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
             ),
             "app_db": AppDatabase(url=settings.app_database_url),
             "reports": ReportStore(location=str(home / "reports")),
+            "compute": Compute(),
         }
     found = {
         "NEXUS_S3_BUCKET": settings.s3_bucket,
@@ -51,4 +53,5 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         "mlflow": MlflowResource(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI"), ui_url=settings.mlflow_ui),
         "app_db": AppDatabase(url=dg.EnvVar("NEXUS_APP_DB_URL")),
         "reports": ReportStore(location=f"{store}/reports", endpoint_url=endpoint),
+        "compute": Compute(),
     }

@@ -28,6 +28,7 @@ def test_compose_file_is_valid_and_has_every_service_of_the_stack(compose):
     assert set(compose["services"]) == {
         "postgres", "minio", "minio-buckets", "mlflow", "nexus-user-code", "dagster-webserver", "dagster-daemon",
         "nexus-serving", "nexus-exporter", "prometheus", "alertmanager", "blackbox", "loki", "promtail", "grafana",
+        "dask-scheduler", "dask-worker",
     }  # fmt: skip
     mlflow = compose["services"]["mlflow"]["command"]
     assert "--app-name=basic-auth" in mlflow and any(a.startswith("--backend-store-uri=postgresql://") for a in mlflow)

@@ -176,7 +176,8 @@ def test_without_a_champion_new_partitions_are_compared_with_the_training_data(t
     assert materialize(defs, instance, ["raw_data", "features"], DAY).success
     result = _run(defs, instance, ["batch_predictions", "drift_report"], DAY)
     assert result.success
-    assert result.output_for_node("batch_predictions").empty
+    stored = defs.load_asset_value("batch_predictions", partition_key=DAY, instance=instance)
+    assert stored.empty and list(stored.columns) == ["prediction", "probability", "id", "model_version"]
     [check] = result.get_asset_check_evaluations()
     assert check.description.endswith(f"(against the training data of version {version}; no champion is served yet)")
     table = instance.get_latest_materialization_event(dg.AssetKey("drift_report")).asset_materialization

@@ -131,7 +131,9 @@ def driver(tmp_path_factory, webhook) -> Iterator[Driver]:
     _require_postgres()
     folder = tmp_path_factory.mktemp("stack")
     config = folder / "nexus.yaml"
-    config.write_text(yaml.safe_dump(SMALL_CONFIG, sort_keys=False))
+    # the data work on the stack's Dask cluster, as a deployment past one machine has it
+    dask = {"compute": {"engine": "dask", "scheduler": "${NEXUS_DASK_SCHEDULER}"}}
+    config.write_text(yaml.safe_dump({**SMALL_CONFIG, **dask}, sort_keys=False))
     stack = LocalStack(folder, PG_ADMIN_URL, config, serving_token=TOKEN, alert_webhook_url=webhook.url)
     with stack, pytest.MonkeyPatch.context() as mp:
         for key, value in stack.env.items():
@@ -167,7 +169,9 @@ def test_the_loop_runs_through_the_daemon_and_the_service_answers_with_the_champ
 
 
 def test_prometheus_scrapes_the_service_and_the_platform_metrics(driver):
-    assert driver.wait(driver.launch(["batch_predictions"], DAYS[-1])).status == dg.DagsterRunStatus.SUCCESS
+    run = driver.wait(driver.launch(["batch_predictions", "drift_report"], DAYS[-1]))
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    assert {"feature_partition", "score_partition", "current_sample"} <= _dask_tasks_done(driver.stack)
     served = driver.eventually(
         "the service's request counter in Prometheus",
         lambda: driver.prometheus('nexus_predict_requests_total{model_version="1",outcome="ok"}'),
@@ -180,6 +184,17 @@ def test_prometheus_scrapes_the_service_and_the_platform_metrics(driver):
         lambda: driver.prometheus(f'nexus_predictions{{registered_model="{NAME}",model_version="1"}}'),
     )
     assert float(scored[0]["value"][1]) == SMALL_CONFIG["dataset"]["source"]["rows_per_day"]
+
+
+def _dask_tasks_done(stack: LocalStack) -> set[str]:
+    """The prefixes of the tasks the stack's Dask workers have finished (the scheduler's own metrics)."""
+    return {
+        sample.labels["task_prefix_name"]
+        for family in stack.dask_metrics()
+        if family.name == "dask_scheduler_prefix_state_totals"
+        for sample in family.samples
+        if sample.labels.get("state") == "memory" and sample.value > 0
+    }
 
 
 def test_a_restarted_daemon_does_not_deploy_the_same_move_twice(driver):

@@ -1,4 +1,7 @@
-"""`features` and `training_dataset`: validated model-ready rows, and the window models learn from."""
+"""`features` and `training_dataset`: validated model-ready rows, and the window models learn from.
+
+Each partition of `features` is one task (`feature_partition`, in the run's process or on a Dask worker) that reads
+its raw rows and writes its features itself."""
 
 from dataclasses import dataclass
 from typing import Any
@@ -8,50 +11,44 @@ import pandas as pd
 
 from nexus_assets.data import contract
 from nexus_assets.features.split import TrainingDataset, split_by_partition, split_by_row
-from nexus_assets.lib.keys import inputs
 from nexus_assets.lib.metadata import frame_metadata, table
-from nexus_assets.lib.ranges import by_partition, output
+from nexus_assets.lib.ranges import partition_keys, written
 from nexus_assets.partitions import partitions_def
 from nexus_core import names
 from nexus_core.config import NexusConfig
 from nexus_core.features import FeatureSpec, model_inputs, read_numbers
 from nexus_resources.app_db import AppDatabase
+from nexus_resources.compute import Compute
+from nexus_resources.frame_io import ParquetIOManager, PartitionFiles, PickleIOManager
 
 
 def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
     dataset = config.dataset
-    keep = [c for c in (dataset.id_column, dataset.timestamp) if c]
 
     @dg.asset(
         key=config.asset("features"),
-        ins=inputs(config, "raw_data"),
+        deps=[config.asset("raw_data")],
         group_name="data",
         kinds={"pandas", "scikit-learn", "parquet"},
-        code_version="4",
+        code_version="5",
         partitions_def=partitions_def(config),
         backfill_policy=dg.BackfillPolicy.single_run(),
         io_manager_key="parquet_io_manager",
         owners=dataset.owners,
     )
-    def features(context: dg.AssetExecutionContext, raw_data: Any, app_db: AppDatabase) -> dg.Output:
+    def features(
+        context: dg.AssetExecutionContext,
+        app_db: AppDatabase,
+        io_manager: dg.ResourceParam[PickleIOManager],
+        parquet_io_manager: dg.ResourceParam[ParquetIOManager],
+        compute: Compute,
+    ) -> dg.MaterializeResult:
         """Validated rows of each partition in the model's canonical types: ids, timestamp, features and target."""
         stored = app_db.contract(dataset.name)
-        values, metadata = {}, {}
-        for key, raw in by_partition(context, raw_data).items():
-            columns = contract.propose(config, raw, stored["columns"] if stored else None)
-            spec = contract.feature_spec_of(columns)
-            target = raw[dataset.target]
-            if dataset.task == "regression":
-                target = read_numbers(target)
-            inputs = model_inputs(raw, spec).drop(columns=list(spec.time))  # the timestamp is kept as it is
-            values[key] = pd.concat([raw[keep], inputs, target], axis=1)
-            described = {n: c for n, c in columns.items() if n in values[key].columns}
-            metadata[key] = {
-                # each column described by its role in the data contract (and its configured description)
-                **frame_metadata(values[key], described, dataset.descriptions),
-                "features": dg.MetadataValue.md(_features_by_role(spec)),
-            }
-        return output(context, values, metadata)
+        job = _Featuring(config, stored["columns"] if stored else None, io_manager.files(), parquet_io_manager.files())
+        keys = partition_keys(context)
+        done = dict(compute.each(config, feature_partition, keys, job, what="features of partition"))
+        return written(context, {key: done[key].metadata for key in keys})
 
     @dg.asset(
         group_name="training",
@@ -92,6 +89,44 @@ def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
         return dg.MaterializeResult(value=data, metadata=metadata)
 
     return [features, training_dataset]
+
+
+@dataclass(frozen=True)
+class _Featuring:
+    """What a task needs to make a partition's features, as plain data that travels to a worker."""
+
+    config: NexusConfig
+    contract: dict | None  # the stored data contract's columns
+    raw: PartitionFiles
+    features: PartitionFiles
+
+
+@dataclass(frozen=True)
+class Featured:
+    metadata: dict[str, dg.MetadataValue]
+
+
+def feature_partition(key: str | None, job: _Featuring) -> Featured:
+    """Reads a partition's raw rows, stores its features (replacing earlier ones) and returns their metadata."""
+    config, dataset = job.config, job.config.dataset
+    raw = job.raw.read(config.asset("raw_data"), key)
+    columns = contract.propose(config, raw, job.contract)
+    spec = contract.feature_spec_of(columns)
+    target = raw[dataset.target]
+    if dataset.task == "regression":
+        target = read_numbers(target)
+    inputs = model_inputs(raw, spec).drop(columns=list(spec.time))  # the timestamp is kept as it is
+    keep = [c for c in (dataset.id_column, dataset.timestamp) if c]
+    frame = pd.concat([raw[keep], inputs, target], axis=1)
+    described = {n: c for n, c in columns.items() if n in frame.columns}
+    return Featured(
+        {
+            # each column described by its role in the data contract (and its configured description)
+            **frame_metadata(frame, described, dataset.descriptions),
+            "features": dg.MetadataValue.md(_features_by_role(spec)),
+            "stored": job.features.write(config.asset("features"), key, frame),
+        }
+    )
 
 
 @dataclass(frozen=True)

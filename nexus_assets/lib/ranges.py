@@ -58,6 +58,14 @@ def output(
     return dg.Output(dict(values) if len(values) > 1 else next(iter(values.values())))
 
 
+def written(context: dg.AssetExecutionContext, metadata: Mapping[Key, Mapping[str, Any]]) -> dg.MaterializeResult:
+    """The result of a step whose tasks stored its partitions' values themselves: each partition's metadata its
+    own, and no value for the IO manager to write again."""
+    for key, entries in metadata.items():
+        context.add_asset_metadata(dict(entries), partition_key=key)
+    return dg.MaterializeResult()
+
+
 def checked(
     context: dg.AssetExecutionContext, results: Mapping[Key, Sequence[dg.AssetCheckResult]]
 ) -> Iterator[dg.Output | dg.AssetCheckEvaluation]:

@@ -1,23 +1,29 @@
 """`drift_report`: each partition's features and prediction scores against the serving model's training sample,
-judged column by column beyond what the training partitions themselves showed (Evidently, `drift.py`)."""
+judged column by column beyond what the training partitions themselves showed (Evidently, `drift.py`).
+
+Each partition is one task (`current_sample`, in the run's process or on a Dask worker) that reads the day's
+features and scores and returns a bounded sample of them, the same rows the test would sample; the run judges the
+samples, so its memory does not grow with the days' size."""
 
 import time
-from typing import Any
+from dataclasses import dataclass
+from functools import cached_property
 
 import dagster as dg
 import pandas as pd
 from mlflow.entities import Metric
 
 from nexus_assets.lib import reference as reference_sample
-from nexus_assets.lib.keys import inputs
 from nexus_assets.lib.metadata import table
-from nexus_assets.lib.ranges import by_partition, checked, output
+from nexus_assets.lib.ranges import checked, partition_keys, written
 from nexus_assets.monitoring import drift
 from nexus_assets.monitoring.scoring import model_spec
 from nexus_core import registry
 from nexus_core.config import NexusConfig
 from nexus_core.features import FeatureSpec, model_inputs
 from nexus_resources.app_db import AppDatabase
+from nexus_resources.compute import Compute
+from nexus_resources.frame_io import ParquetIOManager, PartitionFiles
 from nexus_resources.mlflow import MlflowResource
 from nexus_resources.reports import ReportStore
 
@@ -25,10 +31,10 @@ from nexus_resources.reports import ReportStore
 def build_drift_report(config: NexusConfig, partitions: dg.PartitionsDefinition | None) -> dg.AssetsDefinition:
     @dg.asset(
         key=config.asset("drift_report"),
-        ins=inputs(config, "features", "batch_predictions"),
+        deps=[config.asset("features"), config.asset("batch_predictions")],
         group_name="monitoring",
         kinds={"evidently"},
-        code_version="3",
+        code_version="4",
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=[
@@ -42,27 +48,53 @@ def build_drift_report(config: NexusConfig, partitions: dg.PartitionsDefinition 
     )
     def drift_report(
         context: dg.AssetExecutionContext,
-        features: Any,
-        batch_predictions: Any,
         mlflow: MlflowResource,
         reports: ReportStore,
         app_db: AppDatabase,
+        parquet_io_manager: dg.ResourceParam[ParquetIOManager],
+        compute: Compute,
     ):
         """Evidently drift of a day's features and prediction scores against the champion's training sample."""
-        frames, scored = by_partition(context, features), by_partition(context, batch_predictions)
-        name = config.model.registered_name
-        trained = _trained_version(mlflow, name) if not all(map(_version, scored.values())) else None
+        keys, files = partition_keys(context), parquet_io_manager.files()
         judge = _DriftJudge(config, partitions, mlflow, reports, app_db)
-        values, metadata, results, newest = {}, {}, {}, list(frames)[-1]
-        for key, frame in frames.items():
-            values[key] = None
-            metadata[key], check = judge.partition(key, frame, scored[key], trained, newest=key == newest)
+        job = _Days(files, tuple(config.asset("features")), tuple(config.asset("batch_predictions")))
+        metadata, results = {}, {}
+        for key, day in compute.each(config, current_sample, keys, job, what="drift sample of partition"):
+            metadata[key], check = judge.partition(key, day, newest=key == keys[-1])
             results[key] = [check]
         judge.log_points()
-        yield output(context, values, metadata)
+        yield written(context, {key: metadata[key] for key in keys})
         yield from checked(context, results)
 
     return drift_report
+
+
+@dataclass(frozen=True)
+class _Days:
+    """Where a task finds a day's features and scores."""
+
+    files: PartitionFiles
+    features: tuple[str, ...]
+    predictions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Day:
+    """A partition as drift sees it: its rows, the version that scored it ("" if none), and a bounded sample of its
+    features with the prediction score beside them."""
+
+    rows: int
+    version: str
+    sample: pd.DataFrame
+
+
+def current_sample(key: str | None, days: _Days) -> Day:
+    """The partition's rows that drift compares: the same sample `drift.measure` would draw from all of them."""
+    frame, scored = days.files.read(days.features, key), days.files.read(days.predictions, key)
+    version = _version(scored)
+    if version:
+        frame = frame.assign(**{drift.PREDICTION: drift.prediction_score(scored).to_numpy()})
+    return Day(len(frame), version, reference_sample.sample(frame, drift.CURRENT_ROWS))
 
 
 class _DriftJudge:
@@ -83,32 +115,35 @@ class _DriftJudge:
         self.references = _References(config, mlflow)
         self.points: dict[str, list[Metric]] = {}  # drift shares to log, per monitoring run
 
-    def partition(
-        self, key: str, frame: pd.DataFrame, scored: pd.DataFrame, trained: str | None, newest: bool
-    ) -> tuple[dict, dg.AssetCheckResult]:
+    def partition(self, key: str, day: Day, newest: bool) -> tuple[dict, dg.AssetCheckResult]:
         """The partition's metadata and check: judged against the served version, or the trained one before any is
         served; not judged with too few rows or no model."""
-        minimum, version = self.config.monitoring.min_drift_rows, _version(scored)
-        rows = {"rows_compared": dg.MetadataValue.int(len(frame))}
-        if len(frame) < minimum:
+        minimum, version = self.config.monitoring.min_drift_rows, day.version
+        rows = {"rows_compared": dg.MetadataValue.int(day.rows)}
+        if day.rows < minimum:
             why = (
-                f"not judged: {len(frame)} row(s) < monitoring.min_drift_rows={minimum}; longer partitions "
+                f"not judged: {day.rows} row(s) < monitoring.min_drift_rows={minimum}; longer partitions "
                 "(dataset.partitions) give each one more rows"
             )
             return rows | {"model_version": version}, _drift_check(True, why, {"judged": False})
-        if not (version or trained):
+        if not (version or self.trained):
             why = "not judged: no model is trained yet, so there is no training data to compare with"
             return rows | {"model_version": ""}, _drift_check(True, why, {"judged": False})
-        return self._judged(key, frame, scored, version or trained, served=bool(version), newest=newest)
+        return self._judged(key, day, version or self.trained, served=bool(version), newest=newest)
 
-    def _judged(
-        self, key: str, frame: pd.DataFrame, scored: pd.DataFrame, version: str, served: bool, newest: bool
-    ) -> tuple[dict, dg.AssetCheckResult]:
+    @cached_property
+    def trained(self) -> str | None:
+        """The version drift is measured against while none is served: the challenger, trained on the newest
+        window (read when a partition first needs it)."""
+        with self.mlflow.reporting_failures("read the registry"):
+            return registry.aliases(self.mlflow.client(), self.config.model.registered_name).get(registry.CHALLENGER)
+
+    def _judged(self, key: str, day: Day, version: str, served: bool, newest: bool) -> tuple[dict, dg.AssetCheckResult]:
         name, threshold = self.config.model.registered_name, self.config.monitoring.drift_share_threshold
         reference, spec, run_id, run_url, usual = self.references.of(version, key)
-        current = model_inputs(frame, spec)
+        current = model_inputs(day.sample, spec)
         if served:
-            current[drift.PREDICTION] = drift.prediction_score(scored).to_numpy()
+            current[drift.PREDICTION] = day.sample[drift.PREDICTION].to_numpy()
         result = drift.measure(reference, current, spec, usual)
         passed = result.share <= threshold
         self.app_db.record_health(name, key, version, drift_share=result.share, drifted=not passed)
@@ -125,7 +160,7 @@ class _DriftJudge:
             "columns": table(result.columns),
             "mlflow_monitoring_run": dg.MetadataValue.url(run_url),
             "model_version": version,
-            "rows_compared": dg.MetadataValue.int(min(len(current), drift.CURRENT_ROWS)),
+            "rows_compared": dg.MetadataValue.int(min(day.rows, drift.CURRENT_ROWS)),
         }
         if newest:  # the report with its plots: every new partition's, and the newest of a backfill
             metadata |= self._report(key, run_id, reference, current, spec)
@@ -199,12 +234,6 @@ def _recent(health: pd.DataFrame, count: int = 14) -> dg.MetadataValue:
     columns = ["partition", "model_version", "drift_share", "metric", "metric_value", "labelled_rows", "degraded"]
     recent = health[columns].tail(count).assign(drift_share=lambda f: (100 * f["drift_share"]).round(1))
     return table(recent.rename(columns={"drift_share": "drifted %"}), missing="not judged")
-
-
-def _trained_version(mlflow: MlflowResource, name: str) -> str | None:
-    """The version drift is measured against while none is served: the challenger, trained on the newest window."""
-    with mlflow.reporting_failures("read the registry"):
-        return registry.aliases(mlflow.client(), name).get(registry.CHALLENGER)
 
 
 def _version(scored: pd.DataFrame) -> str:

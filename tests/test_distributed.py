@@ -1,0 +1,137 @@
+"""With `compute.engine: dask`, features, batch predictions and drift run as tasks on a real Dask cluster (two
+worker processes) and give the same rows and verdicts as in the run's process; a worker killed mid-partition
+leaves each row stored once; an unreachable scheduler fails the run naming its address."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from distributed import Client, LocalCluster, WorkerPlugin
+
+from nexus_cli.runs import materialize, range_tags
+from nexus_defs.definitions import build_definitions
+
+NAME = "nexus-churn-test"
+DAYS = ["2026-01-07", "2026-01-08", "2026-01-09", "2026-01-10"]
+MONITORING = ["raw_data", "features", "batch_predictions", "drift_report"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as c,
+        Client(c) as client,
+    ):
+        yield c, client
+
+
+def _dask(write_config, address: str, **changes):
+    return write_config({"compute": {"engine": "dask", "scheduler": address}, **changes})
+
+
+def _outcome(defs, instance, app_db, result) -> dict[str, object]:
+    """Each day's stored features and predictions (Parquet and app database) and its drift verdict."""
+    assert result.success
+    checks = {check.partition: check for check in result.get_asset_check_evaluations()}
+    outcome = {}
+    for day in DAYS:
+        evaluation = checks[day]
+        outcome[day] = {
+            "features": defs.load_asset_value("features", partition_key=day, instance=instance),
+            "parquet": defs.load_asset_value("batch_predictions", partition_key=day, instance=instance),
+            "stored": app_db.predictions_for(NAME, day)
+            .drop(columns=["scored_at"])
+            .sort_values("id", ignore_index=True),
+            "verdict": (evaluation.passed, evaluation.description),
+        }
+    return outcome
+
+
+def test_dask_gives_the_same_rows_and_verdicts_as_the_runs_own_process(
+    trained, instance, write_config, cluster, monkeypatch
+):
+    _, client = cluster
+    app_db = trained.resources["app_db"]
+    result = materialize(trained.defs, instance, MONITORING, tags=range_tags(DAYS))
+    local = _outcome(trained.defs, instance, app_db, result)
+
+    config = _dask(write_config, client.scheduler.address)
+    monkeypatch.setenv("NEXUS_CONFIG", str(config.path))
+    defs = build_definitions(config)
+    result = materialize(defs, instance, MONITORING, tags=range_tags(DAYS))
+    distributed = _outcome(defs, instance, app_db, result)
+
+    ran = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
+    assert {"feature_partition", "score_partition", "current_sample"} <= set(ran), ran
+    for day in DAYS:
+        for what in ("features", "parquet", "stored"):
+            pd.testing.assert_frame_equal(distributed[day][what], local[day][what], obj=f"{what} of {day}")
+        assert distributed[day]["verdict"] == local[day]["verdict"]
+    assert len(local[DAYS[0]]["stored"]) == 300 and "of columns drifted" in local[DAYS[0]]["verdict"][1]
+    logged = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert any(f"scored 300 rows (4 of {len(DAYS)} partitions)" in message for message in logged)
+
+
+class _KillOnce(WorkerPlugin):
+    """Kills the worker process a short while after it starts scoring a partition, once (a marker file says so)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def setup(self, worker) -> None:
+        self.worker = worker
+
+    def transition(self, key, start, finish, **kwargs) -> None:
+        name = key if isinstance(key, str) else str(key)
+        if finish == "executing" and "score_partition" in name and not os.path.exists(self.marker):
+            Path(self.marker).write_text(name)
+            threading.Timer(0.5, os._exit, args=(1,)).start()
+
+
+def test_a_worker_killed_mid_partition_leaves_each_row_stored_once(
+    trained, instance, write_config, cluster, monkeypatch, tmp_path
+):
+    _, client = cluster
+    # one row a chunk: scoring a day takes seconds, so the worker dies in the middle of one
+    config = _dask(write_config, client.scheduler.address, monitoring={"score_chunk_rows": 1})
+    monkeypatch.setenv("NEXUS_CONFIG", str(config.path))
+    defs = build_definitions(config)
+    assert materialize(defs, instance, ["raw_data", "features"], tags=range_tags(DAYS)).success
+    marker = tmp_path / "killed"
+    client.register_plugin(_KillOnce(str(marker)), name="kill-once")
+    try:
+        result = materialize(defs, instance, ["batch_predictions"], tags=range_tags(DAYS))
+    finally:
+        client.unregister_worker_plugin("kill-once")
+    assert marker.exists(), "no worker was killed"
+    assert result.success
+    app_db = trained.resources["app_db"]
+    for day in DAYS:
+        stored = app_db.predictions_for(NAME, day)
+        features = defs.load_asset_value("features", partition_key=day, instance=instance)
+        assert len(stored) == len(features) == 300 and stored["id"].is_unique, day
+        parquet = defs.load_asset_value("batch_predictions", partition_key=day, instance=instance)
+        assert sorted(parquet["id"].astype(str)) == sorted(stored["id"]), day
+
+
+def test_an_unreachable_scheduler_fails_the_run_naming_its_address(trained, instance, write_config, monkeypatch):
+    address = "tcp://127.0.0.1:9"  # the discard port: nothing listens on it here
+    config = write_config({"compute": {"engine": "dask", "scheduler": address, "connect_timeout_seconds": 2}})
+    monkeypatch.setenv("NEXUS_CONFIG", str(config.path))
+    result = materialize(build_definitions(config), instance, ["raw_data", "features"], DAYS[0])
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    message = failure.step_failure_data.user_failure_data.description
+    assert f"cannot reach the Dask scheduler at {address}" in message and str(config.path) in message
+    assert "compute.engine: local" in message
+
+
+def test_dask_without_a_scheduler_is_a_config_error_naming_the_key(write_config):
+    from nexus_core.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"compute: engine dask needs compute.scheduler"):
+        write_config({"compute": {"engine": "dask"}})
