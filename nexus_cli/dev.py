@@ -12,6 +12,7 @@ from nexus_cli.processes import venv_bin
 from nexus_cli.runs import dagster_home
 from nexus_core.config import REPO_ROOT
 from nexus_core.settings import load_settings
+from nexus_defs.definitions import defs
 
 
 def dev(args: argparse.Namespace) -> NoReturn:
@@ -22,6 +23,9 @@ def dev(args: argparse.Namespace) -> NoReturn:
     for variable in ("NEXUS_CONFIG", "NEXUS_DEFS"):
         if os.environ.get(variable):
             os.environ[variable] = str(Path(os.environ[variable]).resolve())
+    # A bad config is refused here, naming its file and key, rather than logged by the code server behind a UI
+    # that opens without the dataset.
+    defs()
     # `dg dev`, which Dagster's notice proposes instead, starts from the project folder, where the template is.
     os.environ["PYTHONWARNINGS"] = "ignore:Function `dev_command` is superseded"
     # Dagster stops on SIGTERM as on SIGINT, by giving SIGTERM SIGINT's handler: where SIGINT is ignored (a

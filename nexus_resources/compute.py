@@ -38,7 +38,7 @@ class Compute(dg.ConfigurableResource):
             sent = [client.scatter(value, broadcast=True, hash=False) for value in shared]
             futures = {client.submit(work, item, *sent, pure=False): item for item in items}
             try:
-                for future in as_completed(futures):
+                for future in as_completed(futures, loop=client.loop):
                     item = futures[future]
                     try:
                         yield item, future.result()

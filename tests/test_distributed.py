@@ -24,7 +24,7 @@ MONITORING = ["raw_data", "features", "batch_predictions", "drift_report"]
 def cluster():
     with (
         LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as c,
-        Client(c) as client,
+        Client(c, set_as_default=False) as client,  # as in a run: no default client to lean on
     ):
         yield c, client
 

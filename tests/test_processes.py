@@ -65,6 +65,18 @@ def test_a_server_failing_for_another_reason_is_not_retried(tmp_path: Path):
     assert len(calls) == 1
 
 
+def test_nexus_dev_refuses_a_bad_config_before_starting_naming_the_file_and_key(tmp_path: Path):
+    config = tmp_path / "nexus.yaml"
+    config.write_text("dataset:\n  name: churn\nmodel:\n  registered_name: m\n  seed: many\n")
+    env = {**os.environ, "NEXUS_HOME": str(tmp_path / "home"), "NEXUS_CONFIG": str(config)}
+    done = subprocess.run(
+        [venv_bin("nexus"), "dev", "--port", "0"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert str(config) in done.stderr and "model.seed" in done.stderr and "dataset.source" in done.stderr
+    assert "dagster" not in done.stdout.lower()
+
+
 def test_nexus_dev_stops_on_sigterm_even_started_where_sigint_is_ignored(tmp_path: Path):
     """A background job of a script (or nohup) ignores SIGINT; Dagster gives SIGTERM SIGINT's handler, so without
     `nexus dev` restoring it, `dagster dev` there ignored SIGTERM for good."""
