@@ -118,6 +118,28 @@ def test_a_worker_killed_mid_partition_leaves_each_row_stored_once(
         assert sorted(parquet["id"].astype(str)) == sorted(stored["id"]), day
 
 
+def test_a_partition_that_fails_on_a_worker_fails_the_run_naming_it_and_leaves_the_others_whole(
+    trained, instance, write_config, cluster, monkeypatch, embedded_home
+):
+    _, client = cluster
+    config = _dask(write_config, client.scheduler.address)
+    monkeypatch.setenv("NEXUS_CONFIG", str(config.path))
+    defs = build_definitions(config)
+    assert materialize(defs, instance, ["raw_data", "features"], tags=range_tags(DAYS)).success
+    (embedded_home / "storage" / "features" / f"{DAYS[1]}.parquet").write_bytes(b"not parquet")
+    result = materialize(defs, instance, ["batch_predictions"], tags=range_tags(DAYS))
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    message = failure.step_failure_data.user_failure_data.description
+    assert f"scoring partition {DAYS[1]} failed on the Dask cluster at {client.scheduler.address}" in message
+    assert "re-execute" in message
+    app_db = trained.resources["app_db"]
+    assert app_db.predictions_for(NAME, DAYS[1]).empty, "nothing of the failed partition is stored"
+    for day in (DAYS[0], *DAYS[2:]):
+        stored = app_db.predictions_for(NAME, day)
+        assert len(stored) in (0, 300), f"{day}: a partition is stored whole or not at all"
+
+
 def test_an_unreachable_scheduler_fails_the_run_naming_its_address(trained, instance, write_config, monkeypatch):
     address = "tcp://127.0.0.1:9"  # the discard port: nothing listens on it here
     config = write_config({"compute": {"engine": "dask", "scheduler": address, "connect_timeout_seconds": 2}})
