@@ -96,7 +96,8 @@ def test_training_is_deterministic(trained, instance):
     first = trained.defs.load_asset_value("candidate_models", instance=instance)
     assert materialize(trained.defs, instance, ["candidate_models"]).success
     again = trained.defs.load_asset_value("candidate_models", instance=instance)
-    assert [c.validation for c in first] == [c.validation for c in again]
+    # The same scores to the last digits that summation order can move (a forest averages its trees on threads).
+    assert [c.validation for c in again] == [pytest.approx(c.validation, rel=1e-12, abs=1e-15) for c in first]
 
 
 def test_gate_promotes_a_better_challenger_unless_it_breaks_a_guardrail(trained, instance, write_config):
