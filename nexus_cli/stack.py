@@ -126,16 +126,19 @@ class LocalStack:
         self.ports["s3"] = self.s3.port
 
     def _start_services(self) -> None:
-        """Two waves, each started at once: what needs nothing, then what needs the gRPC server or MLflow."""
+        """Waves, each started at once: what needs nothing, then what needs the gRPC server or MLflow, then
+        Prometheus, once what it scrapes answers (on a busy machine the service took over a minute to start, and
+        Prometheus, started first, had already fired NexusServingDown)."""
         self.s3.open()
         self._wave(
             self._moto(), self._mlflow(), self._user_code(), self._exporter(),
-            self._alertmanager(), self._blackbox(), self._prometheus(), self._dask_scheduler(),
+            self._alertmanager(), self._blackbox(), self._dask_scheduler(),
         )  # fmt: skip
         s3 = boto3.client("s3", endpoint_url=self.url("s3"), region_name="us-east-1", **self._s3_keys())
         for bucket in BUCKETS:
             s3.create_bucket(Bucket=bucket)
         self._wave(self._webserver(), self._daemon(), self._serving(), self._dask_workers())
+        self._wave(self._prometheus())
 
     def stop(self) -> None:
         self._stop_services()
