@@ -103,6 +103,8 @@ class _Featuring:
 
 @dataclass(frozen=True)
 class Featured:
+    """A task's metadata, wrapped: Dask cannot size a dict of Dagster metadata values and warns for each."""
+
     metadata: dict[str, dg.MetadataValue]
 
 

@@ -39,6 +39,7 @@ class ScoringJob:
     features: tuple[str, ...]
     predictions: tuple[str, ...]
     app_db_url: str
+    spec: FeatureSpec  # the columns the champion reads, read from its feature step once per run
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,6 @@ def build_batch_predictions(config: NexusConfig, partitions: dg.PartitionsDefini
             shadowing = (
                 registry.load_pipeline(f"models:/{name}/{challenger}") if challenger not in (None, version) else None
             )
-        model_spec(pipeline, name, version)
         job = ScoringJob(
             name=name,
             version=version,
@@ -95,6 +95,7 @@ def build_batch_predictions(config: NexusConfig, partitions: dg.PartitionsDefini
             features=tuple(config.asset("features")),
             predictions=tuple(config.asset("batch_predictions")),
             app_db_url=app_db.url,
+            spec=model_spec(pipeline, name, version),
         )
         with mlflow.reporting_failures(f"find where {name} v{version} came from"):
             lineage = version_links(config, context.instance, mlflow, version)
@@ -122,7 +123,7 @@ def score_partition(key: str | None, job: ScoringJob, models: tuple[Pipeline, Pi
     and in the app database (on a thread, while the next chunk is scored), with the challenger's in shadow."""
     pipeline, shadowing = models
     features = job.files.read(job.features, key)
-    spec, step, app_db = fitted_spec(pipeline), job.chunk_rows, AppDatabase(url=job.app_db_url)
+    spec, step, app_db = job.spec, job.chunk_rows, AppDatabase(url=job.app_db_url)
     row_ids = ids(features, job.id_column).to_numpy()  # in their source type here and in Parquet; text in the DB
     parts, shadows = [], []
     with Background(lambda chunks: app_db.replace_predictions(job.name, key, job.version, chunks)) as store:
