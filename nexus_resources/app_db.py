@@ -29,6 +29,7 @@ from nexus_core.schema import (
 )
 
 HEALTH_FIELDS = ("drift_share", "drifted", "metric", "metric_value", "degraded", "labelled_rows")
+WHOLE_TABLE = "all"  # the partition an unpartitioned dataset's rows are stored under
 
 
 class AppDatabase(dg.ConfigurableResource):
@@ -45,10 +46,11 @@ class AppDatabase(dg.ConfigurableResource):
             connection.execute(gate_decisions.insert().values(decided_at=dt.datetime.now(dt.UTC), **row))
 
     def replace_predictions(
-        self, registered_model: str, partition: str, model_version: str, chunks: Iterable[pd.DataFrame]
+        self, registered_model: str, partition: str | None, model_version: str, chunks: Iterable[pd.DataFrame]
     ) -> int:
         """Store one partition's predictions by `model_version` (frames of id, prediction, probability), replacing
         what an earlier run stored for it, in one transaction; `chunks` is consumed as it comes. Returns the rows."""
+        partition = _partition(partition)
         key = (scoring_batches.c.registered_model == registered_model) & (scoring_batches.c.partition == partition)
         stored = 0
         with self.engine().begin() as connection:
@@ -99,11 +101,12 @@ class AppDatabase(dg.ConfigurableResource):
             )
             return version
 
-    def record_health(self, registered_model: str, partition: str, model_version: str, **fields: Any) -> None:
+    def record_health(self, registered_model: str, partition: str | None, model_version: str, **fields: Any) -> None:
         """Update one partition's monitoring signals; a new model version starts the partition afresh."""
         unknown = set(fields) - {"predictions", *HEALTH_FIELDS}
         if unknown:
             raise ValueError(f"unknown partition_health fields: {sorted(unknown)}")
+        partition = _partition(partition)
         key = (partition_health.c.registered_model == registered_model) & (partition_health.c.partition == partition)
         now = dt.datetime.now(dt.UTC)
         with self.engine().begin() as connection:
@@ -177,15 +180,17 @@ class AppDatabase(dg.ConfigurableResource):
             row = connection.execute(query).first()
         return dict(row._mapping) if row else None
 
-    def predictions_for(self, registered_model: str, partition: str) -> pd.DataFrame:
+    def predictions_for(self, registered_model: str, partition: str | None) -> pd.DataFrame:
+        partition = _partition(partition)
         query = sa.select(predictions).where(
             (predictions.c.registered_model == registered_model) & (predictions.c.partition == partition)
         )
         with self.engine().connect() as connection:
             return pd.read_sql_query(query, connection)
 
-    def replace_shadow_results(self, registered_model: str, partition: str, table: pd.DataFrame) -> None:
+    def replace_shadow_results(self, registered_model: str, partition: str | None, table: pd.DataFrame) -> None:
         """One partition's shadow judgement (shadow_comparison's table), replacing an earlier one."""
+        partition = _partition(partition)
         key = (shadow_results.c.registered_model == registered_model) & (shadow_results.c.partition == partition)
         rows = [
             {
@@ -235,6 +240,11 @@ class AppDatabase(dg.ConfigurableResource):
         query = sa.select(table).where(table.c.registered_model == registered_model).order_by(table.c.id.desc())
         with self.engine().connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query.limit(limit))]
+
+
+def _partition(partition: str | None) -> str:
+    """A partition's key as the tables hold it: an unpartitioned dataset's (None) is WHOLE_TABLE."""
+    return WHOLE_TABLE if partition is None else partition
 
 
 def _newest_contract(dataset: str) -> sa.Select:

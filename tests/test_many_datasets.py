@@ -25,6 +25,7 @@ from nexus_core import registry
 from nexus_core.config import ConfigError
 from nexus_defs.component import NexusDataset, NexusDatasetScaffolder, ScaffoldParams
 from nexus_defs.definitions import build_deployment
+from nexus_resources.app_db import WHOLE_TABLE
 from nexus_resources.modes import build_resources
 from tests.conftest import SMALL_CONFIG, merge
 
@@ -32,6 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 DATASETS = ["churn", "penguins", "tumours"]
 DAYS = [f"2026-01-{day:02d}" for day in range(1, 7)]
 TYPE = "nexus_defs.component.NexusDataset"
+MONITORING = ["batch_predictions", "drift_report", "ground_truth", "model_performance"]
 
 
 @pytest.fixture
@@ -131,6 +133,17 @@ def test_each_trains_promotes_deploys_monitors_and_serves_alone(folder, instance
     requested = {key.to_user_string(): planned.get_requested_partitions(key) for key in keys}
     assert {key.split("/")[0] for key, partitions in requested.items() if partitions} == {"churn"}, requested
     assert requested["churn/batch_predictions"] == {"2026-01-07"}
+
+    # A table without partitions is scored and monitored whole, each run replacing the last ("Materialize all").
+    monitoring = [dg.AssetKey(["penguins", name]) for name in MONITORING]
+    for _ in range(2):
+        assert dg.materialize(defs.assets, selection=monitoring, resources=defs.resources, instance=instance).success
+    app_db = build_resources()["app_db"]
+    stored = app_db.predictions_for("penguins-model", None)
+    assert len(stored) == 344 and stored["id"].is_unique and set(stored["partition"]) == {WHOLE_TABLE}
+    (health,) = app_db.health("penguins-model").to_dict("records")
+    assert health["partition"] == WHOLE_TABLE and health["predictions"] == 344 and health["labelled_rows"] == 344
+    assert health["drifted"] is not None and health["metric_value"] > 0.9, health
 
     # One service per model, both answering at once.
     for name in ("churn", "penguins"):
