@@ -23,6 +23,13 @@ TRUSTED_TYPES = {
     "linear": _FEATURES,
     "random_forest": [*_FEATURES, "sklearn.tree._tree.Tree"],
     "hist_gradient_boosting": [*_FEATURES, "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"],
+    "lightgbm": [
+        *_FEATURES,
+        "collections.OrderedDict",
+        "lightgbm.basic.Booster",
+        "lightgbm.sklearn.LGBMClassifier",
+        "lightgbm.sklearn.LGBMRegressor",
+    ],
 }
 ALL_TRUSTED_TYPES = sorted({t for types in TRUSTED_TYPES.values() for t in types})
 

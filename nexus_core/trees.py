@@ -3,7 +3,8 @@
 skops loads `sklearn.tree._tree.Tree` and `TreePredictor` only because they are on our explicit list, but trusting
 the type does not make its arrays safe: scikit-learn's Cython follows child and feature indices without bounds
 checks, so a crafted file could make it read outside its arrays. Every tree must be a well-formed binary tree over
-the model's inputs.
+the model's inputs. A LightGBM booster is parsed by LightGBM itself when skops restores it; what it parsed must
+still describe the estimator around it: as many inputs and classes, and splits on those inputs only.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ def check_trees(pipeline: Pipeline) -> int:
     """Raise `UnsafeModel` unless every tree of the pipeline's final estimator is consistent; the trees checked."""
     estimator = pipeline[-1] if isinstance(pipeline, Pipeline) else pipeline
     n_features = getattr(estimator, "n_features_in_", None)
+    if getattr(estimator, "_Booster", None) is not None:
+        return _check_booster(estimator.booster_.dump_model(), n_features, getattr(estimator, "n_classes_", None))
     checked = 0
     for where, tree in _trees(estimator):
         if hasattr(tree, "children_left"):  # sklearn.tree._tree.Tree
@@ -57,6 +60,22 @@ def _trees(estimator: Any) -> Iterator[tuple[str, Any]]:
     for i, predictors in enumerate(getattr(estimator, "_predictors", None) or []):
         for k, predictor in enumerate(predictors):
             yield f"boosting iteration {i}, tree {k}", predictor
+
+
+def _check_booster(model: dict, n_features: int | None, n_classes: int | None) -> int:
+    if n_features is None or model["max_feature_idx"] + 1 != n_features:
+        raise UnsafeModel(f"the booster takes {model['max_feature_idx'] + 1} features; the model {n_features}")
+    if n_classes is not None and model["num_class"] != (1 if n_classes == 2 else n_classes):
+        raise UnsafeModel(f"the booster scores {model['num_class']} classes; the model has {n_classes}")
+    for number, tree in enumerate(model["tree_info"]):
+        nodes = [tree["tree_structure"]]
+        while nodes:  # a stack, not recursion: a crafted tree may be deep
+            node = nodes.pop()
+            if "split_feature" in node:
+                if not 0 <= node["split_feature"] < n_features:
+                    raise UnsafeModel(f"tree {number} splits on feature {node['split_feature']} of {n_features}")
+                nodes += [node["left_child"], node["right_child"]]
+    return len(model["tree_info"])
 
 
 def _check_nodes(

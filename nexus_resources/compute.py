@@ -50,13 +50,18 @@ class Compute(dg.ConfigurableResource):
             finally:
                 client.cancel(list(futures))
 
+    def client(self, config: NexusConfig) -> Any:
+        """The cluster's client as the process's default, for work a Dask library spreads itself and finds the
+        client of by default (`lightgbm.dask`); close it when done."""
+        return _client(config, default=True)
 
-def _client(config: NexusConfig) -> Any:
+
+def _client(config: NexusConfig, default: bool = False) -> Any:
     from distributed import Client
 
     address = config.compute.address
     try:
-        return Client(address, timeout=config.compute.connect_timeout_seconds, set_as_default=False)
+        return Client(address, timeout=config.compute.connect_timeout_seconds, set_as_default=default)
     except OSError as exc:
         raise dg.Failure(
             f"cannot reach the Dask scheduler at {address} (compute.scheduler in {config.path}): {exc}. "

@@ -33,7 +33,8 @@ class PartitionFiles:
     endpoint_url: str | None = None
     format: Literal["pickle", "parquet"] = "parquet"
 
-    def read(self, asset_key: Sequence[str], partition: str | None) -> Any:
+    def read(self, asset_key: Sequence[str], partition: str | None, columns: list[str] | None = None) -> Any:
+        """The partition's value; of a Parquet frame, only `columns` when given."""
         filesystem, path = self.where(asset_key, partition)
         if filesystem.get_file_info(path).type == pafs.FileType.NotFound:
             what = "/".join(asset_key) + (f" partition {partition}" if partition else "")
@@ -41,7 +42,7 @@ class PartitionFiles:
         if self.format == "pickle":
             with filesystem.open_input_stream(path) as stream:
                 return pickle.load(stream)  # our own store, as Dagster's pickling IO managers read theirs
-        table = pq.read_table(path, filesystem=filesystem)
+        table = pq.read_table(path, filesystem=filesystem, columns=columns)
         frame = table.to_pandas()
         # A missing string went in as NaN and comes back as None, which scikit-learn's imputers do not recognise.
         for field in table.schema:
@@ -105,22 +106,14 @@ class _PartitionIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> Any:
         """One partition (or an unpartitioned asset) as a value; several as `{partition: value}`, as Dagster's own
-        IO managers do, leaving out missing ones when the input's metadata sets `allow_missing_partitions`."""
+        IO managers do."""
         files, path = self.files(), context.asset_key.path
         if not context.has_asset_partitions:
             return files.read(path, None)
         keys = context.asset_partition_keys
         if len(keys) == 1:
             return files.read(path, keys[0])
-        allow_missing = (context.definition_metadata or {}).get("allow_missing_partitions", False)
-        values = {}
-        for key in keys:
-            try:
-                values[key] = files.read(path, key)
-            except FileNotFoundError:
-                if not allow_missing:
-                    raise
-        return values
+        return {key: files.read(path, key) for key in keys}
 
 
 class PickleIOManager(_PartitionIOManager):

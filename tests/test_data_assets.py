@@ -7,10 +7,10 @@ import pandas as pd
 
 from nexus_assets.data import contract
 from nexus_assets.data.synthetic import generate_day
-from nexus_assets.features.split import TrainingDataset
+from nexus_assets.features.split import History, TrainingDataset, split_by_partition
 from nexus_cli.runs import materialize
 from nexus_core.config import SyntheticSource
-from nexus_core.features import build_preprocessor, model_inputs
+from nexus_core.features import FeatureSpec, build_preprocessor, model_inputs
 from nexus_defs.definitions import build_definitions
 
 DAYS = [f"2026-01-0{d}" for d in range(1, 8)]
@@ -72,6 +72,26 @@ def test_training_dataset_splits_the_latest_window_by_time(write_config, instanc
     assert data.validation["event_time"].max() < data.holdout["event_time"].min()
     assert len(data.holdout) == 300 and len(data.train) == 1200
     assert _metadata(instance, "training_dataset")["holdout_hash"].value == data.manifest["holdout"]["content_hash"]
+
+
+def test_a_long_history_is_read_a_window_and_a_sample_of_older_partitions_at_a_time(write_config):
+    days = [str(day.date()) for day in pd.date_range("2000-01-01", periods=3000)]
+    read: list[str] = []
+
+    def day(key: str) -> pd.DataFrame:
+        read.append(key)
+        return pd.DataFrame({"age": [float(days.index(key))] * 50, "churned": [0, 1] * 25})
+
+    config = write_config({"training": {"window_partitions": None, "max_rows": 1000}})
+    spec = FeatureSpec(numeric=("age",), categorical=())
+    data = split_by_partition(History(dict.fromkeys(days, 50), day), config, spec)
+    window = days[-20:]  # the newest 1,000 rows
+    assert (
+        data.manifest["train"]["partitions"][0] == window[0] and data.manifest["holdout"]["partitions"][1] == days[-1]
+    )
+    assert len(data.older) == 2000 and data.older["age"].nunique() == 200, "older rows from 200 days, every season"
+    assert set(read) == set(window) | set(data.older["age"].astype(int).map(days.__getitem__))
+    assert len(read) <= 220, "each window partition read once, and 200 older ones, not 3,000"
 
 
 def test_holdout_hash_is_reproducible(write_config, instance):

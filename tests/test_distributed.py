@@ -11,9 +11,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from distributed import Client, LocalCluster, WorkerPlugin
+from sklearn.base import clone
+from sklearn.metrics import roc_auc_score
 
+from nexus_assets.training.cluster import encoded_partition, encoding
 from nexus_cli.runs import materialize, range_tags
+from nexus_core import registry
+from nexus_core.features import model_inputs
 from nexus_defs.definitions import build_definitions
+from nexus_resources.frame_io import PartitionFiles
 
 NAME = "nexus-churn-test"
 DAYS = ["2026-01-07", "2026-01-08", "2026-01-09", "2026-01-10"]
@@ -157,3 +163,55 @@ def test_dask_without_a_scheduler_is_a_config_error_naming_the_key(write_config)
 
     with pytest.raises(ConfigError, match=r"compute: engine dask needs compute.scheduler"):
         write_config({"compute": {"engine": "dask"}})
+
+
+def test_lightgbm_trains_on_the_cluster_over_a_history_longer_than_the_window(
+    trained, instance, write_config, cluster, monkeypatch
+):
+    _, client = cluster
+    longer = [f"2026-01-{day:02d}" for day in range(7, 13)]
+    changes = {"training": {"window_partitions": None, "max_rows": 1200}, "model": {"candidates": ["lightgbm"]}}
+    local = build_definitions(write_config(changes))
+    assert materialize(local, instance, ["raw_data", "features"], tags=range_tags(longer)).success
+    assert materialize(local, instance, ["training_dataset", "candidate_models"]).success
+    [in_window] = local.load_asset_value("candidate_models", instance=instance)
+    data = local.load_asset_value("training_dataset", instance=instance)
+    assert data.manifest["train"]["partitions"] == ["2026-01-09", "2026-01-10"], "the window: the newest 1,200 rows"
+    assert data.history == [f"2026-01-{day:02d}" for day in range(1, 11)]
+
+    config = _dask(write_config, client.scheduler.address, **changes)
+    monkeypatch.setenv("NEXUS_CONFIG", str(config.path))
+    defs = build_definitions(config)
+    result = materialize(defs, instance, ["candidate_models"])
+    assert result.success, [e.step_failure_data.error.to_string() for e in result.get_step_failure_events()]
+    [on_cluster] = defs.load_asset_value("candidate_models", instance=instance)
+    ran = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
+    assert {"encoded_partition", "train_part"} <= set(ran), ran
+
+    history = pd.concat(
+        [defs.load_asset_value("features", partition_key=day, instance=instance) for day in data.history]
+    ).dropna(subset=["churned"])
+    params = trained.mlflow.client().get_run(on_cluster.run_id).data.params
+    assert int(params["training_rows"]) == len(history) > 2 * len(data.train)
+    assert params["trained_on"] == "dask: 10 partitions"
+    model = registry.load_pipeline(on_cluster.model_uri)  # through the trusted types and the booster's check
+    assert list(model.classes_) == [0, 1]
+    # As good as the same LightGBM fitted on the whole history in one process, and it learned from more than the window
+    alone = clone(model).fit(model_inputs(history, data.spec), history["churned"])
+    X_hold, y_hold = model_inputs(data.holdout, data.spec), data.holdout["churned"]
+    auc = {name: roc_auc_score(y_hold, m.predict_proba(X_hold)[:, 1]) for name, m in (("dask", model), ("one", alone))}
+    assert auc["dask"] == pytest.approx(auc["one"], abs=0.02), auc
+    assert on_cluster.holdout["roc_auc"] == pytest.approx(auc["dask"])
+    assert on_cluster.holdout["roc_auc"] != in_window.holdout["roc_auc"]
+
+
+def test_each_encoded_partition_holds_every_class_weighing_nothing_and_rows_since_a_change_weigh_more(
+    trained, tmp_path
+):
+    data, files = trained.data, PartitionFiles(str(tmp_path))
+    one_class = data.train[data.train["churned"] == 0].head(5)
+    files.write(trained.config.asset("features"), "2026-01-04", one_class)
+    data.change = ("2026-01-03", 3.0)
+    encoded = encoded_partition("2026-01-04", encoding(trained.config, data, files))
+    assert list(encoded["__target__"]) == [0] * 5 + [0, 1]
+    assert list(encoded["__weight__"]) == [3.0] * 5 + [0.0, 0.0]

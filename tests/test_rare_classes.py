@@ -36,7 +36,7 @@ def test_states_with_a_single_airport_are_reported_with_their_counts(tmp_path, w
     assert result.success
     [split] = result.asset_materializations_for_node("training_dataset")
     assert split.metadata["rare_classes"].value == (
-        "GU (1), DC (1), AS (3), CQ (4) (kept; set dataset.rare_classes.group to pool them)"
+        "DC (1), GU (1), AS (3), CQ (4) (kept; set dataset.rare_classes.group to pool them)"
     )
 
 
@@ -46,7 +46,7 @@ def test_rare_states_pooled_as_other_train_a_champion(tmp_path, write_config, in
     result = materialize(defs, instance, TRAINING_CHAIN)
     assert result.success
     [split] = result.asset_materializations_for_node("training_dataset")
-    assert split.metadata["rare_classes"].value == "GU (1), DC (1), AS (3), CQ (4) (trained as 'other')"
+    assert split.metadata["rare_classes"].value == "DC (1), GU (1), AS (3), CQ (4) (trained as 'other')"
     data = defs.load_asset_value("training_dataset", instance=instance)
     labels = {*data.train["state"], *data.validation["state"], *data.holdout["state"]}
     assert OTHER_CLASS in labels and not {"GU", "DC", "AS", "CQ"} & labels and len(labels) == 53

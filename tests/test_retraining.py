@@ -61,10 +61,13 @@ def test_persistent_drift_or_degradation_requests_a_retrain():
 
 
 def test_a_retrain_for_a_change_weighs_the_rows_since_it_and_cuts_only_when_asked(write_config):
-    from nexus_assets.features.split import split_by_partition
+    from nexus_assets.features.split import History, split_by_partition
     from nexus_core.features import FeatureSpec
 
-    days = {f"2026-01-{d:02d}": pd.DataFrame({"age": [float(d)] * 300, "churned": [0, 1] * 150}) for d in range(1, 15)}
+    frames = {
+        f"2026-01-{d:02d}": pd.DataFrame({"age": [float(d)] * 300, "churned": [0, 1] * 150}) for d in range(1, 15)
+    }
+    days = History.of(frames)
     spec = FeatureSpec(numeric=("age",), categorical=())
     config = write_config({"training": {"window_partitions": 14, "min_rows": 400}})
     weighted = split_by_partition(days, config, spec, since="2026-01-08")

@@ -3,14 +3,14 @@
 Each partition of `features` is one task (`feature_partition`, in the run's process or on a Dask worker) that reads
 its raw rows and writes its features itself."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import dagster as dg
 import pandas as pd
 
 from nexus_assets.data import contract
-from nexus_assets.features.split import TrainingDataset, split_by_partition, split_by_row
+from nexus_assets.features.split import History, TrainingDataset, labelling, split_by_partition, split_by_row
 from nexus_assets.lib.metadata import frame_metadata, table
 from nexus_assets.lib.ranges import partition_keys, written
 from nexus_assets.partitions import partitions_def
@@ -53,28 +53,39 @@ def build_feature_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
     @dg.asset(
         group_name="training",
         kinds={"pandas"},
-        code_version="3",
+        code_version="4",
         key=config.asset("training_dataset"),
-        ins={"features": dg.AssetIn(key=config.asset("features"), metadata={"allow_missing_partitions": True})},
+        deps=[config.asset("features")],
     )
     def training_dataset(
-        context: dg.AssetExecutionContext, features: Any, app_db: AppDatabase
+        context: dg.AssetExecutionContext, app_db: AppDatabase, parquet_io_manager: dg.ResourceParam[ParquetIOManager]
     ) -> dg.MaterializeResult[TrainingDataset]:
         """The latest training window of labelled rows, split by time into train, validation and a frozen holdout."""
         stored = app_db.contract(dataset.name)
         if stored is None:
             raise dg.Failure(f"no data contract for {dataset.name} yet; materialize raw_data and features first")
         spec = contract.feature_spec_of(stored["columns"])
-        # Partitioned features arrive as {partition: frame}; an unpartitioned dataset as one frame.
-        if isinstance(features, dict):
-            if not features:
-                raise dg.Failure("no partition of features is materialized yet; materialize raw_data and features")
-            labels = labelling(config, pd.concat(features.values(), ignore_index=True))
-            partitions = {key: labels.apply(frame) for key, frame in features.items()}
-            data = split_by_partition(partitions, config, spec, since=context.run.tags.get(names.REGIME_START))
-        else:
-            labels = labelling(config, features)
+        files, key = parquet_io_manager.files(), config.asset("features")
+        if partitions_def(config) is None:
+            features = files.read(key, None)
+            labels = labelling(config, [features[dataset.target]])
             data = split_by_row(labels.apply(features), config, spec)
+        else:
+            keys = sorted(context.instance.get_materialized_partitions(dg.AssetKey(key)))
+            if not keys:
+                raise dg.Failure("no partition of features is materialized yet; materialize raw_data and features")
+            rows: dict[str, int] = {}
+
+            def targets() -> Iterator[pd.Series]:  # one column of a partition at a time, however long the history
+                for partition in keys:
+                    target = files.read(key, partition, columns=[dataset.target])[dataset.target]
+                    rows[partition] = int(target.notna().sum())
+                    yield target
+
+            labels = labelling(config, targets())
+            history = History(rows, lambda partition: labels.apply(files.read(key, partition)))
+            data = split_by_partition(history, config, spec, since=context.run.tags.get(names.REGIME_START))
+        data.labels = labels
         unseen = _unseen_levels(data)
         for column, share in unseen.items():
             if share > UNSEEN_WARNING:
@@ -129,42 +140,6 @@ def feature_partition(key: str | None, job: _Featuring) -> Featured:
             "stored": job.features.write(config.asset("features"), key, frame),
         }
     )
-
-
-@dataclass(frozen=True)
-class Labelling:
-    """Which rows a model can learn from: those with a label, with classes too rare to learn grouped or reported."""
-
-    target: str
-    awaiting: int
-    rare: dict[str, int]
-    group: bool
-
-    def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
-        labelled = frame[frame[self.target].notna()]
-        if not (self.group and self.rare):
-            return labelled
-        target = labelled[self.target].astype(str)
-        return labelled.assign(**{self.target: target.where(~target.isin(self.rare.keys()), names.OTHER_CLASS)})
-
-    def metadata(self) -> dict[str, dg.MetadataValue]:
-        rare = ", ".join(f"{name} ({rows})" for name, rows in self.rare.items()) or "none"
-        how = f"trained as {names.OTHER_CLASS!r}" if self.group else "kept; set dataset.rare_classes.group to pool them"
-        return {
-            "awaiting_label": dg.MetadataValue.int(self.awaiting),
-            "rare_classes": dg.MetadataValue.text(f"{rare}" + (f" ({how})" if self.rare else "")),
-        }
-
-
-def labelling(config: NexusConfig, frame: pd.DataFrame) -> Labelling:
-    """How `frame`'s labels are used: rows awaiting one are left out, rare classes counted (and pooled if asked)."""
-    dataset = config.dataset
-    target = frame[dataset.target]
-    rare: dict[str, int] = {}
-    if dataset.task != "regression":
-        counts = target.dropna().astype(str).value_counts()
-        rare = counts[counts < dataset.rare_classes.min_rows].sort_values().to_dict()
-    return Labelling(dataset.target, int(target.isna().sum()), rare, dataset.rare_classes.group)
 
 
 UNSEEN_WARNING = 0.5  # share of holdout rows whose level of a category never occurs in training

@@ -4,17 +4,73 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 
 from nexus_assets.lib.reference import sample
+from nexus_core import names
 from nexus_core.config import NexusConfig
 from nexus_core.features import FeatureSpec
 
 PARTS = ("train", "validation", "holdout")
 OLDER_ROWS = 2_000  # rows older than the validation part the gate scores a challenger on
+
+
+@dataclass(frozen=True)
+class Labelling:
+    """Which rows a model can learn from: those with a label, with classes too rare to learn grouped or reported."""
+
+    target: str
+    awaiting: int
+    rare: dict[str, int]
+    group: bool
+    seen: tuple = ()  # every class of a classifier's target, as stored
+
+    @property
+    def classes(self) -> list:
+        """The classes a classifier learns, in order: rare ones as `OTHER_CLASS` when they are pooled."""
+        if not (self.group and self.rare):
+            return sorted(self.seen)
+        return sorted({names.OTHER_CLASS if str(c) in self.rare else str(c) for c in self.seen})
+
+    def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
+        labelled = frame[frame[self.target].notna()]
+        if not (self.group and self.rare):
+            return labelled
+        target = labelled[self.target].astype(str)
+        return labelled.assign(**{self.target: target.where(~target.isin(self.rare.keys()), names.OTHER_CLASS)})
+
+    def metadata(self) -> dict[str, dg.MetadataValue]:
+        rare = ", ".join(f"{name} ({rows})" for name, rows in self.rare.items()) or "none"
+        how = f"trained as {names.OTHER_CLASS!r}" if self.group else "kept; set dataset.rare_classes.group to pool them"
+        return {
+            "awaiting_label": dg.MetadataValue.int(self.awaiting),
+            "rare_classes": dg.MetadataValue.text(f"{rare}" + (f" ({how})" if self.rare else "")),
+        }
+
+
+def labelling(config: NexusConfig, targets: Iterable[pd.Series]) -> Labelling:
+    """How the labels (`targets`, a partition's at a time) are used: rows awaiting one are left out, rare classes
+    counted (and pooled if asked), rarest first, ties by name."""
+    dataset = config.dataset
+    counts, awaiting = pd.Series(dtype="float64"), 0
+    for target in targets:
+        awaiting += int(target.isna().sum())
+        if dataset.task != "regression":
+            counts = counts.add(target.dropna().value_counts(), fill_value=0)
+    named = pd.Series(counts.to_numpy(), index=counts.index.map(str))
+    rare = named[named < dataset.rare_classes.min_rows].sort_index().sort_values(kind="stable")
+    return Labelling(
+        dataset.target,
+        awaiting,
+        {name: int(rows) for name, rows in rare.items()},
+        dataset.rare_classes.group,
+        tuple(counts.index),
+    )
 
 
 @dataclass
@@ -29,6 +85,12 @@ class TrainingDataset:
     partition_rows: dict[str, dict[str, int]] = field(default_factory=dict)  # per part: rows per partition, in order
     weights: np.ndarray | None = None  # of the training rows; None: all alike
     older: pd.DataFrame = field(default_factory=pd.DataFrame)  # a sample of rows older than the validation part
+    labels: Labelling | None = None  # how the stored rows were labelled, to read more of them the same way
+    # Every partition before the validation part a family that trains on the cluster learns from: the training
+    # part and, beyond training.max_rows, older ones the run's process does not read; with the change since which
+    # rows weigh training.change_weight times more (training.on_change: weight).
+    history: list[str] = field(default_factory=list)
+    change: tuple[str, float] | None = None
 
     def part(self, name: str) -> pd.DataFrame:
         return getattr(self, name)
@@ -39,6 +101,34 @@ class TrainingDataset:
         bounds = np.cumsum([0, *(n for name in parts for n in self.partition_rows.get(name, {}).values())])
         frames = [rows.iloc[a:b] for a, b in itertools.pairwise(bounds) if b - a >= minimum]
         return spread(frames, count)
+
+
+class History(Mapping[str, pd.DataFrame]):
+    """The labelled rows of each partition, read only when a split needs them; how many rows each holds is known
+    without reading it, so choosing the window of a long history costs no more memory than the window."""
+
+    def __init__(self, rows: Mapping[str, int], read: Callable[[str], pd.DataFrame]) -> None:
+        self.rows = dict(rows)
+        self._read = read
+
+    @classmethod
+    def of(cls, frames: Mapping[str, pd.DataFrame]) -> History:
+        """A history already in memory."""
+        return cls({key: len(frame) for key, frame in frames.items()}, frames.__getitem__)
+
+    def only(self, keys: list[str]) -> History:
+        return History({key: self.rows[key] for key in keys}, self._read)
+
+    def __getitem__(self, key: str) -> pd.DataFrame:
+        if key not in self.rows:
+            raise KeyError(key)
+        return self._read(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
 
 def spread(items: list, count: int) -> list:
@@ -56,7 +146,7 @@ def content_hash(frame: pd.DataFrame) -> str:
 
 
 def split_by_partition(
-    partitions: dict[str, pd.DataFrame], config: NexusConfig, spec: FeatureSpec, since: str | None = None
+    partitions: History, config: NexusConfig, spec: FeatureSpec, since: str | None = None
 ) -> TrainingDataset:
     """Oldest partitions train, the next validate, the newest are the frozen holdout. The window is the newest
     `training.window_partitions` (default all), newest first until `training.max_rows`.
@@ -80,6 +170,7 @@ def split_by_partition(
             recent = sum(rows for key, rows in data.partition_rows["train"].items() if key >= since)
             weight = config.training.change_weight
             data.weights = np.r_[np.ones(len(data.train) - recent), np.full(recent, weight)]
+            data.change = (since, weight)
             data.manifest["window"] = (
                 f"the whole window; the {recent} training rows since the change at {since} weigh {weight:g} times "
                 "the older ones (training.change_weight)"
@@ -89,7 +180,7 @@ def split_by_partition(
     return data
 
 
-def _older(partitions: dict[str, pd.DataFrame], before: str, seed: int) -> pd.DataFrame:
+def _older(partitions: History, before: str, seed: int) -> pd.DataFrame:
     """A sample of the rows of the partitions before `before`, spread over all of them (every season they hold)."""
     chosen = spread(sorted(key for key in partitions if key < before), 200)
     each = -(-OLDER_ROWS // max(len(chosen), 1))
@@ -98,11 +189,9 @@ def _older(partitions: dict[str, pd.DataFrame], before: str, seed: int) -> pd.Da
     )
 
 
-def _cut(
-    partitions: dict[str, pd.DataFrame], config: NexusConfig, spec: FeatureSpec, since: str
-) -> TrainingDataset | None:
-    recent = {key: frame for key, frame in partitions.items() if key >= since}
-    cut = _split_window(recent, config, spec) if sum(map(len, recent.values())) else None
+def _cut(partitions: History, config: NexusConfig, spec: FeatureSpec, since: str) -> TrainingDataset | None:
+    recent = partitions.only([key for key in partitions if key >= since])
+    cut = _split_window(recent, config, spec) if sum(recent.rows.values()) else None
     if cut is None or len(cut.train) < config.training.min_rows or not len(cut.holdout):
         return None
     cut.manifest["window"] = f"from {since}, where the change the retrain was requested for began (training.on_change)"
@@ -110,7 +199,7 @@ def _cut(
 
 
 def _split_window(
-    partitions: dict[str, pd.DataFrame], config: NexusConfig, spec: FeatureSpec, since: str | None = None
+    partitions: History, config: NexusConfig, spec: FeatureSpec, since: str | None = None
 ) -> TrainingDataset:
     """The window split by partition; with `since`, validation and holdout are sized on the partitions from there
     on (when they are three or more), so the training part holds some of the new regime beside the old."""
@@ -121,11 +210,11 @@ def _split_window(
     )
     window, rows = [], 0
     for key in reversed(keys):
-        if window and rows + len(partitions[key]) > config.training.max_rows:
+        if window and rows + partitions.rows[key] > config.training.max_rows:
             break
         window.insert(0, key)
-        rows += len(partitions[key])
-    filled = [key for key in window if len(partitions[key])]
+        rows += partitions.rows[key]
+    filled = [key for key in window if partitions.rows[key]]
     if len(filled) < 3:
         # Too few partitions to split by: split the rows by time instead.
         frame = pd.concat([partitions[key] for key in window], ignore_index=True)
@@ -142,7 +231,8 @@ def _split_window(
     frames = {name: pd.concat([partitions[k] for k in part], ignore_index=True) for name, part in groups.items()}
     ranges = {name: [part[0], part[-1]] for name, part in groups.items()}
     data = _dataset(frames, spec, ranges)
-    data.partition_rows = {name: {k: len(partitions[k]) for k in part} for name, part in groups.items()}
+    data.partition_rows = {name: {k: partitions.rows[k] for k in part} for name, part in groups.items()}
+    data.history = [key for key in keys if key < groups["validation"][0] and partitions.rows[key]]
     return data
 
 

@@ -9,11 +9,13 @@ import pandas as pd
 from mlflow import log_dict, log_metrics, log_params
 from mlflow import sklearn as mlflow_sklearn
 from mlflow.models import infer_signature
+from sklearn.pipeline import Pipeline
 
 from nexus_assets.features.split import TrainingDataset
 from nexus_assets.lib.keys import inputs
 from nexus_assets.lib.reference import CALIBRATION_ARTIFACT, log_reference, reference_sample
 from nexus_assets.monitoring import drift
+from nexus_assets.training import cluster
 from nexus_assets.training.candidates import (
     PIP_REQUIREMENTS,
     Candidate,
@@ -29,6 +31,8 @@ from nexus_core import registry
 from nexus_core.config import NexusConfig, ThresholdConfig
 from nexus_core.features import model_inputs
 from nexus_core.inference import THRESHOLD
+from nexus_resources.compute import Compute
+from nexus_resources.frame_io import ParquetIOManager, PartitionFiles
 from nexus_resources.mlflow import MlflowResource
 
 
@@ -80,7 +84,11 @@ def _candidate_models(config: NexusConfig) -> dg.AssetsDefinition:
         code_version="2",
     )
     def candidate_models(
-        context: dg.AssetExecutionContext, training_dataset: TrainingDataset, mlflow: MlflowResource
+        context: dg.AssetExecutionContext,
+        training_dataset: TrainingDataset,
+        mlflow: MlflowResource,
+        compute: Compute,
+        parquet_io_manager: dg.ResourceParam[ParquetIOManager],
     ) -> dg.MaterializeResult[list[Candidate]]:
         """Each configured model family trained on the window and tracked in its own MLflow run."""
         data = training_dataset
@@ -89,10 +97,11 @@ def _candidate_models(config: NexusConfig) -> dg.AssetsDefinition:
         except ValueError as exc:
             raise dg.Failure(description=f"not training: {exc}") from exc
         window, families = _window(config, data), config.model.candidates
+        fit = _Fitting(config, context, data, compute, parquet_io_manager.files())
         candidates = []
         for number, family in enumerate(families, 1):
             context.log.info(f"[{number}/{len(families)}] training {family}")
-            candidates.append(_train(config, context, mlflow, data, window, family))
+            candidates.append(_train(config, context, mlflow, data, window, family, fit))
         if all(np.isnan(c.validation[config.metric]) for c in candidates):
             raise dg.Failure(
                 description=f"cannot choose a challenger: {unscorable(config.metric, window.y_val, 'validation')}"
@@ -108,6 +117,32 @@ def _candidate_models(config: NexusConfig) -> dg.AssetsDefinition:
     return candidate_models
 
 
+@dataclass
+class _Fitting:
+    """Fits a family on the window in the run's process; LightGBM on the Dask cluster over the whole training
+    history when `compute.engine` is dask and the history is longer than the window (`training.max_rows`)."""
+
+    config: NexusConfig
+    context: dg.AssetExecutionContext
+    data: TrainingDataset
+    compute: Compute
+    features: PartitionFiles
+
+    def __call__(self, family: str) -> Pipeline:
+        config, data = self.config, self.data
+        model = estimator(family, config.dataset.task, config.model.seed)
+        if not (family == "lightgbm" and config.compute.engine == "dask" and cluster.beyond_window(data)):
+            return pipeline(config, data, model)
+        self.context.log.info(
+            f"training lightgbm on the Dask cluster at {config.compute.address} over {len(data.history)} partitions "
+            f"({len(data.partition_rows['train'])} in the window of training.max_rows={config.training.max_rows})"
+        )
+        with self.compute.client(config) as client:
+            fitted, rows = cluster.fit_on_cluster(config, data, model, self.features, client)
+        log_params({"trained_on": f"dask: {len(data.history)} partitions", "training_rows": rows})
+        return fitted
+
+
 def _train(
     config: NexusConfig,
     context: dg.AssetExecutionContext,
@@ -115,15 +150,17 @@ def _train(
     data: TrainingDataset,
     window: _Window,
     family: str,
+    fit: _Fitting,
 ) -> Candidate:
     """One family fitted on the window, scored, logged with its reference and drift calibration in its own run."""
-    task, objective, w = config.dataset.task, _objective(config.model.threshold), window
+    objective, w = _objective(config.model.threshold), window
     with mlflow.start_run(context, config.dataset.name, family, {**w.lineage, "nexus.family": family}) as run:
-        model = pipeline(config, data, estimator(family, task, config.model.seed))
+        model = fit(family)
         threshold = choose_threshold(config.model.threshold, model, w.X_val, w.y_val)
         if threshold is not None:  # travels inside the artifact: batch scoring and serving apply it too
             setattr(model, THRESHOLD, threshold)
             log_params({"decision_threshold": threshold, "threshold_objective": objective})
+        task = config.dataset.task
         validation, holdout = evaluate(task, model, w.X_val, w.y_val), evaluate(task, model, w.X_hold, w.y_hold)
         log_params({k: v for k, v in model.named_steps["model"].get_params().items() if _simple(v)})
         log_metrics(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 import pandas as pd
+from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.base import BaseEstimator, is_classifier
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.ensemble import (
@@ -25,7 +26,7 @@ from nexus_core.inference import TARGET_RANGE
 # Declared rather than inferred: MLflow's inference imports the model in a subprocess, 4 s per model.
 PIP_REQUIREMENTS = [
     f"{package}=={metadata.version(package)}"
-    for package in ("mlflow", "scikit-learn", "skops", "numpy", "pandas", "scipy")
+    for package in ("mlflow", "scikit-learn", "skops", "numpy", "pandas", "scipy", "lightgbm")
 ]
 
 
@@ -53,6 +54,20 @@ def estimator(family: str, task: str, seed: int) -> BaseEstimator:
     if family == "hist_gradient_boosting":
         kind = HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier
         return kind(max_iter=200, learning_rate=0.08, early_stopping=False, random_state=seed)
+    if family == "lightgbm":
+        kind = LGBMRegressor if regression else LGBMClassifier
+        # deterministic (with row-wise histograms) so the same window gives the same model, as the others do
+        return kind(
+            n_estimators=300,
+            learning_rate=0.05,
+            subsample=0.8,
+            subsample_freq=1,
+            colsample_bytree=0.8,
+            random_state=seed,
+            deterministic=True,
+            force_row_wise=True,
+            verbose=-1,
+        )
     raise ValueError(f"unknown model family {family!r}")
 
 
