@@ -45,7 +45,8 @@ class Compute(dg.ConfigurableResource):
                     except Exception as exc:
                         raise dg.Failure(
                             f"{what} {item} failed on the Dask cluster at {config.compute.address}: "
-                            f"{type(exc).__name__}: {exc}. Nothing of it was kept half-written; re-execute the run."
+                            f"{type(exc).__name__}: {exc}.{_died(exc)} Nothing of it was kept half-written; "
+                            "re-execute the run."
                         ) from exc
             finally:
                 client.cancel(list(futures))
@@ -54,6 +55,20 @@ class Compute(dg.ConfigurableResource):
         """The cluster's client as the process's default, for work a Dask library spreads itself and finds the
         client of by default (`lightgbm.dask`); close it when done."""
         return _client(config, default=True)
+
+
+def _died(exc: Exception) -> str:
+    """What to do when the task's worker died: Dask gave up on the task, or lost what it was sent with it."""
+    from concurrent.futures import CancelledError
+
+    from distributed import KilledWorker
+
+    if not isinstance(exc, KilledWorker | CancelledError):
+        return ""
+    return (
+        " The workers running it died, most often of memory (the nanny stops a worker at 95% of its memory limit):"
+        " give the workers more memory, or make the partitions smaller; the workers' logs say."
+    )
 
 
 def _client(config: NexusConfig, default: bool = False) -> Any:

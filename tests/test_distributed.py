@@ -9,6 +9,8 @@ import os
 import threading
 from pathlib import Path
 
+import dask
+import numpy as np
 import pandas as pd
 import pytest
 from distributed import Client, LocalCluster, WorkerPlugin
@@ -147,6 +149,42 @@ def test_a_partition_that_fails_on_a_worker_fails_the_run_naming_it_and_leaves_t
     for day in (DAYS[0], *DAYS[2:]):
         stored = app_db.predictions_for(NAME, day)
         assert len(stored) in (0, 300), f"{day}: a partition is stored whole or not at all"
+
+
+class _Balloon(WorkerPlugin):
+    """Fills the worker's memory as it starts scoring a partition, as a partition too big for the worker would."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def transition(self, key, start, finish, **kwargs) -> None:
+        if finish == "executing" and "score_partition" in str(key):
+            self.held = np.ones(self.size // 8)  # written, so resident
+
+
+def test_a_partition_too_big_for_its_worker_fails_the_run_naming_it_with_nothing_half_written(
+    trained, instance, write_config, monkeypatch, embedded_home
+):
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 1}),  # the second death gives up, not the fourth
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, memory_limit="2GiB", host="127.0.0.1", dashboard_address=None
+        ) as small,
+        Client(small, set_as_default=False) as client,
+    ):
+        client.register_plugin(_Balloon(3 * 2**30), name="balloon")  # past the nanny's 95% of the limit
+        config = _dask(write_config, small.scheduler_address)
+        monkeypatch.setenv("NEXUS_CONFIG", str(config.path))
+        defs = build_definitions(config)
+        assert materialize(defs, instance, ["raw_data", "features"], DAYS[0]).success
+        result = materialize(defs, instance, ["batch_predictions"], DAYS[0])
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    message = failure.step_failure_data.user_failure_data.description
+    assert f"scoring partition {DAYS[0]} failed on the Dask cluster" in message
+    assert "The workers running it died, most often of memory" in message, message
+    assert trained.resources["app_db"].predictions_for(NAME, DAYS[0]).empty
+    assert not (embedded_home / "storage" / "batch_predictions" / f"{DAYS[0]}.parquet").exists()
 
 
 def test_an_unreachable_scheduler_fails_the_run_naming_its_address(trained, instance, write_config, monkeypatch):
