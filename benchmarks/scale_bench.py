@@ -25,7 +25,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -101,35 +104,17 @@ def _setup(partitions: int) -> dict:
 
 
 def _measure(plan: str) -> dict:
-    from nexus_cli.runs import dagster_instance, materialize, range_tags
-    from nexus_core.config import load_config
-    from nexus_defs.definitions import build_definitions
+    from nexus_cli.runs import range_tags
 
     home, days = Path(os.environ["NEXUS_HOME"]), _days(int(os.environ["NEXUS_BENCH_PARTITIONS"]))
     raw = yaml.safe_load((home / "big.yaml").read_text())
-    cluster = client = None
-    if plan != "local":
-        from distributed import Client, LocalCluster
-
-        if plan.startswith("dask:"):
-            workers = int(plan.split(":")[1])
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
-        client = Client(cluster or plan, set_as_default=False)
-        raw["compute"] = {"engine": "dask", "scheduler": client.scheduler.address}
-    path = home / f"{plan.replace(':', '-').replace('/', '_')}.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    defs, instance = build_definitions(load_config(path)), dagster_instance()
-    started = time.perf_counter()
-    result = materialize(defs, instance, ["batch_predictions", "drift_report"], tags=range_tags(days))
-    seconds = time.perf_counter() - started
-    assert result.success, [event.message for event in result.all_events if event.is_failure]
-    rows = sum(len(defs.load_asset_value("batch_predictions", partition_key=day, instance=instance)) for day in days)
-    worker_peaks = sorted(client.run(_peak_mb).values()) if client else []
-    cores = sum(client.nthreads().values()) if client else 1
-    if client:
-        client.close()
-    if cluster:
-        cluster.close()
+    with dask_client(None if plan == "local" else plan) as client:
+        selection = ["batch_predictions", "drift_report"]
+        defs, instance, seconds = timed_run(home, plan, raw, client, selection, range_tags(days))
+        batches = (defs.load_asset_value("batch_predictions", partition_key=day, instance=instance) for day in days)
+        rows = sum(len(batch) for batch in batches)
+        worker_peaks = sorted(client.run(_peak_mb).values()) if client else []
+        cores = sum(client.nthreads().values()) if client else 1
     return {
         "seconds": seconds,
         "rows_per_second": rows / seconds,
@@ -145,12 +130,56 @@ def _peak_mb() -> float:
     return int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]) / 1024
 
 
-def _child(plan: str, env: dict[str, str], partitions: int) -> dict:
-    command = [sys.executable, "-m", "benchmarks.scale_bench", "--measure", plan, "--partitions", str(partitions)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO)
+def timed_run(
+    home: Path, plan: str, raw: dict, client: Any, selection: list[str], tags: dict[str, str] | None = None
+) -> tuple[Any, Any, float]:
+    """One run of `selection` under the config `raw` (on `client`'s cluster when given): definitions, instance and
+    the run's seconds."""
+    from nexus_cli.runs import dagster_instance, materialize
+    from nexus_core.config import load_config
+    from nexus_defs.definitions import build_definitions
+
+    if client:
+        raw = raw | {"compute": {"engine": "dask", "scheduler": client.scheduler.address}}
+    path = home / f"{plan.replace(':', '-').replace('/', '_')}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    defs, instance = build_definitions(load_config(path)), dagster_instance()
+    started = time.perf_counter()
+    result = materialize(defs, instance, selection, tags=tags)
+    seconds = time.perf_counter() - started
+    assert result.success, [event.message for event in result.all_events if event.is_failure]
+    return defs, instance, seconds
+
+
+@contextmanager
+def dask_client(plan: str | None) -> Iterator[Any]:
+    """No client for an in-process plan (None); else one of `dask:N` local worker processes (one thread each) or of
+    the scheduler at `plan`, closed after."""
+    if plan is None:
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    workers = int(plan.split(":")[1]) if plan.startswith("dask:") else 0
+    with (
+        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        if workers
+        else nullcontext(plan) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        yield client
+
+
+def child(module: str, env: dict[str, str], *args: str) -> dict:
+    """What a benchmark's `--measure` child prints last (JSON); each in its own process, so peaks are its own."""
+    done = subprocess.run([sys.executable, "-m", module, *args], env=env, capture_output=True, text=True, cwd=REPO)
     if done.returncode:
-        raise SystemExit(f"{plan} failed:\n{done.stderr[-4000:]}")
+        raise SystemExit(f"{' '.join(args)} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _child(plan: str, env: dict[str, str], partitions: int) -> dict:
+    return child("benchmarks.scale_bench", env, "--measure", plan, "--partitions", str(partitions))
 
 
 if __name__ == "__main__":
