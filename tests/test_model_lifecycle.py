@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn import metrics
+from sklearn.base import BaseEstimator, ClassifierMixin
 
+from nexus_assets.training import assets as training_assets
 from nexus_assets.training.candidates import check_trainable
 from nexus_assets.training.gate import Rule, decide
 from nexus_assets.training.metrics import CLASSIFICATION, REGRESSION
@@ -90,6 +92,34 @@ def test_candidates_are_tracked_with_lineage_and_trusted_types(trained, instance
         assert info.flavors["sklearn"]["skops_trusted_types"] == TRUSTED_TYPES[candidate.family]
     comparison = instance.get_latest_materialization_event(dg.AssetKey("candidate_models"))
     assert "hist_gradient_boosting" in comparison.asset_materialization.metadata["comparison"].value
+
+
+class _Unfittable(ClassifierMixin, BaseEstimator):
+    """A family that cannot learn from this window, as a family whose solver or data check gives up would."""
+
+    def fit(self, X, y, **fit):
+        raise ValueError("the solver found no solution")
+
+
+def test_a_family_that_fails_to_fit_is_reported_and_the_others_compete(trained, instance, monkeypatch):
+    real = training_assets.estimator
+    monkeypatch.setattr(
+        training_assets,
+        "estimator",
+        lambda family, task, seed: _Unfittable() if family == "random_forest" else real(family, task, seed),
+    )
+    assert materialize(trained.defs, instance, ["candidate_models", "challenger_model"]).success
+    candidates = trained.defs.load_asset_value("candidate_models", instance=instance)
+    assert [c.family for c in candidates] == ["linear", "hist_gradient_boosting"]
+    comparison = instance.get_latest_materialization_event(dg.AssetKey("candidate_models"))
+    text = comparison.asset_materialization.metadata["comparison"].value
+    assert "Left out, failed to fit: random_forest (ValueError: the solver found no solution)" in text
+    [run] = mlflow.search_runs(
+        experiment_ids=[trained.mlflow.experiment_id("churn")],
+        filter_string="tags.`nexus.family` = 'random_forest' and attributes.status = 'FAILED'",
+        output_format="list",
+    )
+    assert run.data.tags["nexus.fit_error"] == "ValueError: the solver found no solution"
 
 
 def test_training_is_deterministic(trained, instance):

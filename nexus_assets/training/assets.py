@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import dagster as dg
 import numpy as np
 import pandas as pd
-from mlflow import log_dict, log_metrics, log_params
+from mlflow import log_dict, log_metrics, log_params, set_tag
 from mlflow import sklearn as mlflow_sklearn
 from mlflow.models import infer_signature
 from sklearn.pipeline import Pipeline
@@ -98,10 +98,16 @@ def _candidate_models(config: NexusConfig) -> dg.AssetsDefinition:
             raise dg.Failure(description=f"not training: {exc}") from exc
         window, families = _window(config, data), config.model.candidates
         fit = _Fitting(config, context, data, compute, parquet_io_manager.files())
-        candidates = []
+        candidates, failed = [], {}
         for number, family in enumerate(families, 1):
             context.log.info(f"[{number}/{len(families)}] training {family}")
-            candidates.append(_train(config, context, mlflow, data, window, family, fit))
+            try:
+                candidates.append(_train(config, context, mlflow, data, window, family, fit))
+            except _FitFailed as exc:
+                context.log.warning(f"{family} is left out: it failed to fit ({exc}); the other families go on")
+                failed[family] = str(exc)
+        if not candidates:
+            raise dg.Failure(description=f"every family failed to fit: {failed}")
         if all(np.isnan(c.validation[config.metric]) for c in candidates):
             raise dg.Failure(
                 description=f"cannot choose a challenger: {unscorable(config.metric, window.y_val, 'validation')}"
@@ -109,12 +115,16 @@ def _candidate_models(config: NexusConfig) -> dg.AssetsDefinition:
         return dg.MaterializeResult(
             value=candidates,
             metadata={
-                "comparison": dg.MetadataValue.md(_comparison(config, mlflow, candidates)),
+                "comparison": dg.MetadataValue.md(_comparison(config, mlflow, candidates, failed)),
                 "selection_metric": config.metric,
             },
         )
 
     return candidate_models
+
+
+class _FitFailed(Exception):
+    """A family could not be fitted on this window; its MLflow run is marked failed."""
 
 
 @dataclass
@@ -155,7 +165,13 @@ def _train(
     """One family fitted on the window, scored, logged with its reference and drift calibration in its own run."""
     objective, w = _objective(config.model.threshold), window
     with mlflow.start_run(context, config.dataset.name, family, {**w.lineage, "nexus.family": family}) as run:
-        model = fit(family)
+        try:
+            model = fit(family)
+        except dg.Failure:
+            raise
+        except Exception as exc:  # this family's own trouble with the data or its settings: the others may cope
+            set_tag("nexus.fit_error", f"{type(exc).__name__}: {exc}"[:5000])
+            raise _FitFailed(f"{type(exc).__name__}: {exc}") from exc
         threshold = choose_threshold(config.model.threshold, model, w.X_val, w.y_val)
         if threshold is not None:  # travels inside the artifact: batch scoring and serving apply it too
             setattr(model, THRESHOLD, threshold)
@@ -188,7 +204,9 @@ def _train(
     return Candidate(family, run.info.run_id, info.model_uri, validation, holdout, tags, threshold)
 
 
-def _comparison(config: NexusConfig, mlflow: MlflowResource, candidates: list[Candidate]) -> str:
+def _comparison(
+    config: NexusConfig, mlflow: MlflowResource, candidates: list[Candidate], failed: dict[str, str]
+) -> str:
     table = pd.DataFrame(
         [
             {
@@ -201,7 +219,8 @@ def _comparison(config: NexusConfig, mlflow: MlflowResource, candidates: list[Ca
             for c in candidates
         ]
     )
-    return table.to_markdown(index=False, floatfmt=".4f")
+    left_out = "".join(f"\n\nLeft out, failed to fit: {family} ({error})" for family, error in failed.items())
+    return table.to_markdown(index=False, floatfmt=".4f") + left_out
 
 
 def _challenger_model(config: NexusConfig) -> dg.AssetsDefinition:
