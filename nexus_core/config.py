@@ -375,8 +375,8 @@ class AutomationConfig(_Strict):
 
 
 class ComputeConfig(_Strict):
-    """Where the per-partition data work of features, batch_predictions, drift_report and ground_truth runs, and
-    where the lightgbm family trains over a history longer than the training window."""
+    """Where the per-partition work of features, batch_predictions, drift_report, ground_truth and model_performance
+    runs, and where the lightgbm family trains over a history longer than the training window."""
 
     engine: Literal["local", "dask"] = Field(
         "local", description="local: in the run's process; dask: as tasks on the Dask cluster at `scheduler`."

@@ -1,7 +1,7 @@
-"""With `compute.engine: dask`, features, batch predictions, drift and labels run as tasks on a real Dask cluster
-(two worker processes) and give the same rows and verdicts as in the run's process; a worker killed mid-partition
-leaves each row stored once; an unreachable scheduler fails the run naming its address; LightGBM trains on the
-cluster over a history longer than the window."""
+"""With `compute.engine: dask`, features, batch predictions, drift, labels and performance run as tasks on a real
+Dask cluster (two worker processes) and give the same rows and verdicts as in the run's process; a worker killed
+mid-partition leaves each row stored once; an unreachable scheduler fails the run naming its address; LightGBM
+trains on the cluster over a history longer than the window."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from nexus_resources.frame_io import PartitionFiles
 
 NAME = "nexus-churn-test"
 DAYS = ["2026-01-07", "2026-01-08", "2026-01-09", "2026-01-10"]
-MONITORING = ["raw_data", "features", "batch_predictions", "drift_report", "ground_truth"]
+MONITORING = ["raw_data", "features", "batch_predictions", "drift_report", "ground_truth", "model_performance"]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,8 @@ def _dask(write_config, address: str, **changes):
 def _outcome(defs, instance, app_db, result) -> dict[str, object]:
     """Each day's stored features and predictions (Parquet and app database) and its drift verdict."""
     assert result.success
-    checks = {check.partition: check for check in result.get_asset_check_evaluations()}
+    evaluations = result.get_asset_check_evaluations()
+    checks = {check.partition: check for check in evaluations if check.asset_key.path[-1] == "drift_report"}
     outcome = {}
     for day in DAYS:
         evaluation = checks[day]
@@ -53,6 +54,7 @@ def _outcome(defs, instance, app_db, result) -> dict[str, object]:
             "features": defs.load_asset_value("features", partition_key=day, instance=instance),
             "parquet": defs.load_asset_value("batch_predictions", partition_key=day, instance=instance),
             "labels": defs.load_asset_value("ground_truth", partition_key=day, instance=instance),
+            "performance": defs.load_asset_value("model_performance", partition_key=day, instance=instance),
             "stored": app_db.predictions_for(NAME, day)
             .drop(columns=["scored_at"])
             .sort_values("id", ignore_index=True),
@@ -76,13 +78,15 @@ def test_dask_gives_the_same_rows_and_verdicts_as_the_runs_own_process(
     distributed = _outcome(defs, instance, app_db, result)
 
     ran = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
-    assert {"feature_partition", "score_partition", "current_sample", "partition_labels"} <= set(ran), ran
+    tasks = {"feature_partition", "score_partition", "current_sample", "partition_labels", "judge_partition"}
+    assert tasks <= set(ran), ran
     for day in DAYS:
-        for what in ("features", "parquet", "stored", "labels"):
+        for what in ("features", "parquet", "stored", "labels", "performance"):
             pd.testing.assert_frame_equal(distributed[day][what], local[day][what], obj=f"{what} of {day}")
         assert distributed[day]["verdict"] == local[day]["verdict"]
     assert len(local[DAYS[0]]["stored"]) == 300 and "of columns drifted" in local[DAYS[0]]["verdict"][1]
     assert len(local[DAYS[0]]["labels"]) == 300, "the labels of a day two days old are known"
+    assert local[DAYS[0]]["performance"]["rows"].sum() == 300
     logged = [entry.user_message for entry in instance.all_logs(result.run_id)]
     assert any(f"scored 300 rows (4 of {len(DAYS)} partitions)" in message for message in logged)
 

@@ -1,35 +1,55 @@
-"""`model_performance`: each partition's stored predictions judged against its labels, per model version."""
+"""`model_performance`: each partition's stored predictions judged against its labels, per model version. Each
+partition is one task (`judge_partition`) that reads its stored predictions and labels and records its judgement
+itself: in the run's process, or on a Dask worker (`Compute`)."""
 
 import functools
-from typing import Any
+from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
-from nexus_assets.lib.keys import inputs
 from nexus_assets.lib.metadata import table as metadata_table
-from nexus_assets.lib.ranges import by_partition, checked, output
+from nexus_assets.lib.ranges import checked, output, partition_keys
 from nexus_assets.monitoring import performance
-from nexus_assets.training.metrics import metrics_for
+from nexus_assets.training.metrics import Metric, metrics_for
 from nexus_core.config import NexusConfig
 from nexus_resources.app_db import AppDatabase
+from nexus_resources.compute import Compute
+from nexus_resources.frame_io import PartitionFiles, PickleIOManager
 from nexus_resources.mlflow import MlflowResource
 
 
-def build_model_performance(config: NexusConfig, partitions: dg.PartitionsDefinition | None) -> dg.AssetsDefinition:
-    name, id_column = config.model.registered_name, config.dataset.id_column or "row"
-    metric = metrics_for(config.dataset.task)[config.metric]
+@dataclass(frozen=True)
+class _Judging:
+    """What a task needs to judge a partition, as plain data that travels to a worker."""
 
+    config: NexusConfig
+    labels: PartitionFiles
+    app_db_url: str
+    tracking_uri: str
+    registry_uri: str
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A task's result: the partition's judgement per version, and how many labels matched a prediction or not."""
+
+    judgement: performance.Judgement
+    labelled: int
+    unknown: int
+
+
+def build_model_performance(config: NexusConfig, partitions: dg.PartitionsDefinition | None) -> dg.AssetsDefinition:
     @dg.asset(
         key=config.asset("model_performance"),
-        ins=inputs(config, "ground_truth"),
+        deps=[config.asset("ground_truth"), config.asset("batch_predictions")],
         group_name="monitoring",
         kinds={"pandas"},
-        code_version="1",
+        code_version="2",
         partitions_def=partitions,
-        deps=[config.asset("batch_predictions")],
         backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=[
             dg.AssetCheckSpec(
@@ -41,38 +61,60 @@ def build_model_performance(config: NexusConfig, partitions: dg.PartitionsDefini
         ],
     )
     def model_performance(
-        context: dg.AssetExecutionContext, ground_truth: Any, mlflow: MlflowResource, app_db: AppDatabase
+        context: dg.AssetExecutionContext,
+        mlflow: MlflowResource,
+        app_db: AppDatabase,
+        compute: Compute,
+        io_manager: dg.ResourceParam[PickleIOManager],
     ):
         """The selection metric of a day's stored predictions against the labels known so far, per model version."""
-        holdout = functools.cache(lambda version: _holdout(mlflow, name, metric, version))  # once per version a run
+        job = _Judging(
+            config, io_manager.files(), app_db.url, mlflow.tracking_uri, mlflow.registry_uri or mlflow.tracking_uri
+        )
+        keys = partition_keys(context)
+        judged = dict(compute.each(config, judge_partition, keys, job, what="performance of partition"))
         values, metadata, results = {}, {}, {}
-        for key, truth in by_partition(context, ground_truth).items():
-            stored = app_db.predictions_for(name, key)
-            labels = truth.assign(id=truth[id_column].astype(str))[["id", "label"]]
-            joined = stored.merge(labels, on="id", how="inner")
-            unknown = int(len(labels) - labels["id"].isin(stored["id"]).sum())
-            if unknown:
+        for key in keys:
+            result = judged[key]
+            if result.unknown:
                 context.log.warning(
-                    f"{unknown} labels of {key} match no stored prediction and are left out; "
+                    f"{result.unknown} labels of {key} match no stored prediction and are left out; "
                     "check the label source's id column"
                 )
-            judgement = performance.judge(config, metric, joined, holdout)
-            values[key] = judgement.table
-            metadata[key] = _metadata(config, judgement.table, len(joined), unknown)
-            _record(config, app_db, key, judgement.table)
+            table = result.judgement.table
+            values[key] = table
+            metadata[key] = _metadata(config, table, result.labelled, result.unknown)
             results[key] = [
                 dg.AssetCheckResult(
                     check_name="no_degradation",
-                    passed=not judgement.degraded,
-                    description=judgement.description,
+                    passed=not result.judgement.degraded,
+                    description=result.judgement.description,
                     severity=dg.AssetCheckSeverity.WARN,
-                    metadata={"labelled_rows": dg.MetadataValue.int(len(joined))},
+                    metadata={"labelled_rows": dg.MetadataValue.int(result.labelled)},
                 )
             ]
         yield output(context, values, metadata)
         yield from checked(context, results)
 
     return model_performance
+
+
+def judge_partition(key: str | None, job: _Judging) -> Judged:
+    """Judges a partition's stored predictions against its known labels and records the judgement per version."""
+    config = job.config
+    name, id_column = config.model.registered_name, config.dataset.id_column or "row"
+    metric = metrics_for(config.dataset.task)[config.metric]
+    app_db = AppDatabase(url=job.app_db_url)
+    truth = job.labels.read(config.asset("ground_truth"), key)
+    stored = app_db.predictions_for(name, key)
+    labels = truth.assign(id=truth[id_column].astype(str))[["id", "label"]]
+    joined = stored.merge(labels, on="id", how="inner")
+    unknown = int(len(labels) - labels["id"].isin(stored["id"]).sum())
+    client = MlflowClient(tracking_uri=job.tracking_uri, registry_uri=job.registry_uri)
+    holdout = functools.cache(lambda version: _holdout(client, name, metric, version))  # once per version
+    judgement = performance.judge(config, metric, joined, holdout)
+    _record(config, app_db, key, judgement.table)
+    return Judged(judgement, len(joined), unknown)
 
 
 def _metadata(config: NexusConfig, table: pd.DataFrame, labelled: int, unknown: int) -> dict:
@@ -104,9 +146,8 @@ def _record(config: NexusConfig, app_db: AppDatabase, key: str, table: pd.DataFr
         )
 
 
-def _holdout(mlflow: MlflowResource, name: str, metric, version: str) -> float:
+def _holdout(client: MlflowClient, name: str, metric: Metric, version: str) -> float:
     """The version's holdout score from its training run; NaN for a version deleted from the registry."""
-    client = mlflow.client()
     try:
         run_id = client.get_model_version(name, version).run_id
         return client.get_run(run_id).data.metrics.get(f"holdout_{metric.name}", np.nan)
