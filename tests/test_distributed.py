@@ -241,11 +241,13 @@ def test_lightgbm_trains_on_the_cluster_over_a_history_longer_than_the_window(
     assert params["trained_on"] == "dask: 10 partitions"
     model = registry.load_pipeline(on_cluster.model_uri)  # through the trusted types and the booster's check
     assert list(model.classes_) == [0, 1]
-    # As good as the same LightGBM fitted on the whole history in one process, and it learned from more than the window
+    # About as good as the same LightGBM fitted on the whole history in one process. Not equal: each worker bins and
+    # bags its own rows, and which days a worker holds varies; on a 300-row holdout that moves the AUC by a few
+    # hundredths, while classes numbered wrong would turn it upside down (about 0.25).
     alone = clone(model).fit(model_inputs(history, data.spec), history["churned"])
     X_hold, y_hold = model_inputs(data.holdout, data.spec), data.holdout["churned"]
     auc = {name: roc_auc_score(y_hold, m.predict_proba(X_hold)[:, 1]) for name, m in (("dask", model), ("one", alone))}
-    assert auc["dask"] == pytest.approx(auc["one"], abs=0.02), auc
+    assert auc["dask"] > 0.65 and auc["dask"] == pytest.approx(auc["one"], abs=0.05), auc
     assert on_cluster.holdout["roc_auc"] == pytest.approx(auc["dask"])
     assert on_cluster.holdout["roc_auc"] != in_window.holdout["roc_auc"]
 

@@ -169,9 +169,12 @@ def test_the_loop_runs_through_the_daemon_and_the_service_answers_with_the_champ
 
 
 def test_prometheus_scrapes_the_service_and_the_platform_metrics(driver):
-    run = driver.wait(driver.launch(["batch_predictions", "drift_report"], DAYS[-1]))
+    run = driver.wait(
+        driver.launch(["batch_predictions", "drift_report", "ground_truth", "model_performance"], DAYS[-1])
+    )
     assert run.status == dg.DagsterRunStatus.SUCCESS
-    assert {"feature_partition", "score_partition", "current_sample"} <= _dask_tasks_done(driver.stack)
+    tasks = {"feature_partition", "score_partition", "current_sample", "partition_labels", "judge_partition"}
+    assert tasks <= _dask_tasks_done(driver.stack)
     served = driver.eventually(
         "the service's request counter in Prometheus",
         lambda: driver.prometheus('nexus_predict_requests_total{model_version="1",outcome="ok"}'),
