@@ -3,6 +3,7 @@ against Dask with one worker and with two (or against the cluster at `--schedule
 
     .venv/bin/python -m benchmarks.scale_bench [--partitions 8] [--rows 2000000]
         [--postgres postgresql+psycopg2://postgres@127.0.0.1:5432/postgres] [--scheduler tcp://host:8786]
+        [--plans local dask:1 dask:2]
 
 Builds its own embedded store in a temporary folder: trains a champion on the demo config's 14-day window and
 materializes one day of `--rows` rows, whose features file is then copied to `--partitions` consecutive days
@@ -35,31 +36,32 @@ import yaml
 from benchmarks.batch_bench import REPO, _app_database, _environment  # the same setup as batch scoring's
 
 FIRST_DAY = dt.date(2026, 2, 15)
-DAYS_IN_WINDOW = 14  # the demo config's partitions end on 2026-03-01
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--partitions", type=int, default=8, choices=range(1, DAYS_IN_WINDOW + 1), metavar="N")
+    parser.add_argument("--partitions", type=int, default=8, metavar="N", help="days, from 2026-02-15 on")
     parser.add_argument("--rows", type=int, default=2_000_000, help="rows per partition")
     parser.add_argument("--postgres", metavar="ADMIN_URL", help="the app database on this PostgreSQL server")
     parser.add_argument("--scheduler", help="measure on this Dask cluster instead of local ones")
+    parser.add_argument("--plans", nargs="+", help="only these: local, dask:N (N local workers), or the scheduler")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--candidates", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(_setup(args.partitions) if args.measure == "setup" else _measure(args.measure)))
         return
-    plans = ["local", args.scheduler] if args.scheduler else ["local", "dask:1", "dask:2"]
+    plans = args.plans or (["local", args.scheduler] if args.scheduler else ["local", "dask:1", "dask:2"])
     with tempfile.TemporaryDirectory(prefix="nexus-scale-bench-") as home, _app_database(args.postgres) as url:
         env = _environment(Path(home), args) | {"OMP_NUM_THREADS": "1", "NEXUS_BENCH_PARTITIONS": str(args.partitions)}
         env |= {"NEXUS_APP_DB_URL": url} if url else {}
+        _extend(Path(home) / "big.yaml", args.partitions)
         started = time.perf_counter()
         _child("setup", env, args.partitions)
         print(f"setup: {args.partitions} partitions of {args.rows:,} rows ({time.perf_counter() - started:.0f} s)")
         results = {plan: _child(plan, env, args.partitions) for plan in plans}
     rows = args.partitions * args.rows
-    local = results["local"]["rows_per_second"]
+    local = results["local"]["rows_per_second"] if "local" in results else None
     print(f"\n{rows:,} rows in {args.partitions} partitions, app database on {'PostgreSQL' if url else 'SQLite'}\n")
     print("| where | cores | seconds | rows/s | rows/s per core | vs in process, per core | run peak | worker peaks |")
     print("|:--|--:|--:|--:|--:|--:|--:|:--|")
@@ -68,12 +70,21 @@ def main() -> None:
         workers = ", ".join(f"{mb / 1024:.2f} GB" for mb in result["worker_peak_mb"]) or "-"
         print(
             f"| {plan} | {result['cores']} | {result['seconds']:.1f} | {result['rows_per_second']:,.0f} | "
-            f"{per_core:,.0f} | {per_core / local:.2f} | {result['peak_mb'] / 1024:.2f} GB | {workers} |"
+            f"{per_core:,.0f} | {f'{per_core / local:.2f}' if local else '-'} | {result['peak_mb'] / 1024:.2f} GB | "
+            f"{workers} |"
         )
-    if "dask:2" in results:
+    if {"dask:1", "dask:2"} <= set(results):
         print(
             f"\n2 workers against 1: {results['dask:1']['seconds'] / results['dask:2']['seconds']:.2f}x the throughput"
         )
+
+
+def _extend(config: Path, partitions: int) -> None:
+    """The dataset's days reach the last partition measured, past the demo window's end if need be."""
+    raw = yaml.safe_load(config.read_text())
+    last = FIRST_DAY + dt.timedelta(days=partitions)
+    raw["dataset"]["end_date"] = max(dt.date.fromisoformat(str(raw["dataset"]["end_date"])), last).isoformat()
+    config.write_text(yaml.safe_dump(raw))
 
 
 def _days(count: int) -> list[str]:
