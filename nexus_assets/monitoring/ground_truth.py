@@ -39,7 +39,7 @@ class Labelled:
 
 
 def build_ground_truth(config: NexusConfig, partitions: dg.PartitionsDefinition | None) -> dg.AssetsDefinition:
-    raw_data, dataset = config.asset("raw_data"), config  # the asset's own run config is named `config`
+    raw_data, nexus_config = config.asset("raw_data"), config  # the asset's own run config is named `config`
 
     @dg.asset(
         key=config.asset("ground_truth"),
@@ -63,9 +63,9 @@ def build_ground_truth(config: NexusConfig, partitions: dg.PartitionsDefinition 
             if config.as_of
             else data_present(context.instance, partitions, raw_data)
         )
-        job = _Labelling(dataset, as_of, parquet_io_manager.files(), io_manager.files())
+        job = _Labelling(nexus_config, as_of, parquet_io_manager.files(), io_manager.files())
         metadata, keys = {}, partition_keys(context)
-        for key, labelled in compute.each(dataset, partition_labels, keys, job, what="labels of partition"):
+        for key, labelled in compute.each(nexus_config, partition_labels, keys, job, what="labels of partition"):
             pending = labelled.rows - labelled.known
             note = f"{labelled.known} of {labelled.rows} labels known as of {as_of}, {pending} awaiting label"
             context.log.info(f"{key}: {note}")
