@@ -6,8 +6,8 @@ time where the table has time), the selection metric on the 20%, the fit time, a
 
 NexusML's path is the one `candidate_models` and `challenger_model` take: the data contract proposes the columns'
 roles, each family of `model.candidates` is fitted behind the shared feature transform on the older 85% of the 80%
-(a seeded 85% where there is no time) and the best on the rest (validation) is chosen. FLAML gets the whole 80% and
-its time budget (`--budget` seconds, two cores). Both are scored by NexusML's own metrics on the 20%. The gap is
+(a seeded 85% where there is no time), with their greedy weighted ensemble, and the best on the rest (validation) is
+chosen. FLAML gets the whole 80% and its time budget (`--budget` seconds, two cores). Both are scored by NexusML's own metrics on the 20%. The gap is
 NexusML's score relative to FLAML's, signed so that a negative gap means NexusML is behind.
 """
 
@@ -23,9 +23,11 @@ import pandas as pd
 
 from nexus_assets.data import contract
 from nexus_assets.features.split import TrainingDataset
+from nexus_assets.training import ensemble
 from nexus_assets.training.candidates import estimator, pipeline
 from nexus_assets.training.metrics import evaluate, metrics_for
 from nexus_core.config import NexusConfig
+from nexus_core.ensemble import ENSEMBLE
 from nexus_core.features import model_inputs
 
 
@@ -120,10 +122,14 @@ def nexusml(
     train, validation = _split(learn, table, 0.85)
     data = TrainingDataset(train=train, validation=validation, holdout=test, spec=spec)
     higher = metrics_for(config.dataset.task)[config.metric].higher_is_better
+    X_val, y_val = model_inputs(validation, spec), validation[config.dataset.target]
     started, fitted = time.perf_counter(), []
-    for family in config.model.candidates:
-        model = pipeline(config, data, estimator(family, config.dataset.task, config.model.seed))
-        score = evaluate(config.dataset.task, model, model_inputs(validation, spec), validation[config.dataset.target])
+    families = {
+        f: pipeline(config, data, estimator(f, config.dataset.task, config.model.seed)) for f in config.model.candidates
+    }
+    mixed = ensemble.select(config, families, X_val, y_val) if config.model.ensemble else None
+    for family, model in {**families, **({ENSEMBLE: mixed} if mixed is not None else {})}.items():
+        score = evaluate(config.dataset.task, model, X_val, y_val)
         fitted.append((score[config.metric] * (1 if higher else -1), family, model))
     seconds = time.perf_counter() - started
     tested = {

@@ -223,6 +223,13 @@ class TrainingConfig(_Strict):
         "for a regime that is gone for good), or ignore.",
     )
     change_weight: float = Field(3.0, ge=1, description="How much more a row since the change weighs (on_change).")
+    time_budget_seconds: float = Field(
+        1800,
+        gt=0,
+        description="Wall-clock seconds all families may take to fit, shared: each gets what is left divided by "
+        "the families still to fit. Boosting and forests stop adding iterations when the next would not end in "
+        "time and keep what they have; a family whose turn comes after the budget is spent is left out.",
+    )
     seed: int = 7
 
 
@@ -315,6 +322,11 @@ class ModelConfig(_Strict):
         None, description="Default: roc_auc for binary, accuracy for multiclass, rmse for regression."
     )
     candidates: list[Family] = ["linear", "random_forest", "hist_gradient_boosting"]
+    ensemble: bool = Field(
+        True,
+        description="Also offer the families' weighted average (greedy ensemble selection on validation) as a "
+        "candidate, when it beats every family alone there.",
+    )
     seed: int = 7
     gate: GateConfig = GateConfig()
     threshold: ThresholdConfig = ThresholdConfig()

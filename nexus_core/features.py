@@ -23,6 +23,8 @@ from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
+from nexus_core.ensemble import members
+
 # Bounds on the model's input width, whatever the number of distinct values (README "Your own data").
 ONE_HOT_LEVELS = 30  # columns per categorical feature; rarer levels share one
 ONE_HOT_MIN_ROWS = 5  # a level seen in fewer training rows joins the rare ones
@@ -153,10 +155,11 @@ def build_preprocessor(
     )
 
 
-def fitted_spec(pipeline: Pipeline) -> FeatureSpec | None:
-    """The roles a fitted pipeline's `build_preprocessor` step encodes its columns by; None for another shape."""
+def fitted_spec(pipeline: BaseEstimator) -> FeatureSpec | None:
+    """The roles a fitted pipeline's `build_preprocessor` step encodes its columns by (an ensemble's members all
+    read the same ones); None for another shape."""
     try:
-        step = pipeline.named_steps["features"]
+        step = members(pipeline)[0].named_steps["features"]
         fitted = {name: columns for name, _, columns in step.transformers_ if name != "remainder"}
     except (AttributeError, KeyError):
         return None
@@ -312,22 +315,25 @@ def compile_preprocessor(pipeline: Pipeline, spec: FeatureSpec) -> Callable[[lis
     return transform
 
 
-def input_bounds(pipeline: Pipeline, spec: FeatureSpec) -> dict[str, tuple[float, float]]:
+def input_bounds(pipeline: BaseEstimator, spec: FeatureSpec) -> dict[str, tuple[float, float]]:
     """The range of each numeric input that the fitted transform keeps within float32, which tree models compute in
-    (with a factor 2 to spare): a larger finite number would become infinite inside the model and fail it."""
+    (with a factor 2 to spare): a larger finite number would become infinite inside the model and fail it. For an
+    ensemble, the range every member keeps."""
     limit = float(np.finfo(np.float32).max) / 2
     bounds = dict.fromkeys(spec.numbers, (-limit, limit))
-    steps = _fitted_steps(pipeline)
-    if steps is None:  # not built by build_preprocessor: the plain float32 range
-        return bounds
-    try:
-        scaler = steps[0].named_steps["scale"]
-        scaled = zip(scaler.feature_names_in_, scaler.mean_, scaler.scale_, strict=True)
-    except (AttributeError, KeyError):
-        return bounds
-    for column, mean, scale in scaled:
-        if column in bounds:
-            bounds[column] = (max(-limit, float(mean - limit * scale)), min(limit, float(mean + limit * scale)))
+    for member in members(pipeline):
+        steps = _fitted_steps(member)
+        if steps is None:  # not built by build_preprocessor: the plain float32 range
+            continue
+        try:
+            scaler = steps[0].named_steps["scale"]
+            scaled = zip(scaler.feature_names_in_, scaler.mean_, scaler.scale_, strict=True)
+        except (AttributeError, KeyError):
+            continue
+        for column, mean, scale in scaled:
+            if column in bounds:
+                low, high = bounds[column]
+                bounds[column] = (max(low, float(mean - limit * scale)), min(high, float(mean + limit * scale)))
     return bounds
 
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.tracking import MlflowClient
+from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
+from nexus_core.ensemble import ENSEMBLE
 from nexus_core.trees import UnsafeModel, check_trees
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
@@ -30,8 +33,14 @@ TRUSTED_TYPES = {
         "lightgbm.sklearn.LGBMClassifier",
         "lightgbm.sklearn.LGBMRegressor",
     ],
+    ENSEMBLE: ["sklearn.utils._bunch.Bunch"],  # the soft vote's own part: it keeps its members by name in a Bunch
 }
 ALL_TRUSTED_TYPES = sorted({t for types in TRUSTED_TYPES.values() for t in types})
+
+
+def trusted_types(families: Iterable[str]) -> list[str]:
+    """The types a model made of these families (an ensemble: "ensemble" and its members') asks skops to trust."""
+    return sorted({t for family in families for t in TRUSTED_TYPES[family]})
 
 
 def aliases(client: MlflowClient, name: str) -> dict[str, str]:
@@ -75,9 +84,10 @@ def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
     return old, restored
 
 
-def load_pipeline(model_uri: str) -> Pipeline:
-    """Load a logged pipeline only if the types it asks skops to trust are on our explicit list and its trees are
-    consistent. `model_uri` names one version (not an alias, which could move between reads) or a local folder."""
+def load_pipeline(model_uri: str) -> Pipeline | BaseEstimator:
+    """Load a logged pipeline (or ensemble of pipelines) only if the types it asks skops to trust are on our explicit
+    list and its trees are consistent. `model_uri` names one version (not an alias, which could move between reads)
+    or a local folder."""
     if "@" in model_uri:
         raise ValueError(f"{model_uri}: resolve the alias to a version first, then load that version")
     if Path(model_uri).is_dir():
@@ -86,7 +96,7 @@ def load_pipeline(model_uri: str) -> Pipeline:
         return _load_local(mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp))
 
 
-def _load_local(path: str) -> Pipeline:
+def _load_local(path: str) -> Pipeline | BaseEstimator:
     flavor = Model.load(path).flavors.get("sklearn", {})
     if flavor.get("serialization_format") != "skops":
         raise UnsafeModel(f"{path} is not stored in the skops format; refusing to unpickle it")

@@ -13,16 +13,22 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 from sklearn.tree._tree import TREE_LEAF, TREE_UNDEFINED
+
+from nexus_core.ensemble import is_ensemble, members
 
 
 class UnsafeModel(ValueError):
     """The model's content is inconsistent: it must not be loaded, whatever the storage does next."""
 
 
-def check_trees(pipeline: Pipeline) -> int:
-    """Raise `UnsafeModel` unless every tree of the pipeline's final estimator is consistent; the trees checked."""
+def check_trees(pipeline: BaseEstimator) -> int:
+    """Raise `UnsafeModel` unless every tree of the pipeline's final estimator (of each member's, for an ensemble)
+    is consistent; the trees checked."""
+    if is_ensemble(pipeline):
+        return sum(check_trees(member) for member in members(pipeline))
     estimator = pipeline[-1] if isinstance(pipeline, Pipeline) else pipeline
     n_features = getattr(estimator, "n_features_in_", None)
     if getattr(estimator, "_Booster", None) is not None:

@@ -22,6 +22,7 @@ from pydantic_core import to_json
 from sklearn.pipeline import Pipeline
 from typing_extensions import TypedDict
 
+from nexus_core.ensemble import members, weights
 from nexus_core.features import FeatureSpec, compile_preprocessor, fitted_spec, input_bounds, model_inputs
 from nexus_core.inference import bounded, decision_threshold, predict, target_range
 from nexus_core.registry import CHAMPION, load_pipeline
@@ -166,6 +167,8 @@ def _check(
     if sorted(spec.columns) != sorted(c["name"] for c in inputs):
         raise UnsafeModel(f"{uri}: its signature's columns are not the ones its feature step reads")
     model = ServedModel(name, version, pipeline, spec, info, id_column=id_column, max_records=max_records)
+    if shares := weights(pipeline):
+        info["members"] = shares
     if model.threshold is not None:
         objective = (logged.metadata or {}).get("threshold_objective")
         positive = model.classes[1]
@@ -194,8 +197,10 @@ def _compiled_transform(model: ServedModel) -> Callable[[list[dict]], np.ndarray
 def _single_threaded(pipeline: Pipeline) -> Pipeline:
     """One thread per predict call: the service already runs a call per core (workers) and batches requests, and
     joblib's thread dispatch costs a forest tens of milliseconds per call (docs/benchmarks.md)."""
-    threaded = {key: 1 for key, value in pipeline.get_params().items() if key.endswith("n_jobs") and value != 1}
-    return pipeline.set_params(**threaded) if threaded else pipeline
+    for member in members(pipeline):  # an ensemble's frozen members are set one by one
+        threaded = {key: 1 for key, value in member.get_params().items() if key.endswith("n_jobs") and value != 1}
+        member.set_params(**threaded)
+    return pipeline
 
 
 def _describe(client: MlflowClient, name: str, version: str) -> dict[str, Any]:

@@ -261,21 +261,25 @@ def register_version(
     family: str = "linear",
     tamper: Callable | None = None,
 ) -> str:
-    """A new real registered version: a `family` pipeline on the training window, optionally on shuffled labels
-    (a worse model), asking skops to trust extra types, or changed by `tamper` before it is logged (a model the
-    platform must refuse to load)."""
+    """A new real registered version: a `family` pipeline on the training window (for "ensemble": linear and
+    random_forest weighing 1 and 3), optionally on shuffled labels (a worse model), asking skops to trust extra types,
+    or changed by `tamper` before it is logged (a model the platform must refuse to load)."""
     import mlflow
     import numpy as np
 
     from nexus_assets.training.candidates import PIP_REQUIREMENTS, estimator, pipeline
-    from nexus_core import registry
+    from nexus_core import ensemble, registry
     from nexus_core.features import model_inputs
-    from nexus_core.registry import TRUSTED_TYPES
 
     if shuffle_labels:
         labels = np.random.default_rng(0).permutation(data.train[config.dataset.target].to_numpy())
         data.train = data.train.assign(**{config.dataset.target: labels})
-    model = pipeline(config, data, estimator(family, config.dataset.task, 7))
+    if family == ensemble.ENSEMBLE:
+        weights = {"linear": 1, "random_forest": 3}
+        fitted = {name: pipeline(config, data, estimator(name, config.dataset.task, 7)) for name in weights}
+        model = ensemble.weighted(fitted, weights)
+    else:
+        model, weights = pipeline(config, data, estimator(family, config.dataset.task, 7)), {}
     if tamper is not None:
         tamper(model)
     example = model_inputs(data.validation, data.spec).dropna().head(3)
@@ -286,7 +290,7 @@ def register_version(
             name="model",
             serialization_format="skops",
             input_example=None if tamper else example,  # a tampered model could not answer its example
-            skops_trusted_types=trusted_types or TRUSTED_TYPES[family],
+            skops_trusted_types=trusted_types or registry.trusted_types([family, *weights]),
             pip_requirements=PIP_REQUIREMENTS,
         )
     return registry.register(

@@ -18,7 +18,6 @@ from nexus_cli.cli import main as nexus
 from nexus_cli.runs import materialize
 from nexus_core import registry
 from nexus_core.config import CLASSIFICATION_METRICS, REGRESSION_METRICS
-from nexus_core.registry import TRUSTED_TYPES
 from nexus_defs.definitions import build_definitions
 from nexus_resources.mlflow import MlflowResource
 from nexus_resources.modes import build_resources
@@ -89,7 +88,7 @@ def test_candidates_are_tracked_with_lineage_and_trusted_types(trained, instance
         assert {"validation_roc_auc", "holdout_roc_auc"} <= set(run.data.metrics)
         info = mlflow.models.get_model_info(candidate.model_uri)
         assert info.signature is not None and info.saved_input_example_info is not None
-        assert info.flavors["sklearn"]["skops_trusted_types"] == TRUSTED_TYPES[candidate.family]
+        assert info.flavors["sklearn"]["skops_trusted_types"] == registry.trusted_types([candidate.family])
     comparison = instance.get_latest_materialization_event(dg.AssetKey("candidate_models"))
     assert "hist_gradient_boosting" in comparison.asset_materialization.metadata["comparison"].value
 

@@ -20,8 +20,9 @@ from nexus_assets.training import candidates
 from nexus_cli.cli import main as nexus
 from nexus_cli.processes import running, serve_command
 from nexus_cli.runs import run_job
-from nexus_core import registry
+from nexus_core import ensemble, registry
 from nexus_core.config import load_config
+from nexus_core.ensemble import members
 from nexus_core.features import fitted_spec, model_inputs
 from nexus_core.inference import predict
 from nexus_core.names import INGEST_JOB, RANGE_END, RANGE_START, REGIME_START, RETRAINING_SENSOR, TRAINING_JOB, TRIGGER
@@ -238,7 +239,7 @@ def _retrains_keep_the_seasons(path: Path) -> None:
         rows = pd.concat([data.older, data.holdout])
         assert pd.to_datetime(rows["Date"], utc=True).dt.month.nunique() == 12, "rows of every season"
         inputs, low, high = model_inputs(rows, data.spec), data.train[target].min(), data.train[target].max()
-        own = retrained[-1].predict(retrained[:-1].transform(inputs))  # before the clip to the target's range
+        own = retrained.predict(inputs)  # before the clip to the target's range (an ensemble's too)
         print(f"retrained answers {own.min():.1f} to {own.max():.1f}, the target {low} to {high}")
         assert ((own >= low) & (own <= high)).mean() > 0.99, "the seasons are learned, not clipped"
         served, _ = predict(retrained, inputs)
@@ -375,7 +376,13 @@ def test_free_text_is_a_feature_and_the_served_model_beats_the_same_model_withou
         data = defs.load_asset_value("training_dataset", instance=instance)
     champion, family = _champion("tweets-model")
     without = dataclasses.replace(data, spec=dataclasses.replace(data.spec, text=()))
-    plain = candidates.pipeline(load_config(path), without, candidates.estimator(family, "multiclass", 7))
+    # an ensemble's members are each trained without the text, and weigh what they weighed
+    shares = ensemble.weights(champion) or {family: 1}
+    fitted = {
+        name: candidates.pipeline(load_config(path), without, candidates.estimator(name, "multiclass", 7))
+        for name in shares
+    }
+    plain = ensemble.weighted(fitted, shares) if len(shares) > 1 else fitted[family]
     truth = data.holdout["source"]
     served = float((champion.predict(model_inputs(data.holdout, data.spec)) == truth).mean())
     blind = float((plain.predict(model_inputs(data.holdout, without.spec)) == truth).mean())
@@ -416,7 +423,8 @@ def test_an_event_log_with_ids_of_thousands_of_levels_and_a_list_column(demo):
     unseen = split.metadata["unseen_in_holdout"].value
     assert set(unseen) == {"userId", "movieId", "title"} and 0 < unseen["movieId"] < 1, "new ids are said"
     champion, family = _champion("ratings-model")
-    width = champion[:-1].transform(model_inputs(_ratings().head(5), fitted_spec(champion))).shape[1]
+    rows = model_inputs(_ratings().head(5), fitted_spec(champion))
+    width = max(member[:-1].transform(rows).shape[1] for member in members(champion))
     print(f"served {family}, input width {width}")
     assert width < 300, "the width follows the bounds, not the thousands of levels"
     assert isinstance(_answer(out)["predictions"][0]["prediction"], float)

@@ -28,7 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from nexus_cli.processes import running, serve_command
 from nexus_core import registry, shadow_predictions
 from nexus_core.config import load_config
-from nexus_core.features import compile_preprocessor
+from nexus_core.ensemble import ENSEMBLE, members
+from nexus_core.features import compile_preprocessor, model_inputs
 from nexus_defs.definitions import build_definitions
 from nexus_resources.mlflow import MlflowResource
 from nexus_resources.modes import build_resources
@@ -455,6 +456,37 @@ def test_a_crafted_tree_is_refused_for_good_and_a_storage_outage_is_retried_unti
         away.rename(stored)
     info = wait_for(served.url, lambda i: i["version"] == fine)
     assert info["refused"] is None
+
+
+def test_an_ensemble_champion_answers_the_weighted_average_of_its_members_and_a_cracked_member_is_refused(served):
+    client = served.mlflow.client()
+    version = register_version(served.mlflow, served.config, served.data, family=ENSEMBLE)
+    registry.promote(client, NAME, version)
+    info = wait_for(served.url, lambda i: i["version"] == version)
+    assert info["family"] == ENSEMBLE and info["members"] == {"linear": 0.25, "random_forest": 0.75}
+    rows = served.data.holdout.head(20)
+    records = json.loads(model_inputs(rows, served.data.spec).to_json(orient="records", date_format="iso"))
+    status, body = call(served.url, "/predict", {"records": records})
+    assert status == 200, body
+    served_probabilities = np.array([p["probabilities"]["1"] for p in body["predictions"]])
+    model = registry.load_pipeline(f"models:/{NAME}/{version}")
+    linear, forest = members(model)
+    frame = model_inputs(rows, served.data.spec)
+    expected = (linear.predict_proba(frame)[:, 1] + 3 * forest.predict_proba(frame)[:, 1]) / 4
+    np.testing.assert_allclose(served_probabilities, expected, rtol=0, atol=1e-12)
+    cracked = register_version(
+        served.mlflow,
+        served.config,
+        served.data,
+        family=ENSEMBLE,
+        tamper=lambda ensemble: crack_first_tree(members(ensemble)[1]),
+    )
+    registry.promote(client, NAME, cracked)
+    info = wait_for(served.url, lambda i: (i["refused"] or {}).get("version") == cracked)
+    assert info["version"] == version and "left child 1000000" in info["refused"]["reason"]
+    fine = register_version(served.mlflow, served.config, served.data)
+    registry.promote(client, NAME, fine)  # the tests after this one are served a single pipeline again
+    wait_for(served.url, lambda i: i["version"] == fine)
 
 
 def test_the_challenger_answers_live_requests_in_shadow_and_is_judged_on_their_labels(served, monkeypatch):

@@ -1,27 +1,30 @@
 """`candidate_models` and `challenger_model`: train each family, and register the best; `champion_model`, the gate,
 is in `promotion.py`."""
 
+import time
 from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
 import pandas as pd
-from mlflow import log_dict, log_metrics, log_params, set_tag
+from mlflow import active_run, log_dict, log_metrics, log_params, set_tag
 from mlflow import sklearn as mlflow_sklearn
 from mlflow.models import infer_signature
+from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
 from nexus_assets.features.split import TrainingDataset
 from nexus_assets.lib.keys import inputs
 from nexus_assets.lib.reference import CALIBRATION_ARTIFACT, log_reference, reference_sample
 from nexus_assets.monitoring import drift
-from nexus_assets.training import cluster
+from nexus_assets.training import cluster, ensemble
+from nexus_assets.training.budget import Stopped
 from nexus_assets.training.candidates import (
     PIP_REQUIREMENTS,
     Candidate,
+    budgeted,
     check_trainable,
     estimator,
-    pipeline,
     target,
 )
 from nexus_assets.training.metrics import evaluate, metrics_for, unscorable
@@ -29,6 +32,7 @@ from nexus_assets.training.promotion import build_champion_model
 from nexus_assets.training.thresholds import choose_threshold
 from nexus_core import registry
 from nexus_core.config import NexusConfig, ThresholdConfig
+from nexus_core.ensemble import ENSEMBLE, weights
 from nexus_core.features import model_inputs
 from nexus_core.inference import THRESHOLD
 from nexus_resources.compute import Compute
@@ -98,16 +102,24 @@ def _candidate_models(config: NexusConfig) -> dg.AssetsDefinition:
             raise dg.Failure(description=f"not training: {exc}") from exc
         window, families = _window(config, data), config.model.candidates
         fit = _Fitting(config, context, data, compute, parquet_io_manager.files())
-        candidates, failed = [], {}
+        candidates, fitted, failed, skipped = [], {}, {}, []
         for number, family in enumerate(families, 1):
-            context.log.info(f"[{number}/{len(families)}] training {family}")
+            seconds = (fit.end - time.monotonic()) / (len(families) - number + 1)  # what is left, shared
+            if seconds <= 0:
+                context.log.warning(f"{family} is left out: training.time_budget_seconds was spent before its turn")
+                skipped.append(family)
+                continue
+            context.log.info(f"[{number}/{len(families)}] training {family} (up to {seconds:.0f} s)")
             try:
-                candidates.append(_train(config, context, mlflow, data, window, family, fit))
+                candidate, fitted[family] = _train(config, context, mlflow, data, window, family, fit, seconds)
+                candidates.append(candidate)
             except _FitFailed as exc:
                 context.log.warning(f"{family} is left out: it failed to fit ({exc}); the other families go on")
                 failed[family] = str(exc)
         if not candidates:
-            raise dg.Failure(description=f"every family failed to fit: {failed}")
+            raise dg.Failure(description=f"no family was fitted: failed {failed}, out of time {skipped}")
+        if config.model.ensemble and len(fitted) > 1:
+            candidates += _ensemble(config, context, mlflow, data, window, fitted)
         if all(np.isnan(c.validation[config.metric]) for c in candidates):
             raise dg.Failure(
                 description=f"cannot choose a challenger: {unscorable(config.metric, window.y_val, 'validation')}"
@@ -115,7 +127,7 @@ def _candidate_models(config: NexusConfig) -> dg.AssetsDefinition:
         return dg.MaterializeResult(
             value=candidates,
             metadata={
-                "comparison": dg.MetadataValue.md(_comparison(config, mlflow, candidates, failed)),
+                "comparison": dg.MetadataValue.md(_comparison(config, mlflow, candidates, failed, skipped)),
                 "selection_metric": config.metric,
             },
         )
@@ -137,12 +149,17 @@ class _Fitting:
     data: TrainingDataset
     compute: Compute
     features: PartitionFiles
+    end: float = 0.0  # when `training.time_budget_seconds` is spent (`time.monotonic()`)
 
-    def __call__(self, family: str) -> Pipeline:
+    def __post_init__(self) -> None:
+        self.end = time.monotonic() + self.config.training.time_budget_seconds
+
+    def __call__(self, family: str, seconds: float) -> tuple[Pipeline, Stopped | None]:
+        """The family fitted within `seconds` if it can stop early, and how far it got if it had to."""
         config, data = self.config, self.data
         model = estimator(family, config.dataset.task, config.model.seed)
         if not (family == "lightgbm" and config.compute.engine == "dask" and cluster.beyond_window(data)):
-            return pipeline(config, data, model)
+            return budgeted(config, data, model, time.monotonic() + seconds)
         self.context.log.info(
             f"training lightgbm on the Dask cluster at {config.compute.address} over {len(data.history)} partitions "
             f"({len(data.partition_rows['train'])} in the window of training.max_rows={config.training.max_rows})"
@@ -150,7 +167,7 @@ class _Fitting:
         with self.compute.client(config) as client:
             fitted, rows = cluster.fit_on_cluster(config, data, model, self.features, client)
         log_params({"trained_on": f"dask: {len(data.history)} partitions", "training_rows": rows})
-        return fitted
+        return fitted, None  # the cluster's collective training runs to its end
 
 
 def _train(
@@ -161,51 +178,100 @@ def _train(
     window: _Window,
     family: str,
     fit: _Fitting,
-) -> Candidate:
-    """One family fitted on the window, scored, logged with its reference and drift calibration in its own run."""
-    objective, w = _objective(config.model.threshold), window
-    with mlflow.start_run(context, config.dataset.name, family, {**w.lineage, "nexus.family": family}) as run:
+    seconds: float,
+) -> tuple[Candidate, Pipeline]:
+    """One family fitted on the window within `seconds`, tracked in its own run."""
+    tags = {**window.lineage, "nexus.family": family}
+    with mlflow.start_run(context, config.dataset.name, family, tags):
         try:
-            model = fit(family)
+            model, stopped = fit(family, seconds)
         except dg.Failure:
             raise
         except Exception as exc:  # this family's own trouble with the data or its settings: the others may cope
             set_tag("nexus.fit_error", f"{type(exc).__name__}: {exc}"[:5000])
             raise _FitFailed(f"{type(exc).__name__}: {exc}") from exc
-        threshold = choose_threshold(config.model.threshold, model, w.X_val, w.y_val)
-        if threshold is not None:  # travels inside the artifact: batch scoring and serving apply it too
-            setattr(model, THRESHOLD, threshold)
-            log_params({"decision_threshold": threshold, "threshold_objective": objective})
-        task = config.dataset.task
-        validation, holdout = evaluate(task, model, w.X_val, w.y_val), evaluate(task, model, w.X_hold, w.y_hold)
-        log_params({k: v for k, v in model.named_steps["model"].get_params().items() if _simple(v)})
-        log_metrics(
-            {f"validation_{k}": v for k, v in validation.items() if not np.isnan(v)}
-            | {f"holdout_{k}": v for k, v in holdout.items() if not np.isnan(v)}
-        )
-        info = mlflow_sklearn.log_model(
-            model,
-            name="model",
-            serialization_format="skops",
-            skops_trusted_types=registry.TRUSTED_TYPES[family],
-            pip_requirements=PIP_REQUIREMENTS,
-            signature=infer_signature(w.example, model.predict(w.example)),
-            input_example=w.example,
-            metadata={"decision_threshold": threshold, "threshold_objective": objective}
-            if threshold is not None
-            else None,
-        )
-        log_reference(w.reference)
-        usual = drift.calibrate_predictions(model, w.reference, w.days, data.spec)
-        log_dict(w.usual_data | usual, CALIBRATION_ARTIFACT)
-    tags = {**w.lineage, "nexus.family": family}
+        params = {k: v for k, v in model.named_steps["model"].get_params().items() if _simple(v)}
+        if stopped is not None:
+            context.log.warning(f"{family} {stopped} ({seconds:.0f} s); it competes with what it learned")
+            params["iterations_fitted"] = stopped.iterations
+            tags = {**tags, "nexus.time_budget": str(stopped)}
+            set_tag("nexus.time_budget", str(stopped))
+        return _tracked(config, data, window, family, model, params, tags), model
+
+
+def _ensemble(
+    config: NexusConfig,
+    context: dg.AssetExecutionContext,
+    mlflow: MlflowResource,
+    data: TrainingDataset,
+    window: _Window,
+    fitted: dict[str, Pipeline],
+) -> list[Candidate]:
+    """The families' weighted average as one more candidate, in its own run; none when one family alone scores
+    best on validation."""
+    model = ensemble.select(config, fitted, window.X_val, window.y_val)
+    if model is None:
+        context.log.info("no ensemble: on validation no average of the families beats the best one alone")
+        return []
+    shares = weights(model)
+    context.log.info(f"training {ENSEMBLE}: {_shares(shares)}")
+    tags = {**window.lineage, "nexus.family": ENSEMBLE, "nexus.ensemble": _shares(shares)}
+    with mlflow.start_run(context, config.dataset.name, ENSEMBLE, tags):
+        params = {"members": _shares(shares), "selection_rounds": ensemble.ROUNDS}
+        return [_tracked(config, data, window, ENSEMBLE, model, params, tags)]
+
+
+def _tracked(
+    config: NexusConfig,
+    data: TrainingDataset,
+    window: _Window,
+    family: str,
+    model: BaseEstimator,
+    params: dict,
+    tags: dict[str, str],
+) -> Candidate:
+    """A fitted model scored and logged in the active run (tagged `tags`), with its threshold, reference and drift
+    calibration."""
+    objective, w = _objective(config.model.threshold), window
+    threshold = choose_threshold(config.model.threshold, model, w.X_val, w.y_val)
+    if threshold is not None:  # travels inside the artifact: batch scoring and serving apply it too
+        setattr(model, THRESHOLD, threshold)
+        log_params({"decision_threshold": threshold, "threshold_objective": objective})
+    task = config.dataset.task
+    validation, holdout = evaluate(task, model, w.X_val, w.y_val), evaluate(task, model, w.X_hold, w.y_hold)
+    log_params(params)
+    log_metrics(
+        {f"validation_{k}": v for k, v in validation.items() if not np.isnan(v)}
+        | {f"holdout_{k}": v for k, v in holdout.items() if not np.isnan(v)}
+    )
+    info = mlflow_sklearn.log_model(
+        model,
+        name="model",
+        serialization_format="skops",
+        skops_trusted_types=registry.trusted_types([family, *weights(model)]),
+        pip_requirements=PIP_REQUIREMENTS,
+        signature=infer_signature(w.example, model.predict(w.example)),
+        input_example=w.example,
+        metadata={"decision_threshold": threshold, "threshold_objective": objective} if threshold is not None else None,
+    )
+    log_reference(w.reference)
+    usual = drift.calibrate_predictions(model, w.reference, w.days, data.spec)
+    log_dict(w.usual_data | usual, CALIBRATION_ARTIFACT)
     if threshold is not None:
-        tags["nexus.decision_threshold"] = f"{threshold:.6g} ({objective})"
-    return Candidate(family, run.info.run_id, info.model_uri, validation, holdout, tags, threshold)
+        tags = {**tags, "nexus.decision_threshold": f"{threshold:.6g} ({objective})"}
+    return Candidate(family, active_run().info.run_id, info.model_uri, validation, holdout, tags, threshold)
+
+
+def _shares(shares: dict[str, float]) -> str:
+    return ", ".join(f"{family} {share:.2f}" for family, share in shares.items())
 
 
 def _comparison(
-    config: NexusConfig, mlflow: MlflowResource, candidates: list[Candidate], failed: dict[str, str]
+    config: NexusConfig,
+    mlflow: MlflowResource,
+    candidates: list[Candidate],
+    failed: dict[str, str],
+    skipped: list[str],
 ) -> str:
     table = pd.DataFrame(
         [
@@ -219,8 +285,15 @@ def _comparison(
             for c in candidates
         ]
     )
-    left_out = "".join(f"\n\nLeft out, failed to fit: {family} ({error})" for family, error in failed.items())
-    return table.to_markdown(index=False, floatfmt=".4f") + left_out
+    notes = [
+        f"Stopped early: {c.family} {c.tags['nexus.time_budget']}" for c in candidates if "nexus.time_budget" in c.tags
+    ]
+    notes += [f"Left out, failed to fit: {family} ({error})" for family, error in failed.items()]
+    budget = config.training.time_budget_seconds
+    notes += [
+        f"Left out, out of time: {family} (training.time_budget_seconds={budget:g} was spent)" for family in skipped
+    ]
+    return "\n\n".join([table.to_markdown(index=False, floatfmt=".4f"), *notes])
 
 
 def _challenger_model(config: NexusConfig) -> dg.AssetsDefinition:

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 
 from nexus_assets.features.split import PARTS, TrainingDataset
 from nexus_assets.training.candidates import baseline, fitted
 from nexus_assets.training.metrics import Metric, score_rows
+from nexus_core.ensemble import recipe
 from nexus_core.features import model_inputs
 from nexus_core.inference import THRESHOLD, decision_threshold, predict
 
@@ -65,7 +65,7 @@ def backtest(
     rng = np.random.default_rng(seed)
     rows, draws = [], []
     for number, (start, end) in enumerate(itertools.pairwise(bounds), 1):
-        models = {"challenger": clone(challenger), "baseline": baseline(task)}
+        models = {"challenger": recipe(challenger), "baseline": baseline(task)}
         if decision_threshold(challenger) is not None:
             setattr(models["challenger"], THRESHOLD, decision_threshold(challenger))
         outputs = []

@@ -19,6 +19,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 
 from nexus_assets.features.split import TrainingDataset
+from nexus_assets.training.budget import Stopped, fit_by
 from nexus_core.config import NexusConfig
 from nexus_core.features import build_preprocessor, model_inputs
 from nexus_core.inference import TARGET_RANGE
@@ -84,17 +85,32 @@ def baseline(task: str) -> BaseEstimator:
 
 def pipeline(config: NexusConfig, data: TrainingDataset, model: BaseEstimator) -> Pipeline:
     """`model` behind the feature transform, fitted on the training part."""
+    return budgeted(config, data, model, None)[0]
+
+
+def budgeted(
+    config: NexusConfig, data: TrainingDataset, model: BaseEstimator, deadline: float | None
+) -> tuple[Pipeline, Stopped | None]:
+    """`model` behind the feature transform, fitted on the training part by `deadline` (`time.monotonic()`; None:
+    however long it takes), and how far it got if the deadline stopped it."""
     regression = config.dataset.task == "regression"
     features = build_preprocessor(data.spec, not wide_input(model), config.model.seed, regression)
     pipe = Pipeline([("features", features), ("model", model)])
-    weights = {} if data.weights is None else {"model__sample_weight": data.weights}
-    return fitted(pipe, model_inputs(data.train, data.spec), target(config, data.train), **weights)
+    X, y = model_inputs(data.train, data.spec), target(config, data.train)
+    weights = {} if data.weights is None else {"sample_weight": data.weights}
+    if deadline is None:
+        return fitted(pipe, X, y, **{f"model__{k}": v for k, v in weights.items()}), None
+    stopped = fit_by(pipe, X, y, deadline, **weights)
+    return _ranged(pipe, y), stopped
 
 
 def fitted(model: Pipeline, X: pd.DataFrame, y: pd.Series, **fit) -> Pipeline:
     """`model` fitted on (X, y); a regressor also carries the range of the target it learned from, inside the
     logged artifact, and every answer is clipped to it (`nexus_core.inference.bounded`)."""
-    model.fit(X, y, **fit)
+    return _ranged(model.fit(X, y, **fit), y)
+
+
+def _ranged(model: Pipeline, y: pd.Series) -> Pipeline:
     if not is_classifier(model):
         setattr(model, TARGET_RANGE, [float(y.min()), float(y.max())])
     return model
