@@ -7,8 +7,9 @@ time where the table has time), the selection metric on the 20%, the fit time, a
 NexusML's path is the one `candidate_models` and `challenger_model` take: the data contract proposes the columns'
 roles, each family of `model.candidates` is fitted behind the shared feature transform on the older 85% of the 80%
 (a seeded 85% where there is no time), with their greedy weighted ensemble, and the best on the rest (validation) is
-chosen. FLAML gets the whole 80% and its time budget (`--budget` seconds, two cores). Both are scored by NexusML's own metrics on the 20%. The gap is
-NexusML's score relative to FLAML's, signed so that a negative gap means NexusML is behind.
+chosen. FLAML gets the whole 80% and its time budget (`--budget` seconds, two cores). Both are scored by NexusML's
+own metrics on the 20%. The gap is NexusML's score relative to FLAML's, signed so that a negative gap means NexusML
+is behind.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pandas as pd
 
 from nexus_assets.data import contract
 from nexus_assets.features.split import TrainingDataset
-from nexus_assets.training import ensemble
+from nexus_assets.training import selection
 from nexus_assets.training.candidates import estimator, pipeline
 from nexus_assets.training.metrics import evaluate, metrics_for
 from nexus_core.config import NexusConfig
@@ -127,7 +128,7 @@ def nexusml(
     families = {
         f: pipeline(config, data, estimator(f, config.dataset.task, config.model.seed)) for f in config.model.candidates
     }
-    mixed = ensemble.select(config, families, X_val, y_val) if config.model.ensemble else None
+    mixed = selection.select(config, families, X_val, y_val) if config.model.ensemble else None
     for family, model in {**families, **({ENSEMBLE: mixed} if mixed is not None else {})}.items():
         score = evaluate(config.dataset.task, model, X_val, y_val)
         fitted.append((score[config.metric] * (1 if higher else -1), family, model))

@@ -44,6 +44,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only-bulk", action="store_true", help="only the 10,000-row request (no mlflow, floor, swap)")
+    parser.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="NexusML only, serving the three default families averaged as one version (every member answers every "
+        "row: the slowest ensemble); the champion is restored afterwards",
+    )
     args = parser.parse_args()
     config = load_config()
     name = config.model.registered_name
@@ -53,6 +59,9 @@ def main() -> None:
     champion = registry.aliases(client, name).get(registry.CHAMPION)
     if champion is None:
         sys.exit(f"no champion of {name} yet: run `make demo` first")
+    if args.ensemble:
+        _bench_ensemble(config, resource, champion, args)
+        return
     model = load_version(client, name, champion)
     example = _example_rows(name, champion, model)
     row = example.iloc[:1].to_dict("records")
@@ -98,6 +107,48 @@ def main() -> None:
         print(pd.DataFrame(results).to_markdown(index=False))
         _bulk(nexus_url, model, big)
         _swap(nexus_url, client, name, champion, row)
+
+
+def _bench_ensemble(config, resource, champion: str, args: argparse.Namespace) -> None:
+    """NexusML at concurrency 1 and 32 on an ensemble of the demo's window's three default families, equally
+    weighted, registered and promoted for the run."""
+    from nexus_assets.training.candidates import estimator, log_pipeline, pipeline
+    from nexus_cli.runs import dagster_instance
+    from nexus_core.ensemble import ENSEMBLE, weighted
+    from nexus_core.features import model_inputs
+    from nexus_defs.definitions import build_definitions
+
+    name, client = config.model.registered_name, resource.client()
+    data = build_definitions(config).load_asset_value("training_dataset", instance=dagster_instance())
+    families = ("linear", "random_forest", "hist_gradient_boosting")
+    fitted = {f: pipeline(config, data, estimator(f, config.dataset.task, config.model.seed)) for f in families}
+    with mlflow.start_run(experiment_id=resource.experiment_id(config.dataset.name), run_name="serving bench") as run:
+        info = log_pipeline(
+            weighted(fitted, dict.fromkeys(families, 1)), ENSEMBLE, model_inputs(data.validation, data.spec).head(5)
+        )
+    version = registry.register(client, name, info.model_uri, run.info.run_id, {"nexus.family": ENSEMBLE})
+    registry.promote(client, name, version)
+    try:
+        model = load_version(client, name, version)
+        body = {"records": _example_rows(name, version, model).iloc[:1].to_dict("records")}
+        env = {
+            "DO_NOT_TRACK": "1",
+            "MLFLOW_TRACKING_URI": resource.tracking_uri,
+            "NEXUS_SERVING_WORKERS": str(args.workers),
+        }
+        print(
+            f"model {name} v{version} (an ensemble of {', '.join(families)}); {os.cpu_count()} cores; "
+            f"wrk, {args.seconds} s each\n"
+        )
+        with _server(["bentoml", "serve", "serving.service:NexusModelService"], env, "/readyz") as url:
+            _post(f"{url}/predict", body)
+            results = [
+                {"server": "NexusML (BentoML), ensemble", "concurrency": c, **_wrk(url, body, c, args.seconds)}
+                for c in (1, 32)
+            ]
+        print(pd.DataFrame(results).to_markdown(index=False))
+    finally:
+        registry.promote(client, name, champion)  # leave the registry as we found it
 
 
 def _example_rows(name: str, version: str, model) -> pd.DataFrame:

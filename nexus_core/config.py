@@ -233,7 +233,7 @@ class TrainingConfig(_Strict):
     seed: int = 7
 
 
-Family = Literal["linear", "random_forest", "hist_gradient_boosting", "lightgbm"]
+Family = Literal["linear", "random_forest", "hist_gradient_boosting", "lightgbm", "catboost"]
 CLASSIFICATION_METRICS = ("roc_auc", "accuracy", "f1", "balanced_accuracy", "precision", "recall", "brier")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 

@@ -127,16 +127,20 @@ def _strings(column: pd.Series) -> pd.Series:
 
 
 def build_preprocessor(
-    spec: FeatureSpec, dense: bool = False, seed: int = 0, regression: bool = False
+    spec: FeatureSpec, dense: bool = False, seed: int = 0, regression: bool = False, native_categories: bool = False
 ) -> ColumnTransformer:
     """Each column encoded by its role: numbers imputed and scaled (with a missing indicator where mostly empty),
     categories one-hot with rare levels pooled, many-level categories target-encoded (cross-fitted), text as TF-IDF
-    of words and word pairs, lists as a column per frequent token. Sparse where sparse, unless `dense`."""
+    of words and word pairs, lists as a column per frequent token. Sparse where sparse, unless `dense`. With
+    `native_categories` both kinds of categories stay text (missing as "missing") for a model that encodes them
+    itself (`native_columns` says where they are)."""
+    categories = _labels() if native_categories else _categories(sparse=not dense)
+    many = _labels() if native_categories else _target_encoding(seed, regression)
     parts = [
         ("numeric", _numbers(add_indicator=False), list(spec.numeric)),
         ("mostly_empty", _numbers(add_indicator=True), list(spec.mostly_empty)),
-        ("categorical", _categories(sparse=not dense), list(spec.categorical)),
-        ("high_cardinality", _target_encoding(seed, regression), list(spec.high_cardinality)),
+        ("categorical", categories, list(spec.categorical)),
+        ("high_cardinality", many, list(spec.high_cardinality)),
     ]
     for column in spec.text:  # one column at a time: a vectorizer reads a 1-D column of documents
         terms = DENSE_TEXT_TERMS if dense else TEXT_TERMS
@@ -241,6 +245,16 @@ def _categories(sparse: bool) -> Pipeline:
         sparse_output=sparse,
     )
     return Pipeline([("impute", SimpleImputer(strategy="constant", fill_value="missing")), ("encode", encode)])
+
+
+def _labels() -> Pipeline:
+    return Pipeline([("impute", SimpleImputer(strategy="constant", fill_value="missing"))])
+
+
+def native_columns(step: ColumnTransformer) -> list[int]:
+    """Where a fitted `build_preprocessor(native_categories=True)` step puts the categories, in its output."""
+    where = [step.output_indices_.get(name, slice(0, 0)) for name in ("categorical", "high_cardinality")]
+    return [index for part in where for index in range(part.start, part.stop)]
 
 
 def _target_encoding(seed: int, regression: bool) -> Pipeline:

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.base import is_classifier
 
 # A binary pipeline's decision threshold travels inside the logged artifact as this attribute (skops keeps it).
 THRESHOLD = "nexus_decision_threshold_"
 # So does a regression pipeline's target range: the lowest and highest value it learned from.
 TARGET_RANGE = "nexus_target_range_"
+
+
+def classes(model) -> np.ndarray | None:
+    """A classifier's classes, in its probabilities' order; None for a regressor (CatBoost's carry an empty list)."""
+    return model.classes_ if is_classifier(model) else None
 
 
 def decision_threshold(model) -> float | None:

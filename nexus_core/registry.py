@@ -33,6 +33,7 @@ TRUSTED_TYPES = {
         "lightgbm.sklearn.LGBMClassifier",
         "lightgbm.sklearn.LGBMRegressor",
     ],
+    "catboost": [*_FEATURES, "catboost.core.CatBoostClassifier", "catboost.core.CatBoostRegressor"],
     ENSEMBLE: ["sklearn.utils._bunch.Bunch"],  # the soft vote's own part: it keeps its members by name in a Bunch
 }
 ALL_TRUSTED_TYPES = sorted({t for types in TRUSTED_TYPES.values() for t in types})

@@ -4,7 +4,8 @@ skops loads `sklearn.tree._tree.Tree` and `TreePredictor` only because they are 
 the type does not make its arrays safe: scikit-learn's Cython follows child and feature indices without bounds
 checks, so a crafted file could make it read outside its arrays. Every tree must be a well-formed binary tree over
 the model's inputs. A LightGBM booster is parsed by LightGBM itself when skops restores it; what it parsed must
-still describe the estimator around it: as many inputs and classes, and splits on those inputs only.
+still describe the estimator around it: as many inputs and classes, and splits on those inputs only. So must a
+CatBoost model, which CatBoost parses from its own format.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def check_trees(pipeline: BaseEstimator) -> int:
     n_features = getattr(estimator, "n_features_in_", None)
     if getattr(estimator, "_Booster", None) is not None:
         return _check_booster(estimator.booster_.dump_model(), n_features, getattr(estimator, "n_classes_", None))
+    if hasattr(estimator, "get_cat_feature_indices"):  # CatBoost
+        return _check_catboost(estimator, pipeline[0] if isinstance(pipeline, Pipeline) else None)
     checked = 0
     for where, tree in _trees(estimator):
         if hasattr(tree, "children_left"):  # sklearn.tree._tree.Tree
@@ -104,3 +107,16 @@ def _check_nodes(
     if bad.any():
         node = int(np.flatnonzero(bad)[0])
         raise UnsafeModel(f"{where}: node {node} splits on feature {int(feature[node])}; the model takes {width}")
+
+
+def _check_catboost(model: Any, features: Any) -> int:
+    width = max((part.stop for part in getattr(features, "output_indices_", {}).values()), default=None)
+    inputs = len(model.feature_names_)
+    if width is not None and inputs != width:
+        raise UnsafeModel(f"the CatBoost model takes {inputs} features; the feature step gives {width}")
+    if any(not 0 <= index < inputs for index in model.get_cat_feature_indices()):
+        raise UnsafeModel(f"the CatBoost model's categorical features {model.get_cat_feature_indices()} are not inputs")
+    names = model.get_params().get("class_names")
+    if names is not None and list(names) != list(model.classes_):
+        raise UnsafeModel(f"the CatBoost model scores classes {list(model.classes_)}; it was trained for {names}")
+    return model.tree_count_

@@ -25,6 +25,7 @@ from typing_extensions import TypedDict
 from nexus_core.ensemble import members, weights
 from nexus_core.features import FeatureSpec, compile_preprocessor, fitted_spec, input_bounds, model_inputs
 from nexus_core.inference import bounded, decision_threshold, predict, target_range
+from nexus_core.inference import classes as model_classes
 from nexus_core.registry import CHAMPION, load_pipeline
 from nexus_core.trees import UnsafeModel
 
@@ -64,7 +65,7 @@ class ServedModel:
         body = TypedDict(f"PredictBody_v{self.version}", {"records": records})  # noqa: UP013 (versioned name)
         body.__pydantic_config__ = ConfigDict(extra="forbid")
         self.body = TypeAdapter(body)
-        classes = getattr(self.pipeline, "classes_", None)
+        classes = model_classes(self.pipeline)
         self.classes = None if classes is None else [c.item() if hasattr(c, "item") else c for c in classes]
         self.threshold = decision_threshold(self.pipeline)
         self.target_range = target_range(self.pipeline)

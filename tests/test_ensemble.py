@@ -12,7 +12,7 @@ import yaml
 
 from nexus_assets.data import contract
 from nexus_assets.features.split import TrainingDataset
-from nexus_assets.training import ensemble
+from nexus_assets.training import selection
 from nexus_assets.training.candidates import estimator, pipeline
 from nexus_assets.training.metrics import evaluate
 from nexus_cli.runs import materialize
@@ -82,9 +82,9 @@ def test_the_ensemble_predicts_the_weighted_average_of_its_members(seattle, peng
 
 def test_greedy_selection_mixes_the_families_only_when_the_mix_beats_each_alone_on_validation(seattle, penguins):
     config, parts = seattle
-    votes = ensemble.greedy_weights(config, parts["fitted"], parts["X"], parts["y"])
-    assert sum(votes.values()) <= ensemble.ROUNDS and sum(v > 0 for v in votes.values()) >= 2, votes
-    model = ensemble.select(config, parts["fitted"], parts["X"], parts["y"])
+    votes = selection.greedy_weights(config, parts["fitted"], parts["X"], parts["y"])
+    assert sum(votes.values()) <= selection.ROUNDS and sum(v > 0 for v in votes.values()) >= 2, votes
+    model = selection.select(config, parts["fitted"], parts["X"], parts["y"])
     alone = {f: evaluate("regression", m, parts["X"], parts["y"])["rmse"] for f, m in parts["fitted"].items()}
     mixed = evaluate("regression", model, parts["X"], parts["y"])["rmse"]
     print(f"Seattle weather validation rmse: ensemble {mixed:.3f} ({votes}), families {alone}")
@@ -96,7 +96,7 @@ def test_greedy_selection_mixes_the_families_only_when_the_mix_beats_each_alone_
     assert predict(model, hot)[0][0] <= limits[1] < model.predict(hot)[0]
     # penguins: the linear model alone is right on every validation row; no average can beat it
     config, parts = penguins
-    assert ensemble.select(config, parts["fitted"], parts["X"], parts["y"]) is None
+    assert selection.select(config, parts["fitted"], parts["X"], parts["y"]) is None
 
 
 def test_the_ensemble_is_a_candidate_registered_and_judged_by_the_gate_like_the_others(tmp_path, monkeypatch, instance):

@@ -8,8 +8,6 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 from mlflow import active_run, log_dict, log_metrics, log_params, set_tag
-from mlflow import sklearn as mlflow_sklearn
-from mlflow.models import infer_signature
 from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
@@ -17,14 +15,14 @@ from nexus_assets.features.split import TrainingDataset
 from nexus_assets.lib.keys import inputs
 from nexus_assets.lib.reference import CALIBRATION_ARTIFACT, log_reference, reference_sample
 from nexus_assets.monitoring import drift
-from nexus_assets.training import cluster, ensemble
+from nexus_assets.training import cluster, selection
 from nexus_assets.training.budget import Stopped
 from nexus_assets.training.candidates import (
-    PIP_REQUIREMENTS,
     Candidate,
     budgeted,
     check_trainable,
     estimator,
+    log_pipeline,
     target,
 )
 from nexus_assets.training.metrics import evaluate, metrics_for, unscorable
@@ -209,7 +207,7 @@ def _ensemble(
 ) -> list[Candidate]:
     """The families' weighted average as one more candidate, in its own run; none when one family alone scores
     best on validation."""
-    model = ensemble.select(config, fitted, window.X_val, window.y_val)
+    model = selection.select(config, fitted, window.X_val, window.y_val)
     if model is None:
         context.log.info("no ensemble: on validation no average of the families beats the best one alone")
         return []
@@ -217,7 +215,7 @@ def _ensemble(
     context.log.info(f"training {ENSEMBLE}: {_shares(shares)}")
     tags = {**window.lineage, "nexus.family": ENSEMBLE, "nexus.ensemble": _shares(shares)}
     with mlflow.start_run(context, config.dataset.name, ENSEMBLE, tags):
-        params = {"members": _shares(shares), "selection_rounds": ensemble.ROUNDS}
+        params = {"members": _shares(shares), "selection_rounds": selection.ROUNDS}
         return [_tracked(config, data, window, ENSEMBLE, model, params, tags)]
 
 
@@ -244,15 +242,11 @@ def _tracked(
         {f"validation_{k}": v for k, v in validation.items() if not np.isnan(v)}
         | {f"holdout_{k}": v for k, v in holdout.items() if not np.isnan(v)}
     )
-    info = mlflow_sklearn.log_model(
+    info = log_pipeline(
         model,
-        name="model",
-        serialization_format="skops",
-        skops_trusted_types=registry.trusted_types([family, *weights(model)]),
-        pip_requirements=PIP_REQUIREMENTS,
-        signature=infer_signature(w.example, model.predict(w.example)),
-        input_example=w.example,
-        metadata={"decision_threshold": threshold, "threshold_objective": objective} if threshold is not None else None,
+        family,
+        w.example,
+        {"decision_threshold": threshold, "threshold_objective": objective} if threshold is not None else None,
     )
     log_reference(w.reference)
     usual = drift.calibrate_predictions(model, w.reference, w.days, data.spec)

@@ -16,6 +16,7 @@ from nexus_assets.training.metrics import Metric, score_rows
 from nexus_core.ensemble import recipe
 from nexus_core.features import model_inputs
 from nexus_core.inference import THRESHOLD, decision_threshold, predict
+from nexus_core.inference import classes as model_classes
 
 # The newest rows a backtest refits on: it runs only when the holdout cannot decide, which on large data means a
 # gain too small to matter, and this bounds its cost there.
@@ -71,7 +72,7 @@ def backtest(
         outputs = []
         for model in models.values():
             fitted(model, X.iloc[:start], pd.Series(y[:start]))
-            outputs.append(_aligned(predict(model, X.iloc[start:end]), getattr(model, "classes_", None), classes))
+            outputs.append(_aligned(predict(model, X.iloc[start:end]), model_classes(model), classes))
         truth = y[start:end]
 
         def gain(rows: np.ndarray, truth=truth, outputs=outputs) -> float:

@@ -3,13 +3,15 @@ ones would not end in time, and keep what they have; `training.time_budget_secon
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
 import pandas as pd
+from catboost import CatBoost
 from lightgbm import LGBMModel
 from lightgbm.callback import EarlyStopException
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, is_classifier
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
@@ -18,6 +20,8 @@ from sklearn.ensemble import (
 )
 from sklearn.pipeline import Pipeline
 
+from nexus_core.features import native_columns
+
 # The parameter counting each family's iterations, for the ones scikit-learn can grow with warm_start.
 _GROWN = {
     HistGradientBoostingClassifier: "max_iter",
@@ -25,6 +29,7 @@ _GROWN = {
     RandomForestClassifier: "n_estimators",
     RandomForestRegressor: "n_estimators",
 }
+EARLY_STOPPING = 50  # CatBoost's rounds without a gain on validation before it stops
 FIRST_STAGE = 40  # the first call fits 1/40 of the iterations, to time one before committing to the rest
 
 
@@ -39,11 +44,21 @@ class Stopped:
         return f"stopped at the time budget after {self.iterations} of {self.of} iterations"
 
 
-def fit_by(pipe: Pipeline, X: pd.DataFrame, y: pd.Series, deadline: float, **fit) -> Stopped | None:
+def fit_by(
+    pipe: Pipeline,
+    X: pd.DataFrame,
+    y: pd.Series,
+    deadline: float,
+    validation: tuple[pd.DataFrame, pd.Series] | None = None,
+    **fit,
+) -> Stopped | None:
     """Fit `pipe` (feature step, then model) on (X, y), its model growing only while the next iterations end before
-    `deadline` (`time.monotonic()`); how far it got when it stopped early, else None. `fit` goes to the model."""
+    `deadline` (`time.monotonic()`); how far it got when it stopped early, else None. `fit` goes to the model;
+    CatBoost also stops early on `validation` when it stops improving there."""
     features, model = pipe.steps[0][1], pipe.steps[-1][1]
     Xt = features.fit_transform(X, y)
+    if isinstance(model, CatBoost):
+        return _catboost_by(model, features, Xt, y, deadline, validation, **fit)
     if isinstance(model, LGBMModel):
         return _boost_by(model, Xt, y, deadline, **fit)
     if type(model) in _GROWN:
@@ -54,6 +69,9 @@ def fit_by(pipe: Pipeline, X: pd.DataFrame, y: pd.Series, deadline: float, **fit
 
 def _grow_by(model: BaseEstimator, count: str, X, y, deadline: float, **fit) -> Stopped | None:
     total, started = model.get_params()[count], time.monotonic()
+    if deadline == math.inf:
+        model.fit(X, y, **fit)
+        return None
     done = max(1, total // FIRST_STAGE)
     model.set_params(warm_start=True, **{count: done}).fit(X, y, **fit)
     while done < total:
@@ -79,3 +97,38 @@ def _boost_by(model: LGBMModel, X, y, deadline: float, **fit) -> Stopped | None:
     model.fit(X, y, callbacks=[stop_in_time], **fit)
     done, total = model.booster_.current_iteration(), model.get_params()["n_estimators"]
     return Stopped(done, total) if done < total else None
+
+
+class _InTime:
+    """CatBoost's callback: go on while the next iteration ends before the deadline."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline, self.started, self.done, self.stopped = deadline, time.monotonic(), 0, False
+
+    def after_iteration(self, info) -> bool:
+        now, self.done = time.monotonic(), info.iteration
+        self.stopped = now + (now - self.started) / info.iteration > self.deadline
+        return not self.stopped
+
+
+def _catboost_by(
+    model: CatBoost, features, X, y: pd.Series, deadline: float, validation: tuple | None, **fit
+) -> Stopped | None:
+    in_time, eval_set, classifier = _InTime(deadline), None, is_classifier(model)
+    if classifier:  # sorted, as scikit-learn's classifiers order them (an ensemble averages them column by column)
+        model.set_params(class_names=sorted(pd.unique(y)))
+    if validation is not None:
+        X_val, y_val = validation
+        known = y_val.isin(pd.unique(y)) if classifier else pd.Series(True, index=y_val.index)
+        if known.any():  # a class the training rows lack cannot be scored
+            eval_set = (features.transform(X_val[known.to_numpy()]), y_val[known.to_numpy()])
+    model.fit(
+        X,
+        y,
+        cat_features=native_columns(features),
+        eval_set=eval_set,
+        early_stopping_rounds=EARLY_STOPPING if eval_set is not None else None,
+        callbacks=[in_time],
+        **fit,
+    )
+    return Stopped(in_time.done, model.get_params()["iterations"]) if in_time.stopped else None

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from importlib import metadata
 
 import pandas as pd
+from catboost import CatBoost, CatBoostClassifier, CatBoostRegressor
 from lightgbm import LGBMClassifier, LGBMRegressor
+from mlflow import sklearn as mlflow_sklearn
+from mlflow.models import infer_signature
+from mlflow.models.model import ModelInfo
 from sklearn.base import BaseEstimator, is_classifier
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.ensemble import (
@@ -20,14 +25,16 @@ from sklearn.pipeline import Pipeline
 
 from nexus_assets.features.split import TrainingDataset
 from nexus_assets.training.budget import Stopped, fit_by
+from nexus_core import registry
 from nexus_core.config import NexusConfig
+from nexus_core.ensemble import weights
 from nexus_core.features import build_preprocessor, model_inputs
-from nexus_core.inference import TARGET_RANGE
+from nexus_core.inference import TARGET_RANGE, predict
 
 # Declared rather than inferred: MLflow's inference imports the model in a subprocess, 4 s per model.
 PIP_REQUIREMENTS = [
     f"{package}=={metadata.version(package)}"
-    for package in ("mlflow", "scikit-learn", "skops", "numpy", "pandas", "scipy", "lightgbm")
+    for package in ("mlflow", "scikit-learn", "skops", "numpy", "pandas", "scipy", "lightgbm", "catboost")
 ]
 
 
@@ -42,6 +49,21 @@ class Candidate:
     holdout: dict[str, float]
     tags: dict[str, str] = field(default_factory=dict)
     threshold: float | None = None  # a binary classifier's decision threshold
+
+
+def log_pipeline(model: BaseEstimator, family: str, example: pd.DataFrame, metadata: dict | None = None) -> ModelInfo:
+    """`model` logged in the active MLflow run the way NexusML loads it back: in the skops format, asking to trust
+    exactly its families' types, with its signature and input example."""
+    return mlflow_sklearn.log_model(
+        model,
+        name="model",
+        serialization_format="skops",
+        skops_trusted_types=registry.trusted_types([family, *weights(model)]),
+        pip_requirements=PIP_REQUIREMENTS,
+        signature=infer_signature(example, predict(model, example)[0]),  # labels (CatBoost's own are 2-D)
+        input_example=example,
+        metadata=metadata,
+    )
 
 
 def estimator(family: str, task: str, seed: int) -> BaseEstimator:
@@ -69,6 +91,11 @@ def estimator(family: str, task: str, seed: int) -> BaseEstimator:
             force_row_wise=True,
             verbose=-1,
         )
+    if family == "catboost":
+        kind = CatBoostRegressor if regression else CatBoostClassifier
+        # categories of up to 64 levels one-hot: CatBoost's target statistics alone went far wrong on a 51-level
+        # column of a time-ordered table (RMSE 179 against 24; issue 32); many-level ones (ids) keep them
+        return kind(iterations=1000, one_hot_max_size=64, random_seed=seed, allow_writing_files=False, verbose=0)
     raise ValueError(f"unknown model family {family!r}")
 
 
@@ -93,14 +120,13 @@ def budgeted(
 ) -> tuple[Pipeline, Stopped | None]:
     """`model` behind the feature transform, fitted on the training part by `deadline` (`time.monotonic()`; None:
     however long it takes), and how far it got if the deadline stopped it."""
-    regression = config.dataset.task == "regression"
-    features = build_preprocessor(data.spec, not wide_input(model), config.model.seed, regression)
+    regression, native = config.dataset.task == "regression", isinstance(model, CatBoost)
+    features = build_preprocessor(data.spec, not wide_input(model), config.model.seed, regression, native)
     pipe = Pipeline([("features", features), ("model", model)])
     X, y = model_inputs(data.train, data.spec), target(config, data.train)
+    validation = model_inputs(data.validation, data.spec), target(config, data.validation)
     weights = {} if data.weights is None else {"sample_weight": data.weights}
-    if deadline is None:
-        return fitted(pipe, X, y, **{f"model__{k}": v for k, v in weights.items()}), None
-    stopped = fit_by(pipe, X, y, deadline, **weights)
+    stopped = fit_by(pipe, X, y, math.inf if deadline is None else deadline, validation, **weights)
     return _ranged(pipe, y), stopped
 
 

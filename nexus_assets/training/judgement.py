@@ -19,6 +19,7 @@ from nexus_assets.training.gate import GateDecision, Rule, decide, guardrail_tab
 from nexus_assets.training.metrics import evaluate, evaluate_output, metrics_for, paired_gain_interval
 from nexus_core.config import NexusConfig
 from nexus_core.features import model_inputs
+from nexus_core.inference import classes as model_classes
 from nexus_core.inference import predict
 
 
@@ -36,7 +37,7 @@ def judge(
     X, y = model_inputs(data.holdout, data.spec), data.holdout[config.dataset.target]
     reference = next(label for label in models if label != "challenger")
     # One predict per model on the holdout: the scores, the interval and the plot all use it.
-    outputs = {label: (*predict(model, X), getattr(model, "classes_", None)) for label, model in models.items()}
+    outputs = {label: (*predict(model, X), model_classes(model)) for label, model in models.items()}
     scores = {label: evaluate_output(task, output, y) for label, output in outputs.items()}
     pair = (outputs["challenger"], outputs[reference])
     interval = paired_gain_interval(metric, y, pair, rule.confidence, seed=config.model.seed)

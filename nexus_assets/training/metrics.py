@@ -10,6 +10,7 @@ import pandas as pd
 from scipy.stats import rankdata
 from sklearn import metrics
 
+from nexus_core.inference import classes as model_classes
 from nexus_core.inference import predict
 
 
@@ -180,7 +181,7 @@ def bootstrap_interval(
 def evaluate(task: str, model, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
     """Every metric of the task for `model` on (X, y); NaN for one that cannot be computed on these rows
     (`unscorable` says why)."""
-    return evaluate_output(task, (*predict(model, X), getattr(model, "classes_", None)), y)
+    return evaluate_output(task, (*predict(model, X), model_classes(model)), y)
 
 
 def evaluate_output(task: str, output: tuple, y: pd.Series) -> dict[str, float]:

@@ -8,12 +8,13 @@ from sklearn.metrics import confusion_matrix, f1_score, make_scorer, precision_s
 from sklearn.model_selection import TunedThresholdClassifierCV
 
 from nexus_core.config import ThresholdConfig
+from nexus_core.inference import classes as model_classes
 
 
 def choose_threshold(setting: ThresholdConfig, model, X: pd.DataFrame, y: pd.Series) -> float | None:
     """The positive class's probability from which `model` (fitted) predicts it, or None for a model that is not a
     binary classifier or a validation split holding a single class."""
-    classes = getattr(model, "classes_", None)
+    classes = model_classes(model)
     if classes is None or len(classes) != 2:
         return None
     if setting.objective == "fixed":

@@ -13,6 +13,7 @@ from sklearn.pipeline import Pipeline
 from nexus_core import ensemble
 from nexus_core.config import NexusConfig
 from nexus_core.inference import TARGET_RANGE, target_range
+from nexus_core.inference import classes as model_classes
 
 from .metrics import Metric, metrics_for, score_rows
 
@@ -23,7 +24,8 @@ def select(config: NexusConfig, fitted: dict[str, Pipeline], X: pd.DataFrame, y:
     """The fitted families averaged with the weights that score best on (X, y): each round adds the family (again,
     or a new one) that most improves the average, and the best round's counts are the weights. None when the best
     average is one family alone (it is already a candidate) or nothing can be scored."""
-    if len({tuple(getattr(model, "classes_", ())) for model in fitted.values()}) > 1:
+    known = [model_classes(model) for model in fitted.values()]
+    if any(c is not None and not np.array_equal(c, known[0]) for c in known):
         return None  # a family trained on the cluster's longer history may know classes the window lacks
     weights = greedy_weights(config, fitted, X, y)
     if sum(weight > 0 for weight in weights.values()) < 2:
@@ -39,7 +41,7 @@ def greedy_weights(config: NexusConfig, fitted: dict[str, Pipeline], X: pd.DataF
     metric = metrics_for(config.dataset.task)[config.metric]
     classifier = is_classifier(next(iter(fitted.values())))
     outputs = {family: model.predict_proba(X) if classifier else model.predict(X) for family, model in fitted.items()}
-    classes = getattr(next(iter(fitted.values())), "classes_", None)
+    classes = model_classes(next(iter(fitted.values())))
     limits, y = _widest_range(fitted), np.asarray(y)
 
     def score(average: np.ndarray) -> float:
