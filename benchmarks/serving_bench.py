@@ -70,6 +70,7 @@ def main() -> None:
         "DO_NOT_TRACK": "1",
         "MLFLOW_TRACKING_URI": resource.tracking_uri,
         "NEXUS_SERVING_WORKERS": str(args.workers),
+        "OMP_NUM_THREADS": "1",  # as `nexus serve` sets it (nexus_cli/bentoml_serve.py)
     }
     print(
         f"model {name} v{champion} ({model.info.get('family')}); {os.cpu_count()} cores; wrk, {args.seconds} s each\n"
@@ -135,6 +136,7 @@ def _bench_ensemble(config, resource, champion: str, args: argparse.Namespace) -
             "DO_NOT_TRACK": "1",
             "MLFLOW_TRACKING_URI": resource.tracking_uri,
             "NEXUS_SERVING_WORKERS": str(args.workers),
+            "OMP_NUM_THREADS": "1",  # as `nexus serve` sets it (nexus_cli/bentoml_serve.py)
         }
         print(
             f"model {name} v{version} (an ensemble of {', '.join(families)}); {os.cpu_count()} cores; "
@@ -142,9 +144,9 @@ def _bench_ensemble(config, resource, champion: str, args: argparse.Namespace) -
         )
         with _server(["bentoml", "serve", "serving.service:NexusModelService"], env, "/readyz") as url:
             _post(f"{url}/predict", body)
+            label = "NexusML (BentoML), ensemble"
             results = [
-                {"server": "NexusML (BentoML), ensemble", "concurrency": c, **_wrk(url, body, c, args.seconds)}
-                for c in (1, 32)
+                {"server": label, "concurrency": c, **_wrk(f"{url}/predict", body, c, args.seconds)} for c in (1, 32)
             ]
         print(pd.DataFrame(results).to_markdown(index=False))
     finally:
@@ -155,7 +157,8 @@ def _example_rows(name: str, version: str, model) -> pd.DataFrame:
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=tmp)
         example = mlflow.models.Model.load(local).load_input_example(local)
-    return example[model.spec.columns]
+    times = {c: example[c].map(lambda t: None if pd.isna(t) else pd.Timestamp(t).isoformat()) for c in model.spec.time}
+    return example[model.spec.columns].assign(**times)  # a JSON body carries times as ISO 8601 text
 
 
 def _server(command: list[str], env: dict[str, str], health: str, port_flag: str = "--port"):

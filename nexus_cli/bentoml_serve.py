@@ -26,6 +26,10 @@ def main(argv: list[str]) -> None:
     instance = f"{address.host}-{address.port}"
     folder = os.path.join(BentoMLContainer.bentoml_home.get(), "prometheus_multiproc_dir", instance)
     BentoMLContainer.prometheus_multiproc_dir.set(folder)
+    # One OpenMP thread per worker (the workers inherit it), as the models' own n_jobs are: the service runs a worker
+    # per core, and histogram boosting's OpenMP threads in two workers contending made an ensemble's p50 at one
+    # client 31 ms instead of 8 (docs/benchmarks.md). Set before any worker starts its OpenMP runtime.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     cli(["serve", *argv], prog_name="bentoml")
 
 

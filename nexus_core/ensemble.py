@@ -44,9 +44,14 @@ def members(model: BaseEstimator) -> list[Pipeline]:
     return [model]
 
 
-def weights(model: BaseEstimator) -> dict[str, float]:
-    """Each member's share of an ensemble's vote; empty for a single pipeline."""
+def votes(model: BaseEstimator) -> dict[str, float]:
+    """Each member's weight in an ensemble's vote, as given; empty for a single pipeline."""
     if not is_ensemble(model):
         return {}
-    total = sum(model.weights)
-    return {name: weight / total for (name, _), weight in zip(model.estimators, model.weights, strict=True)}
+    return {name: weight for (name, _), weight in zip(model.estimators, model.weights, strict=True)}
+
+
+def weights(model: BaseEstimator) -> dict[str, float]:
+    """Each member's share of an ensemble's vote; empty for a single pipeline."""
+    given = votes(model)
+    return {name: weight / sum(given.values()) for name, weight in given.items()}

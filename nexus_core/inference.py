@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.base import is_classifier
 
 # A binary pipeline's decision threshold travels inside the logged artifact as this attribute (skops keeps it).
 THRESHOLD = "nexus_decision_threshold_"
@@ -14,7 +13,8 @@ TARGET_RANGE = "nexus_target_range_"
 
 def classes(model) -> np.ndarray | None:
     """A classifier's classes, in its probabilities' order; None for a regressor (CatBoost's carry an empty list)."""
-    return model.classes_ if is_classifier(model) else None
+    found = getattr(model, "classes_", None)
+    return None if found is None or len(found) == 0 else found
 
 
 def decision_threshold(model) -> float | None:

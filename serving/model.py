@@ -19,10 +19,13 @@ from mlflow.models.model import MLMODEL_FILE_NAME
 from mlflow.tracking import MlflowClient
 from pydantic import ConfigDict, Field, Strict, StrictFloat, StrictInt, StrictStr, TypeAdapter
 from pydantic_core import to_json
+from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
 from typing_extensions import TypedDict
 
-from nexus_core.ensemble import members, weights
+from nexus_core.ensemble import is_ensemble, members, votes, weights
+from nexus_core.ensemble import weighted as ensemble_of
 from nexus_core.features import FeatureSpec, compile_preprocessor, fitted_spec, input_bounds, model_inputs
 from nexus_core.inference import bounded, decision_threshold, predict, target_range
 from nexus_core.inference import classes as model_classes
@@ -46,7 +49,7 @@ class ServedModel:
     id_column: str | None = None  # the dataset's id column: a record may carry it, and its answer echoes it
     max_records: int = 10_000
     example: list[dict[str, Any]] = field(default_factory=list)  # validated records of the version's input example
-    transform: Callable[[list[dict]], np.ndarray] | None = None  # the pipeline's feature step, compiled (checked)
+    fast: BaseEstimator | None = None  # the model reading validated records through compiled feature steps (checked)
     threshold: float | None = None  # a binary model's decision threshold, logged with it
 
     def __post_init__(self) -> None:
@@ -79,10 +82,9 @@ class ServedModel:
 
     def answer(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A prediction per validated record, with the record's id when it carries one."""
-        if self.transform is not None:  # the same numbers as the pipeline's own transform, checked at load
-            predictions = self._answers(self.pipeline[-1], self.transform(records))
-        else:
-            predictions = self.predict(self.frame(records))
+        # the compiled steps give the same numbers as the pipeline's own transforms, checked at load
+        fast = self.fast is not None
+        predictions = self._answers(self.fast, records) if fast else self.predict(self.frame(records))
         if self.id_column:
             for record, prediction in zip(records, predictions, strict=True):
                 if self.id_column in record:
@@ -175,22 +177,35 @@ def _check(
         positive = model.classes[1]
         info["decision_threshold"] = {"positive_class": positive, "from": model.threshold, "objective": objective}
     model.example = model.parse(to_json({"records": example.to_dict("records")}, inf_nan_mode="null"))
-    model.transform = _compiled_transform(model)
+    model.fast = fast_model(model)
     answers = model.answer(model.example)
     if len(answers) != len(example):
         raise UnsafeModel(f"{uri} answered {len(answers)} predictions for {len(example)} example rows")
     return model
 
 
-def _compiled_transform(model: ServedModel) -> Callable[[list[dict]], np.ndarray] | None:
-    """The compiled feature step if it gives exactly the pipeline's own numbers on the example, on a record with
-    every value missing and on one with unseen categories; else None (the pipeline's own transform is used)."""
-    transform = compile_preprocessor(model.pipeline, model.spec)
+def fast_model(model: ServedModel) -> BaseEstimator | None:
+    """The version's model reading validated records through its feature step compiled (each member's, for an
+    ensemble, averaged by the same vote), if every step compiles; else None (the pipeline's own transforms serve)."""
+    shares = votes(model.pipeline) or {"model": 1.0}
+    fast = {}
+    for name, member in zip(shares, members(model.pipeline), strict=True):
+        transform = _compiled_transform(model, member)
+        if transform is None:
+            return None
+        fast[name] = Pipeline([("features", FunctionTransformer(transform)), ("model", member[-1])])
+    return ensemble_of(fast, shares) if is_ensemble(model.pipeline) else fast["model"]
+
+
+def _compiled_transform(model: ServedModel, pipeline: Pipeline) -> Callable[[list[dict]], np.ndarray] | None:
+    """`pipeline`'s compiled feature step if it gives exactly the step's own numbers on the example, on a record
+    with every value missing and on one with unseen categories; else None."""
+    transform = compile_preprocessor(pipeline, model.spec)
     if transform is None or not model.example:
         return None
     unseen = {**model.example[0], **dict.fromkeys(model.spec.strings, "\x00unseen")}
     probe = [*model.example, dict.fromkeys(model.spec.columns), unseen]
-    expected = np.asarray(model.pipeline[:-1].transform(model.frame(probe)), dtype=np.float64)
+    expected = np.asarray(pipeline[:-1].transform(model.frame(probe)), dtype=np.float64)
     got = transform(probe)
     return transform if got.shape == expected.shape and np.array_equal(got, expected, equal_nan=True) else None
 

@@ -29,12 +29,12 @@ from nexus_cli.processes import running, serve_command
 from nexus_core import registry, shadow_predictions
 from nexus_core.config import load_config
 from nexus_core.ensemble import ENSEMBLE, members
-from nexus_core.features import compile_preprocessor, model_inputs
+from nexus_core.features import model_inputs
 from nexus_defs.definitions import build_definitions
 from nexus_resources.mlflow import MlflowResource
 from nexus_resources.modes import build_resources
 from serving.batcher import MicroBatcher, UnscorableRecord
-from serving.model import load_version
+from serving.model import fast_model, load_version
 from tests.conftest import SMALL_CONFIG, TRAINING_CHAIN, materialize_window, register_version
 
 TOKEN = "test-token"
@@ -269,7 +269,8 @@ def test_a_batch_that_fails_is_split_so_only_the_offending_request_fails(served)
     client = served.mlflow.client()
     model = load_version(client, NAME, registry.aliases(client, NAME)["champion"])
     forest = pipeline(served.config, served.data, estimator("random_forest", "binary_classification", 7))
-    model = dataclasses.replace(model, pipeline=forest, transform=compile_preprocessor(forest, model.spec))
+    model = dataclasses.replace(model, pipeline=forest)
+    model.fast = fast_model(model)
     poison = [ROW, ROW, {**ROW, "age": "forty"}, ROW]
 
     async def send(current) -> list:
@@ -283,7 +284,7 @@ def test_a_batch_that_fails_is_split_so_only_the_offending_request_fails(served)
     assert "record 2" in str(answers[3])
     assert [len(a[1]) for a in answers if not isinstance(a, Exception)] == [1, 1, 1, 2, 2, 2]
     features_only = forest.__class__(forest.steps[:1])  # no estimator: cannot predict anything
-    broken = dataclasses.replace(model, pipeline=features_only)
+    broken = dataclasses.replace(model, pipeline=features_only, fast=None)
     answers = asyncio.run(send(broken))
     assert all(isinstance(a, Exception) and not isinstance(a, UnscorableRecord) for a in answers)
 
@@ -293,7 +294,7 @@ def test_served_answers_match_the_pipeline_on_a_frame_missing_values_included(se
     is the "missing" category the model was trained with, not an unknown one."""
     client = served.mlflow.client()
     model = load_version(client, NAME, registry.aliases(client, NAME)["champion"])
-    assert model.transform is not None
+    assert model.fast is not None
     assert model.spec.time == ("event_time",), "the hour, weekday and month of the time are features"
     records = [ROW, {**ROW, "plan": None, "region": None, "age": None}, {**ROW, "device": "fridge"}]
     # a time in another zone is read in the dataset's; one left out has no parts
@@ -474,6 +475,9 @@ def test_an_ensemble_champion_answers_the_weighted_average_of_its_members_and_a_
     frame = model_inputs(rows, served.data.spec)
     expected = (linear.predict_proba(frame)[:, 1] + 3 * forest.predict_proba(frame)[:, 1]) / 4
     np.testing.assert_allclose(served_probabilities, expected, rtol=0, atol=1e-12)
+    loaded = load_version(client, NAME, version)  # each member's feature step compiled, the same vote over them
+    parsed = loaded.parse(json.dumps({"records": records}).encode())
+    assert loaded.fast is not None and loaded.answer(parsed) == dataclasses.replace(loaded, fast=None).answer(parsed)
     cracked = register_version(
         served.mlflow,
         served.config,
