@@ -66,12 +66,7 @@ def main() -> None:
     example = _example_rows(name, champion, model)
     row = example.iloc[:1].to_dict("records")
 
-    env = {
-        "DO_NOT_TRACK": "1",
-        "MLFLOW_TRACKING_URI": resource.tracking_uri,
-        "NEXUS_SERVING_WORKERS": str(args.workers),
-        "OMP_NUM_THREADS": "1",  # as `nexus serve` sets it (nexus_cli/bentoml_serve.py)
-    }
+    env = _env(resource, args.workers)
     print(
         f"model {name} v{champion} ({model.info.get('family')}); {os.cpu_count()} cores; wrk, {args.seconds} s each\n"
     )
@@ -132,12 +127,7 @@ def _bench_ensemble(config, resource, champion: str, args: argparse.Namespace) -
     try:
         model = load_version(client, name, version)
         body = {"records": _example_rows(name, version, model).iloc[:1].to_dict("records")}
-        env = {
-            "DO_NOT_TRACK": "1",
-            "MLFLOW_TRACKING_URI": resource.tracking_uri,
-            "NEXUS_SERVING_WORKERS": str(args.workers),
-            "OMP_NUM_THREADS": "1",  # as `nexus serve` sets it (nexus_cli/bentoml_serve.py)
-        }
+        env = _env(resource, args.workers)
         print(
             f"model {name} v{version} (an ensemble of {', '.join(families)}); {os.cpu_count()} cores; "
             f"wrk, {args.seconds} s each\n"
@@ -151,6 +141,15 @@ def _bench_ensemble(config, resource, champion: str, args: argparse.Namespace) -
         print(pd.DataFrame(results).to_markdown(index=False))
     finally:
         registry.promote(client, name, champion)  # leave the registry as we found it
+
+
+def _env(resource, workers: int) -> dict[str, str]:
+    return {
+        "DO_NOT_TRACK": "1",
+        "MLFLOW_TRACKING_URI": resource.tracking_uri,
+        "NEXUS_SERVING_WORKERS": str(workers),
+        "OMP_NUM_THREADS": "1",  # as `nexus serve` sets it (nexus_cli/bentoml_serve.py)
+    }
 
 
 def _example_rows(name: str, version: str, model) -> pd.DataFrame:

