@@ -6,10 +6,11 @@ time where the table has time), the selection metric on the 20%, the fit time, a
 
 NexusML's path is the one `candidate_models` and `challenger_model` take: the data contract proposes the columns'
 roles, each family of `model.candidates` is fitted behind the shared feature transform on the older 85% of the 80%
-(a seeded 85% where there is no time), with their greedy weighted ensemble, and the best on the rest (validation) is
-chosen. FLAML gets the whole 80% and its time budget (`--budget` seconds, two cores). Both are scored by NexusML's
-own metrics on the 20%. The gap is NexusML's score relative to FLAML's, signed so that a negative gap means NexusML
-is behind.
+(a seeded 85% where there is no time), and refitted before each older window of `training.selection_windows`, with
+their greedy weighted ensemble, and the best on average over the rest (validation) and the older windows is chosen
+(`--windows 1 2` compares selection on the validation part alone with the default, side by side). FLAML gets the
+whole 80% and its time budget (`--budget` seconds, two cores). Both are scored by NexusML's own metrics on the 20%.
+The gap is NexusML's score relative to FLAML's, signed so that a negative gap means NexusML is behind.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pandas as pd
 from nexus_assets.data import contract
 from nexus_assets.features.split import TrainingDataset
 from nexus_assets.training import selection
+from nexus_assets.training.assets import older_windows
 from nexus_assets.training.candidates import estimator, pipeline
 from nexus_assets.training.metrics import evaluate, metrics_for
 from nexus_core.config import NexusConfig
@@ -97,11 +99,12 @@ TABLES = {
 }
 
 
-def _config(name: str, table: Table, candidates: list[str] | None) -> NexusConfig:
+def _config(name: str, table: Table, candidates: list[str] | None, windows: int | None = None) -> NexusConfig:
     dataset = {"name": name, "source": {"kind": "file", "path": f"{name}.csv"}, "target": table.target}
     dataset |= {"task": table.task} | ({"timestamp": table.time} if table.time else {})
     model = {"registered_name": name} | ({"candidates": candidates} if candidates else {})
-    return NexusConfig.model_validate({"dataset": dataset, "model": model})
+    training = {"selection_windows": windows} if windows else {}
+    return NexusConfig.model_validate({"dataset": dataset, "model": model, "training": training})
 
 
 def _split(frame: pd.DataFrame, table: Table, share: float, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -121,17 +124,21 @@ def nexusml(
     family's selection metric on `test`."""
     spec = contract.feature_spec_of(contract.propose(config, learn, None))
     train, validation = _split(learn, table, 0.85)
-    data = TrainingDataset(train=train, validation=validation, holdout=test, spec=spec)
+    data = TrainingDataset(train, validation, test, spec, in_time_order=bool(table.time))
     higher = metrics_for(config.dataset.task)[config.metric].higher_is_better
-    X_val, y_val = model_inputs(validation, spec), validation[config.dataset.target]
-    started, fitted = time.perf_counter(), []
+    task, started, fitted = config.dataset.task, time.perf_counter(), []
+    parts = [data, *older_windows(config, data)]
+    windows = [(model_inputs(part.validation, spec), part.validation[config.dataset.target]) for part in parts]
     families = {
-        f: pipeline(config, data, estimator(f, config.dataset.task, config.model.seed)) for f in config.model.candidates
+        f: [pipeline(config, part, estimator(f, task, config.model.seed)) for part in parts]
+        for f in config.model.candidates
     }
-    mixed = selection.select(config, families, X_val, y_val) if config.model.ensemble else None
-    for family, model in {**families, **({ENSEMBLE: mixed} if mixed is not None else {})}.items():
-        score = evaluate(config.dataset.task, model, X_val, y_val)
-        fitted.append((score[config.metric] * (1 if higher else -1), family, model))
+    mixed = selection.select(config, families, windows) if config.model.ensemble else None
+    for family, models in {**families, **({ENSEMBLE: mixed} if mixed is not None else {})}.items():
+        average = np.nanmean(
+            [evaluate(task, m, X, y)[config.metric] for m, (X, y) in zip(models, windows, strict=True)]
+        )
+        fitted.append((average * (1 if higher else -1), family, models[0]))
     seconds = time.perf_counter() - started
     tested = {
         family: evaluate(config.dataset.task, model, model_inputs(test, spec), test[config.dataset.target])
@@ -177,6 +184,9 @@ def main() -> None:
     parser.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(TABLES))
     parser.add_argument("--candidates", nargs="+", help="the families to train (default: model.candidates)")
     parser.add_argument("--families", action="store_true", help="also each family's score on the 20%%")
+    parser.add_argument(
+        "--windows", nargs="+", type=int, default=[None], help="training.selection_windows to compare (default: its)"
+    )
     args = parser.parse_args()
     rows, families = [], []
     for name in args.tables:
@@ -184,25 +194,20 @@ def main() -> None:
         frame = table.load().reset_index(drop=True)
         config = _config(name, table, args.candidates)
         learn, test = _split(frame, table, 0.8)
-        ours, our_seconds, family, each = nexusml(config, table, learn, test)
-        families.append({"table": name, "metric": config.metric, **{k: round(v, 4) for k, v in each.items()}})
         theirs, their_seconds = flaml(config, learn, test, args.budget)
         metric = config.metric
         higher = metrics_for(config.dataset.task)[metric].higher_is_better
-        gap = (ours[metric] - theirs[metric]) / abs(theirs[metric]) * (1 if higher else -1)
-        rows.append(
-            {
-                "table": name,
-                "rows": len(frame),
-                "metric": metric,
-                "NexusML": round(ours[metric], 4),
-                "family": family,
-                "FLAML": round(theirs[metric], 4),
-                "gap": f"{gap:+.1%}",
-                "NexusML s": round(our_seconds, 1),
-                "FLAML s": round(their_seconds, 1),
-            }
-        )
+        row = {"table": name, "rows": len(frame), "metric": metric, "FLAML": round(theirs[metric], 4)}
+        for windows in args.windows:
+            ours, our_seconds, family, each = nexusml(
+                _config(name, table, args.candidates, windows), table, learn, test
+            )
+            label = "NexusML" + (f" ({windows} window{'s' * (windows > 1)})" if len(args.windows) > 1 else "")
+            families.append({"table": name, "windows": windows, **{k: round(v, 4) for k, v in each.items()}})
+            gap = (ours[metric] - theirs[metric]) / abs(theirs[metric]) * (1 if higher else -1)
+            row |= {label: round(ours[metric], 4), f"{label} family": family, f"{label} gap": f"{gap:+.1%}"}
+            row |= {f"{label} s": round(our_seconds, 1)}
+        rows.append(row | {"FLAML s": round(their_seconds, 1)})
         print(rows[-1], flush=True)
     print()
     print(pd.DataFrame(rows).to_markdown(index=False))

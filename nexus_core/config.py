@@ -230,6 +230,14 @@ class TrainingConfig(_Strict):
         "the families still to fit. Boosting and forests stop adding iterations when the next would not end in "
         "time and keep what they have; a family whose turn comes after the budget is spent is left out.",
     )
+    selection_windows: int = Field(
+        2,
+        ge=1,
+        description="Windows the families and the ensemble's weights are chosen on: the validation part and older "
+        "windows of its length cut from the end of the training part, each scored by the family refitted on the "
+        "rows before it (rolling origin), so one slice that may be another season does not choose alone; 1: the "
+        "validation part only. Each older window costs each family one more (smaller) fit.",
+    )
     seed: int = 7
 
 

@@ -26,6 +26,8 @@ from nexus_core.names import TRAINING_CHAIN
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 PG_ADMIN_URL = os.environ.get("NEXUS_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+# The embedded default's event log, as dagster.yaml configures it: tests run on the storage users get.
+EVENT_LOG = yaml.safe_load((Path(__file__).resolve().parent.parent / "dagster.yaml").read_text())["event_log_storage"]
 
 SMALL_CONFIG = {
     "dataset": {
@@ -91,10 +93,17 @@ def write_config(tmp_path: Path) -> Callable[..., NexusConfig]:
     return write
 
 
+@contextlib.contextmanager
+def embedded_instance(temp_dir: Path | None = None, **overrides) -> Iterator[dg.DagsterInstance]:
+    """A Dagster instance of its own for a test, with the embedded default's event log (dagster.yaml)."""
+    settings = {"event_log_storage": EVENT_LOG, **overrides}
+    with dg.instance_for_test(overrides=settings, temp_dir=str(temp_dir) if temp_dir else None) as instance:
+        yield instance
+
+
 @pytest.fixture
 def instance(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dg.DagsterInstance]:
-    trained = tmp_path / "trained" / "dagster" if _snapshot_of(request) else None
-    with dg.instance_for_test(temp_dir=str(trained) if trained else None) as test_instance:
+    with embedded_instance(tmp_path / "trained" / "dagster" if _snapshot_of(request) else None) as test_instance:
         yield test_instance
 
 
@@ -148,7 +157,7 @@ def trained_snapshot(root: Path, changes: dict, days: tuple[str, ...] = ()) -> T
         patch.setenv("NEXUS_MODE", "embedded")
         patch.setenv("NEXUS_CONFIG", str(config_path))
         defs = build_definitions(load_config(config_path))
-        with dg.instance_for_test(temp_dir=str(live / "dagster")) as instance:
+        with embedded_instance(live / "dagster") as instance:
             materialize_window(defs, instance)
             assert materialize(defs, instance, TRAINING_CHAIN).success
             for day in days:

@@ -82,9 +82,10 @@ def test_the_ensemble_predicts_the_weighted_average_of_its_members(seattle, peng
 
 def test_greedy_selection_mixes_the_families_only_when_the_mix_beats_each_alone_on_validation(seattle, penguins):
     config, parts = seattle
-    votes = selection.greedy_weights(config, parts["fitted"], parts["X"], parts["y"])
+    fitted, windows = {f: [m] for f, m in parts["fitted"].items()}, [(parts["X"], parts["y"])]
+    votes = selection.greedy_weights(config, fitted, windows)
     assert sum(votes.values()) <= selection.ROUNDS and sum(v > 0 for v in votes.values()) >= 2, votes
-    model = selection.select(config, parts["fitted"], parts["X"], parts["y"])
+    [model] = selection.select(config, fitted, windows)
     alone = {f: evaluate("regression", m, parts["X"], parts["y"])["rmse"] for f, m in parts["fitted"].items()}
     mixed = evaluate("regression", model, parts["X"], parts["y"])["rmse"]
     print(f"Seattle weather validation rmse: ensemble {mixed:.3f} ({votes}), families {alone}")
@@ -96,7 +97,8 @@ def test_greedy_selection_mixes_the_families_only_when_the_mix_beats_each_alone_
     assert predict(model, hot)[0][0] <= limits[1] < model.predict(hot)[0]
     # penguins: the linear model alone is right on every validation row; no average can beat it
     config, parts = penguins
-    assert selection.select(config, parts["fitted"], parts["X"], parts["y"]) is None
+    fitted = {f: [m] for f, m in parts["fitted"].items()}
+    assert selection.select(config, fitted, [(parts["X"], parts["y"])]) is None
 
 
 def test_the_ensemble_is_a_candidate_registered_and_judged_by_the_gate_like_the_others(tmp_path, monkeypatch, instance):
@@ -118,7 +120,7 @@ def test_the_ensemble_is_a_candidate_registered_and_judged_by_the_gate_like_the_
     candidates = defs.load_asset_value("candidate_models", instance=instance)
     assert [c.family for c in candidates] == [*config.model.candidates, ENSEMBLE]
     mixed = candidates[-1]
-    assert all(mixed.validation["rmse"] < c.validation["rmse"] for c in candidates[:-1])
+    assert all(mixed.selection_score("rmse") < c.selection_score("rmse") for c in candidates[:-1])
     run = mlflow.get_run(mixed.run_id)
     assert run.data.tags["nexus.family"] == ENSEMBLE and run.data.params["members"] == run.data.tags["nexus.ensemble"]
     info = mlflow.models.get_model_info(mixed.model_uri)

@@ -218,6 +218,15 @@ def test_years_of_daily_rows_get_monthly_partitions_a_time_split_monitoring_and_
             instance.get_latest_materialization_event(key).asset_materialization.metadata for key in january
         )
         split = instance.get_latest_materialization_event(dg.AssetKey("training_dataset")).asset_materialization
+        comparison = instance.get_latest_materialization_event(dg.AssetKey("candidate_models")).asset_materialization
+        defs = build_definitions(load_config(path))
+        trained = defs.load_asset_value("candidate_models", instance=instance)
+        challenger = defs.load_asset_value("challenger_model", instance=instance)
+    # the families are chosen on the validation months and on as many months before them, each refitted before
+    table = comparison.metadata["comparison"].value
+    assert "Chosen by the average rmse over 2 windows" in table and "older window 1 rmse" in table, table
+    assert all(len(c.older) == 1 for c in trained)
+    assert challenger["family"] == min(trained, key=lambda c: c.selection_score("rmse")).family
     assert scored["dagster/row_count"].value == 28, "every day of February 2015 is scored"
     assert labelled["pending_labels"].value > 0 and labelled["dagster/row_count"].value < 28
     assert split.metadata["awaiting_label"].value > 50, "days without a label are left out of training"

@@ -20,7 +20,7 @@ from nexus_defs.definitions import build_definitions
 from nexus_resources.app_db import AppDatabase
 from nexus_resources.modes import build_resources
 from nexus_sensors import rules as retraining
-from tests.conftest import TRAINING_CHAIN, materialize_window, register_version
+from tests.conftest import TRAINING_CHAIN, embedded_instance, materialize_window, register_version
 
 NAME = "nexus-churn-test"
 DRIFT_DAY = dt.date(2026, 1, 9)
@@ -217,7 +217,7 @@ def test_approval_required_stops_at_the_gate_until_nexus_promote(write_config, i
 @pytest.fixture
 def retrying_instance():
     """An instance that retries a failed run once, as dagster.yaml says."""
-    with dg.instance_for_test(overrides={"run_retries": {"enabled": True, "max_retries": 1}}) as instance:
+    with embedded_instance(run_retries={"enabled": True, "max_retries": 1}) as instance:
         yield instance
 
 

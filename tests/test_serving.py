@@ -35,7 +35,7 @@ from nexus_resources.mlflow import MlflowResource
 from nexus_resources.modes import build_resources
 from serving.batcher import MicroBatcher, UnscorableRecord
 from serving.model import fast_model, load_version
-from tests.conftest import SMALL_CONFIG, TRAINING_CHAIN, materialize_window, register_version
+from tests.conftest import SMALL_CONFIG, TRAINING_CHAIN, embedded_instance, materialize_window, register_version
 
 TOKEN = "test-token"
 REPO = Path(__file__).resolve().parent.parent
@@ -77,7 +77,7 @@ def served(tmp_path_factory):
             patch.setenv(key, value)
         config = load_config()
         defs = build_definitions(config)
-        with dg.instance_for_test() as instance:
+        with embedded_instance() as instance:
             materialize_window(defs, instance)
             assert dg.materialize(
                 list(defs.assets), selection=TRAINING_CHAIN, instance=instance, resources=defs.resources
@@ -501,7 +501,7 @@ def test_the_challenger_answers_live_requests_in_shadow_and_is_judged_on_their_l
     challenger = register_version(served.mlflow, served.config, served.data, family="random_forest")
     client.set_registered_model_alias(NAME, registry.CHALLENGER, challenger)
     wait_for(served.url, lambda info: info["shadow"]["version"] == challenger)
-    with dg.instance_for_test() as instance:
+    with embedded_instance() as instance:
 
         def materialize_day(selection: list[str], **kwargs) -> bool:
             return dg.materialize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import dagster as dg
 import numpy as np
@@ -91,6 +91,7 @@ class TrainingDataset:
     # rows weigh training.change_weight times more (training.on_change: weight).
     history: list[str] = field(default_factory=list)
     change: tuple[str, float] | None = None
+    in_time_order: bool = True  # False: the rows were split by a seeded shuffle (no timestamp), kept in file order
 
     def part(self, name: str) -> pd.DataFrame:
         return getattr(self, name)
@@ -101,6 +102,29 @@ class TrainingDataset:
         bounds = np.cumsum([0, *(n for name in parts for n in self.partition_rows.get(name, {}).values())])
         frames = [rows.iloc[a:b] for a, b in itertools.pairwise(bounds) if b - a >= minimum]
         return spread(frames, count)
+
+    def older_windows(self, count: int, min_rows: int, seed: int, classes_of: str | None) -> list[TrainingDataset]:
+        """Up to `count` windows of the validation part's length cut from the end of the training part, newest
+        first, each a dataset that trains on the rows before it and validates on it (rolling origin): where a family
+        is scored besides the validation part, so one slice (one season) does not choose alone. Rows in no time
+        order are cut from a `seed`ed shuffle instead (a file sorted by class must not give a window of one class).
+        A window is cut only while at least `min_rows`, and as many rows as it holds, are left before it; with
+        `classes_of` (a classifier's target), only while those rows hold every class the training part does."""
+        size, rows, windows = len(self.validation), len(self.train), []
+        order = np.arange(rows) if self.in_time_order else np.random.default_rng(seed).permutation(rows)
+        classes = set(self.train[classes_of].unique()) if classes_of else set()
+        for k in range(1, count + 1):
+            start, end = rows - k * size, rows - (k - 1) * size
+            if size == 0 or start < max(min_rows, size):
+                break
+            before, inside = np.sort(order[:start]), np.sort(order[start:end])
+            train = self.train.iloc[before]
+            if classes_of and set(train[classes_of].unique()) != classes:
+                break
+            weights = None if self.weights is None else self.weights[before]
+            window = self.train.iloc[inside].reset_index(drop=True)
+            windows.append(replace(self, train=train.reset_index(drop=True), validation=window, weights=weights))
+        return windows
 
 
 class History(Mapping[str, pd.DataFrame]):
@@ -252,6 +276,7 @@ def split_by_row(frame: pd.DataFrame, config: NexusConfig, spec: FeatureSpec) ->
     }
     data = _dataset(frames, spec, ranges=None)
     data.older = sample(data.train, OLDER_ROWS, config.training.seed)
+    data.in_time_order = bool(timestamp and timestamp in frame)
     return data
 
 

@@ -37,9 +37,21 @@ from nexus_resources.compute import Compute
 from nexus_resources.frame_io import ParquetIOManager, PartitionFiles
 from nexus_resources.mlflow import MlflowResource
 
+FAR = 0.05  # a validation score this share away from the family's average over the windows is reported
+
 
 def build_training_assets(config: NexusConfig) -> list[dg.AssetsDefinition]:
     return [_candidate_models(config), _challenger_model(config), build_champion_model(config)]
+
+
+@dataclass
+class _Older:
+    """An older selection window: the dataset that trains on the rows before it, and its rows as the model reads
+    them."""
+
+    data: TrainingDataset
+    X: pd.DataFrame
+    y: pd.Series
 
 
 @dataclass
@@ -48,6 +60,7 @@ class _Window:
 
     X_val: pd.DataFrame
     y_val: pd.Series
+    older: list[_Older]  # the older selection windows (`training.selection_windows`), newest first
     X_hold: pd.DataFrame
     y_hold: pd.Series
     example: pd.DataFrame  # the most complete validation rows: MLflow's input example and signature
@@ -66,6 +79,10 @@ def _window(config: NexusConfig, data: TrainingDataset) -> _Window:
     return _Window(
         X_val=X_val,
         y_val=target(config, data.validation),
+        older=[
+            _Older(w, model_inputs(w.validation, data.spec), target(config, w.validation))
+            for w in older_windows(config, data)
+        ],
         X_hold=model_inputs(data.holdout, data.spec),
         y_hold=target(config, data.holdout),
         # the most complete rows: with a mostly-empty column, no row may be complete
@@ -77,13 +94,25 @@ def _window(config: NexusConfig, data: TrainingDataset) -> _Window:
     )
 
 
+def older_windows(config: NexusConfig, data: TrainingDataset) -> list[TrainingDataset]:
+    """The older windows (`training.selection_windows`) a family is scored on besides the validation part; a
+    classifier's learn every class, so each window's models vote over the same classes."""
+    classifier = config.dataset.task != "regression"
+    return data.older_windows(
+        config.training.selection_windows - 1,
+        config.training.min_rows,
+        config.training.seed,
+        config.dataset.target if classifier else None,
+    )
+
+
 def _candidate_models(config: NexusConfig) -> dg.AssetsDefinition:
     @dg.asset(
         key=config.asset("candidate_models"),
         ins=inputs(config, "training_dataset"),
         group_name="training",
         kinds={"scikit-learn", "mlflow"},
-        code_version="2",
+        code_version="3",
     )
     def candidate_models(
         context: dg.AssetExecutionContext,
@@ -118,14 +147,14 @@ def _candidate_models(config: NexusConfig) -> dg.AssetsDefinition:
             raise dg.Failure(description=f"no family was fitted: failed {failed}, out of time {skipped}")
         if config.model.ensemble and len(fitted) > 1:
             candidates += _ensemble(config, context, mlflow, data, window, fitted)
-        if all(np.isnan(c.validation[config.metric]) for c in candidates):
+        if all(np.isnan(c.selection_score(config.metric)) for c in candidates):
             raise dg.Failure(
                 description=f"cannot choose a challenger: {unscorable(config.metric, window.y_val, 'validation')}"
             )
         return dg.MaterializeResult(
             value=candidates,
             metadata={
-                "comparison": dg.MetadataValue.md(_comparison(config, mlflow, candidates, failed, skipped)),
+                "comparison": dg.MetadataValue.md(_comparison(config, mlflow, window, candidates, failed, skipped)),
                 "selection_metric": config.metric,
             },
         )
@@ -152,12 +181,18 @@ class _Fitting:
     def __post_init__(self) -> None:
         self.end = time.monotonic() + self.config.training.time_budget_seconds
 
-    def __call__(self, family: str, seconds: float) -> tuple[Pipeline, Stopped | None]:
-        """The family fitted within `seconds` if it can stop early, and how far it got if it had to."""
-        config, data = self.config, self.data
+    def __call__(
+        self, family: str, seconds: float, data: TrainingDataset | None = None
+    ) -> tuple[Pipeline, Stopped | None]:
+        """The family fitted on the window (or on `data`, an older window's, in this process) within `seconds` if it
+        can stop early, and how far it got if it had to."""
+        config, window = self.config, self.data
         model = estimator(family, config.dataset.task, config.model.seed)
-        if not (family == "lightgbm" and config.compute.engine == "dask" and cluster.beyond_window(data)):
-            return budgeted(config, data, model, time.monotonic() + seconds)
+        if data is not None or not (
+            family == "lightgbm" and config.compute.engine == "dask" and cluster.beyond_window(window)
+        ):
+            return budgeted(config, data or window, model, time.monotonic() + seconds)
+        data = window
         self.context.log.info(
             f"training lightgbm on the Dask cluster at {config.compute.address} over {len(data.history)} partitions "
             f"({len(data.partition_rows['train'])} in the window of training.max_rows={config.training.max_rows})"
@@ -177,12 +212,16 @@ def _train(
     family: str,
     fit: _Fitting,
     seconds: float,
-) -> tuple[Candidate, Pipeline]:
-    """One family fitted on the window within `seconds`, tracked in its own run."""
+) -> tuple[Candidate, list[Pipeline]]:
+    """One family fitted on the window within `seconds`, tracked in its own run; with the models refitted on the
+    rows before each older window, which share the seconds by their rows."""
     tags = {**window.lineage, "nexus.family": family}
+    end = time.monotonic() + seconds
+    share = len(data.train) / (len(data.train) + sum(len(w.data.train) for w in window.older))
     with mlflow.start_run(context, config.dataset.name, family, tags):
         try:
-            model, stopped = fit(family, seconds)
+            model, stopped = fit(family, seconds * share)
+            older = [fit(family, end - time.monotonic(), w.data)[0] for w in window.older]
         except dg.Failure:
             raise
         except Exception as exc:  # this family's own trouble with the data or its settings: the others may cope
@@ -194,7 +233,8 @@ def _train(
             params["iterations_fitted"] = stopped.iterations
             tags = {**tags, "nexus.time_budget": str(stopped)}
             set_tag("nexus.time_budget", str(stopped))
-        return _tracked(config, data, window, family, model, params, tags), model
+        models = [model, *older]
+        return _tracked(config, data, window, family, models, params, tags), models
 
 
 def _ensemble(
@@ -203,20 +243,21 @@ def _ensemble(
     mlflow: MlflowResource,
     data: TrainingDataset,
     window: _Window,
-    fitted: dict[str, Pipeline],
+    fitted: dict[str, list[Pipeline]],
 ) -> list[Candidate]:
     """The families' weighted average as one more candidate, in its own run; none when one family alone scores
-    best on validation."""
-    model = selection.select(config, fitted, window.X_val, window.y_val)
-    if model is None:
-        context.log.info("no ensemble: on validation no average of the families beats the best one alone")
+    best over the selection windows."""
+    windows = [(window.X_val, window.y_val), *((w.X, w.y) for w in window.older)]
+    models = selection.select(config, fitted, windows)
+    if models is None:
+        context.log.info("no ensemble: over the selection windows no average of the families beats the best one alone")
         return []
-    shares = weights(model)
+    shares = weights(models[0])
     context.log.info(f"training {ENSEMBLE}: {_shares(shares)}")
     tags = {**window.lineage, "nexus.family": ENSEMBLE, "nexus.ensemble": _shares(shares)}
     with mlflow.start_run(context, config.dataset.name, ENSEMBLE, tags):
         params = {"members": _shares(shares), "selection_rounds": selection.ROUNDS}
-        return [_tracked(config, data, window, ENSEMBLE, model, params, tags)]
+        return [_tracked(config, data, window, ENSEMBLE, models, params, tags)]
 
 
 def _tracked(
@@ -224,23 +265,30 @@ def _tracked(
     data: TrainingDataset,
     window: _Window,
     family: str,
-    model: BaseEstimator,
+    models: list[BaseEstimator],
     params: dict,
     tags: dict[str, str],
 ) -> Candidate:
-    """A fitted model scored and logged in the active run (tagged `tags`), with its threshold, reference and drift
-    calibration."""
-    objective, w = _objective(config.model.threshold), window
+    """A fitted model (the first of `models`, the others as fitted for each older window) scored and logged in the
+    active run (tagged `tags`), with its threshold, reference and drift calibration."""
+    objective, w, model = _objective(config.model.threshold), window, models[0]
     threshold = choose_threshold(config.model.threshold, model, w.X_val, w.y_val)
     if threshold is not None:  # travels inside the artifact: batch scoring and serving apply it too
-        setattr(model, THRESHOLD, threshold)
+        for fitted in models:  # the older windows' models are scored as the candidate decides
+            setattr(fitted, THRESHOLD, threshold)
         log_params({"decision_threshold": threshold, "threshold_objective": objective})
     task = config.dataset.task
     validation, holdout = evaluate(task, model, w.X_val, w.y_val), evaluate(task, model, w.X_hold, w.y_hold)
+    older = [evaluate(task, fitted, o.X, o.y) for fitted, o in zip(models[1:], w.older, strict=True)]
     log_params(params)
     log_metrics(
-        {f"validation_{k}": v for k, v in validation.items() if not np.isnan(v)}
-        | {f"holdout_{k}": v for k, v in holdout.items() if not np.isnan(v)}
+        {
+            f"{part}_{k}": v
+            for part, scores in [("validation", validation), ("holdout", holdout)]
+            + [(f"older_window_{n}", scores) for n, scores in enumerate(older, 1)]
+            for k, v in scores.items()
+            if not np.isnan(v)
+        }
     )
     info = log_pipeline(
         model,
@@ -253,7 +301,7 @@ def _tracked(
     log_dict(w.usual_data | usual, CALIBRATION_ARTIFACT)
     if threshold is not None:
         tags = {**tags, "nexus.decision_threshold": f"{threshold:.6g} ({objective})"}
-    return Candidate(family, active_run().info.run_id, info.model_uri, validation, holdout, tags, threshold)
+    return Candidate(family, active_run().info.run_id, info.model_uri, validation, holdout, tags, threshold, older)
 
 
 def _shares(shares: dict[str, float]) -> str:
@@ -263,23 +311,28 @@ def _shares(shares: dict[str, float]) -> str:
 def _comparison(
     config: NexusConfig,
     mlflow: MlflowResource,
+    window: _Window,
     candidates: list[Candidate],
     failed: dict[str, str],
     skipped: list[str],
 ) -> str:
+    metric = config.metric
     table = pd.DataFrame(
         [
             {
                 "family": c.family,
                 **({"threshold": c.threshold} if c.threshold is not None else {}),
                 **{f"validation {k}": v for k, v in c.validation.items()},
-                f"holdout {config.metric}": c.holdout.get(config.metric),
+                **{f"older window {n} {metric}": scores[metric] for n, scores in enumerate(c.older, 1)},
+                **({f"selection {metric}": c.selection_score(metric)} if c.older else {}),
+                f"holdout {metric}": c.holdout.get(metric),
                 "mlflow run": f"[{c.run_id[:8]}]({mlflow.run_url(c.run_id)})",
             }
             for c in candidates
         ]
     )
-    notes = [
+    notes = _selection_notes(config, window, candidates)
+    notes += [
         f"Stopped early: {c.family} {c.tags['nexus.time_budget']}" for c in candidates if "nexus.time_budget" in c.tags
     ]
     notes += [f"Left out, failed to fit: {family} ({error})" for family, error in failed.items()]
@@ -288,6 +341,43 @@ def _comparison(
         f"Left out, out of time: {family} (training.time_budget_seconds={budget:g} was spent)" for family in skipped
     ]
     return "\n\n".join([table.to_markdown(index=False, floatfmt=".4f"), *notes])
+
+
+def _selection_notes(config: NexusConfig, window: _Window, candidates: list[Candidate]) -> list[str]:
+    """How the challenger is chosen, and where the validation part alone would mislead."""
+    metric, wanted = config.metric, config.training.selection_windows - 1
+    if not window.older:
+        return [f"Chosen on the validation part alone ({len(window.y_val)} rows)"] + (
+            [
+                f"No older window: training.selection_windows={wanted + 1} asks for {wanted}, but the training part "
+                "is too short to cut one of the validation part's length and train before it (or lacks a class there)"
+            ]
+            if wanted
+            else []
+        )
+    notes = [
+        f"Chosen by the average {metric} over {len(window.older) + 1} windows of {len(window.y_val)} rows: the "
+        f"validation part and {len(window.older)} older window(s) cut from the end of the training part, each scored "
+        "by the family refitted on the rows before it (training.selection_windows)"
+    ]
+    scored = [c for c in candidates if not np.isnan(c.selection_score(metric))]
+    if scored:
+        sign = 1 if metrics_for(config.dataset.task)[metric].higher_is_better else -1
+        by_average = max(scored, key=lambda c: sign * c.selection_score(metric))
+        by_validation = max(scored, key=lambda c: sign * np.nan_to_num(c.validation[metric], nan=-sign * np.inf))
+        if by_average is not by_validation:
+            notes.append(
+                f"The validation part alone would have chosen {by_validation.family}; over the windows "
+                f"{by_average.family} scores best"
+            )
+    for c in scored:
+        average, newest = c.selection_score(metric), c.validation[metric]
+        if abs(newest - average) > FAR * abs(average):
+            notes.append(
+                f"{c.family}'s validation {metric} ({newest:.4f}) is far from its average over the windows "
+                f"({average:.4f}): the validation part may be another season or regime than the rows before it"
+            )
+    return notes
 
 
 def _challenger_model(config: NexusConfig) -> dg.AssetsDefinition:
@@ -301,9 +391,10 @@ def _challenger_model(config: NexusConfig) -> dg.AssetsDefinition:
         code_version="1",
     )
     def challenger_model(candidate_models: list[Candidate], mlflow: MlflowResource) -> dg.MaterializeResult[dict]:
-        """The best candidate by the selection metric, registered as a new version with the `challenger` alias."""
-        scored = [c for c in candidate_models if not np.isnan(c.validation[config.metric])]
-        best = max(scored, key=lambda c: c.validation[config.metric] * (1 if metric.higher_is_better else -1))
+        """The best candidate by the selection metric over the selection windows, registered as a new version with
+        the `challenger` alias."""
+        scored = [c for c in candidate_models if not np.isnan(c.selection_score(config.metric))]
+        best = max(scored, key=lambda c: c.selection_score(config.metric) * (1 if metric.higher_is_better else -1))
         client = mlflow.client()
         with mlflow.reporting_failures(f"register {name}"):
             version = registry.register(
@@ -330,6 +421,7 @@ def _challenger_model(config: NexusConfig) -> dg.AssetsDefinition:
                 "version": dg.MetadataValue.int(int(version)),
                 "family": best.family,
                 config.metric: best.validation[config.metric],
+                f"selection_{config.metric}": best.selection_score(config.metric),
                 **({"decision_threshold": best.tags["nexus.decision_threshold"]} if best.threshold is not None else {}),
                 "mlflow_version": dg.MetadataValue.url(mlflow.version_url(name, version)),
                 "mlflow_run": dg.MetadataValue.url(mlflow.run_url(best.run_id)),

@@ -49,6 +49,13 @@ class Candidate:
     holdout: dict[str, float]
     tags: dict[str, str] = field(default_factory=dict)
     threshold: float | None = None  # a binary classifier's decision threshold
+    older: list[dict[str, float]] = field(default_factory=list)  # scores on the older windows, newest first
+
+    def selection_score(self, metric: str) -> float:
+        """`metric` averaged over the validation part and the older windows, where it can be computed (NaN if
+        nowhere): what the challenger is chosen by."""
+        scores = [s for s in (self.validation[metric], *(w[metric] for w in self.older)) if not math.isnan(s)]
+        return sum(scores) / len(scores) if scores else math.nan
 
 
 def log_pipeline(model: BaseEstimator, family: str, example: pd.DataFrame, metadata: dict | None = None) -> ModelInfo:

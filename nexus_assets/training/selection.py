@@ -1,5 +1,5 @@
 """The weighted ensemble candidate: Caruana et al.'s greedy ensemble selection (2004) over the fitted families, on the
-validation split."""
+selection windows (the validation split and older ones)."""
 
 from __future__ import annotations
 
@@ -20,29 +20,46 @@ from .metrics import Metric, metrics_for, score_rows
 ROUNDS = 25  # members added one at a time, with replacement: weights in 25ths, as AutoGluon's default
 
 
-def select(config: NexusConfig, fitted: dict[str, Pipeline], X: pd.DataFrame, y: pd.Series) -> BaseEstimator | None:
-    """The fitted families averaged with the weights that score best on (X, y): each round adds the family (again,
-    or a new one) that most improves the average, and the best round's counts are the weights. None when the best
-    average is one family alone (it is already a candidate) or nothing can be scored."""
-    known = [model_classes(model) for model in fitted.values()]
+Windows = list[tuple[pd.DataFrame, pd.Series]]
+
+
+def select(config: NexusConfig, fitted: dict[str, list[Pipeline]], windows: Windows) -> list[BaseEstimator] | None:
+    """The fitted families averaged with the weights that score best over `windows` (`fitted[family][i]` is the
+    family as fitted for `windows[i]`): each round adds the family (again, or a new one) that most improves the
+    average, and the best round's counts are the weights. One ensemble per window, the first the candidate; None
+    when the best average is one family alone (it is already a candidate) or nothing can be scored."""
+    known = [model_classes(model) for models in fitted.values() for model in models]
     if any(c is not None and not np.array_equal(c, known[0]) for c in known):
         return None  # a family trained on the cluster's longer history may know classes the window lacks
-    weights = greedy_weights(config, fitted, X, y)
+    weights = greedy_weights(config, fitted, windows)
     if sum(weight > 0 for weight in weights.values()) < 2:
         return None
-    model = ensemble.weighted(fitted, weights)
-    if (limits := _widest_range(fitted)) is not None:  # the ensemble's answers are clipped to it, as a member's are
-        setattr(model, TARGET_RANGE, limits)
-    return model
+    ensembles = []
+    for n in range(len(windows)):
+        members = {family: models[n] for family, models in fitted.items()}
+        model = ensemble.weighted(members, weights)
+        if (limits := _widest_range(members)) is not None:  # answers are clipped to it, as a member's are
+            setattr(model, TARGET_RANGE, limits)
+        ensembles.append(model)
+    return ensembles
 
 
-def greedy_weights(config: NexusConfig, fitted: dict[str, Pipeline], X: pd.DataFrame, y: pd.Series) -> dict[str, int]:
-    """How many of the best round's votes each family holds (zero for the ones never picked)."""
+def greedy_weights(config: NexusConfig, fitted: dict[str, list[Pipeline]], windows: Windows) -> dict[str, int]:
+    """How many of the best round's votes each family holds (zero for the ones never picked), its predictions on
+    every window scored as one."""
     metric = metrics_for(config.dataset.task)[config.metric]
-    classifier = is_classifier(next(iter(fitted.values())))
-    outputs = {family: model.predict_proba(X) if classifier else model.predict(X) for family, model in fitted.items()}
-    classes = model_classes(next(iter(fitted.values())))
-    limits, y = _widest_range(fitted), np.asarray(y)
+    first = next(iter(fitted.values()))[0]
+    classifier, classes = is_classifier(first), model_classes(first)
+
+    def output(model: Pipeline, X: pd.DataFrame) -> np.ndarray:
+        return model.predict_proba(X) if classifier else model.predict(X)
+
+    outputs = {
+        family: np.concatenate([output(model, X) for model, (X, _) in zip(models, windows, strict=True)])
+        for family, models in fitted.items()
+    }
+    limits = _widest_range({family: models[0] for family, models in fitted.items()})
+    y = np.concatenate([np.asarray(y) for _, y in windows])
 
     def score(average: np.ndarray) -> float:
         if classifier:
