@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import hashlib
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -37,6 +39,11 @@ TRUSTED_TYPES = {
     ENSEMBLE: ["sklearn.utils._bunch.Bunch"],  # the soft vote's own part: it keeps its members by name in a Bunch
 }
 ALL_TRUSTED_TYPES = sorted({t for types in TRUSTED_TYPES.values() for t in types})
+# Models loaded in this process, by their bytes and the types they asked to trust: a replay runs a day's scoring,
+# drift and gate in one process, each loading the same version (skops' audit and construction take most of a
+# second a model); a copy is handed out, so a caller's changes stay its own.
+_LOADED: dict[str, BaseEstimator] = {}
+_LOADED_MAX = 4
 
 
 def trusted_types(families: Iterable[str]) -> list[str]:
@@ -105,6 +112,13 @@ def _load_local(path: str) -> Pipeline | BaseEstimator:
     if not asked <= set(ALL_TRUSTED_TYPES):
         unknown = sorted(asked - set(ALL_TRUSTED_TYPES))
         raise UnsafeModel(f"the model asks to trust types outside the allowed list: {unknown}")
-    pipeline = mlflow.sklearn.load_model(path)
-    check_trees(pipeline)
-    return pipeline
+    content = hashlib.sha256((Path(path) / flavor["pickled_model"]).read_bytes())
+    content.update("\n".join(sorted(asked)).encode())
+    key = content.hexdigest()
+    if key not in _LOADED:
+        pipeline = mlflow.sklearn.load_model(path)
+        check_trees(pipeline)
+        while len(_LOADED) >= _LOADED_MAX:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = pipeline
+    return copy.deepcopy(_LOADED[key])
