@@ -35,7 +35,10 @@ class Compute(dg.ConfigurableResource):
         from distributed import as_completed
 
         with _client(config) as client:
-            sent = [client.scatter(value, broadcast=True, hash=False) for value in shared]
+            # Computed rather than scattered: a value a task made is made again if every worker holding it dies
+            # (scattered data has no lineage: a worker killed mid-task lost the model with it); each worker fetches
+            # it once for all its tasks.
+            sent = [client.submit(_same, value, pure=False) for value in shared]
             futures = {client.submit(work, item, *sent, pure=False): item for item in items}
             try:
                 for future in as_completed(futures, loop=client.loop):
@@ -55,6 +58,10 @@ class Compute(dg.ConfigurableResource):
         """The cluster's client as the process's default, for work a Dask library spreads itself and finds the
         client of by default (`lightgbm.dask`); close it when done."""
         return _client(config, default=True)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _died(exc: Exception) -> str:

@@ -192,14 +192,13 @@ class _Fitting:
             family == "lightgbm" and config.compute.engine == "dask" and cluster.beyond_window(window)
         ):
             return budgeted(config, data or window, model, time.monotonic() + seconds)
-        data = window
         self.context.log.info(
-            f"training lightgbm on the Dask cluster at {config.compute.address} over {len(data.history)} partitions "
-            f"({len(data.partition_rows['train'])} in the window of training.max_rows={config.training.max_rows})"
+            f"training lightgbm on the Dask cluster at {config.compute.address} over {len(window.history)} partitions"
+            f" ({len(window.partition_rows['train'])} in the window of training.max_rows={config.training.max_rows})"
         )
         with self.compute.client(config) as client:
-            fitted, rows = cluster.fit_on_cluster(config, data, model, self.features, client)
-        log_params({"trained_on": f"dask: {len(data.history)} partitions", "training_rows": rows})
+            fitted, rows = cluster.fit_on_cluster(config, window, model, self.features, client)
+        log_params({"trained_on": f"dask: {len(window.history)} partitions", "training_rows": rows})
         return fitted, None  # the cluster's collective training runs to its end
 
 
