@@ -2,6 +2,7 @@
 is in `promotion.py`."""
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
@@ -361,9 +362,8 @@ def _selection_notes(config: NexusConfig, window: _Window, candidates: list[Cand
     ]
     scored = [c for c in candidates if not np.isnan(c.selection_score(metric))]
     if scored:
-        sign = 1 if metrics_for(config.dataset.task)[metric].higher_is_better else -1
-        by_average = max(scored, key=lambda c: sign * c.selection_score(metric))
-        by_validation = max(scored, key=lambda c: sign * np.nan_to_num(c.validation[metric], nan=-sign * np.inf))
+        by_average = _best(config, scored, lambda c: c.selection_score(metric))
+        by_validation = _best(config, scored, lambda c: c.validation[metric])
         if by_average is not by_validation:
             notes.append(
                 f"The validation part alone would have chosen {by_validation.family}; over the windows "
@@ -379,8 +379,14 @@ def _selection_notes(config: NexusConfig, window: _Window, candidates: list[Cand
     return notes
 
 
+def _best(config: NexusConfig, candidates: list[Candidate], score: Callable[[Candidate], float]) -> Candidate:
+    """The candidate `score` ranks best by the selection metric's direction (NaN last, ties to the earlier)."""
+    sign = 1 if metrics_for(config.dataset.task)[config.metric].higher_is_better else -1
+    return max(candidates, key=lambda c: np.nan_to_num(sign * score(c), nan=-np.inf))
+
+
 def _challenger_model(config: NexusConfig) -> dg.AssetsDefinition:
-    name, metric = config.model.registered_name, metrics_for(config.dataset.task)[config.metric]
+    name = config.model.registered_name
 
     @dg.asset(
         key=config.asset("challenger_model"),
@@ -393,7 +399,7 @@ def _challenger_model(config: NexusConfig) -> dg.AssetsDefinition:
         """The best candidate by the selection metric over the selection windows, registered as a new version with
         the `challenger` alias."""
         scored = [c for c in candidate_models if not np.isnan(c.selection_score(config.metric))]
-        best = max(scored, key=lambda c: c.selection_score(config.metric) * (1 if metric.higher_is_better else -1))
+        best = _best(config, scored, lambda c: c.selection_score(config.metric))
         client = mlflow.client()
         with mlflow.reporting_failures(f"register {name}"):
             version = registry.register(
